@@ -1,0 +1,168 @@
+//! The command line: raw flags (clap) turned into validated stage configs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError};
+use crate::pipeline::{CrawlConfig, Input};
+use crate::progress::ProgressMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "webspool",
+    version,
+    about = "Fetch web pages into a crash-safe local journal, resumably.",
+    after_help = "Exit codes: 0 done, 1 error (journal, input, setup), 2 usage error, \
+                  130 interrupted (run the same command again to resume)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch every URL of a list into the journal; run again to resume.
+    Crawl(CrawlArgs),
+    /// Show counts and sizes of a journal.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JournalArg {
+    /// Journal directory (created if missing).
+    #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
+    pub journal: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// File with one URL per line, or `-` for stdin. Blank lines and `#` comments are
+    /// skipped; invalid lines are reported with their number and skipped.
+    #[arg(long, value_name = "FILE|-")]
+    pub urls: String,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Fetches in flight at once, over all hosts.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Fetches in flight at once to one host (host and port).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub per_host: u32,
+    /// Deadline for a whole fetch, redirects and body included, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs)]
+    pub timeout: f64,
+    /// Deadline for opening a TCP connection, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs)]
+    pub connect_timeout: f64,
+    /// Longest silence from a server (waiting for headers or body data), in seconds.
+    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = positive_secs)]
+    pub idle_timeout: f64,
+    /// Largest body kept, counted after content-decoding; larger pages are recorded as
+    /// `too_large`.
+    #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
+    pub max_body: u64,
+    /// Redirects followed before giving up with `too_many_redirects`.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_redirects: usize,
+    /// User-Agent header sent with every request.
+    #[arg(long, value_name = "S", default_value_t = default_user_agent())]
+    pub user_agent: String,
+    /// No progress bar or progress lines, only the summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Also trust the root certificates in this PEM file (for testing with a private
+    /// certificate authority).
+    #[arg(long, value_name = "PEM", hide = true)]
+    pub tls_extra_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be between 0 and 86400 seconds"))
+    }
+}
+
+impl CrawlArgs {
+    pub fn to_config(&self) -> Result<CrawlConfig, FetchError> {
+        let extra_roots = match &self.tls_extra_root {
+            Some(path) => load_pem_certs(path)?,
+            None => Vec::new(),
+        };
+        let input = if self.urls == "-" {
+            Input::Stdin
+        } else {
+            Input::File(PathBuf::from(&self.urls))
+        };
+        Ok(CrawlConfig {
+            input,
+            fetch: FetchConfig {
+                concurrency: self.concurrency as usize,
+                per_host: self.per_host as usize,
+                timeout: Duration::from_secs_f64(self.timeout),
+                connect_timeout: Duration::from_secs_f64(self.connect_timeout),
+                idle_timeout: Duration::from_secs_f64(self.idle_timeout),
+                max_body: self.max_body,
+                max_redirects: self.max_redirects,
+                user_agent: self.user_agent.clone(),
+                extra_roots,
+            },
+            progress: if self.quiet {
+                ProgressMode::Off
+            } else {
+                ProgressMode::Auto
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let cli = Cli::try_parse_from(["webspool", "crawl", "--urls", "x"]).unwrap();
+        let Command::Crawl(args) = cli.command else {
+            panic!("not crawl")
+        };
+        let config = args.to_config().unwrap();
+        assert_eq!(config.fetch.concurrency, 64);
+        assert_eq!(config.fetch.per_host, 8);
+        assert_eq!(config.fetch.timeout, Duration::from_secs(30));
+        assert_eq!(config.fetch.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.fetch.max_body, 10 * 1024 * 1024);
+        assert_eq!(config.fetch.max_redirects, 10);
+    }
+
+    #[test]
+    fn bad_timeouts_are_usage_errors() {
+        for bad in ["0", "-1", "nan", "abc"] {
+            assert!(
+                Cli::try_parse_from(["webspool", "crawl", "--urls", "x", "--timeout", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The crash-safe local journal that joins the stages: a sled database in one directory.
+//!
+//! # Trees and keys
+//!
+//! | tree            | key                      | value                                   |
+//! |-----------------|--------------------------|-----------------------------------------|
+//! | default (meta)  | `format`, `version`, `journal_id`, `next_id` | format marker, u32 BE, 16 bytes, u64 BE |
+//! | `url_index`     | normalized URL bytes     | id (u64 BE)                             |
+//! | `urls`          | id (u64 BE)              | [`UrlEntry`], versioned                 |
+//! | `pending_fetch` | id                       | empty: the URL still has to be fetched  |
+//! | `pages`         | id                       | [`PageMeta`], versioned                 |
+//! | `bodies`        | id                       | zstd-compressed body, exact decoded bytes |
+//! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
+//! | `counters`      | counter name             | u64 BE                                  |
+//!
+//! Bodies live in their own tree so that scans of `pages` never read them. Ids are
+//! assigned from `next_id` in increasing order, so every scan in id order sees new URLs
+//! after old ones.
+//!
+//! # State machine of a URL
+//!
+//! `new -> pending_fetch -> (fetched | failed) [-> pending_parse]`. The move out of
+//! `pending_fetch` happens in one sled transaction together with the page record, the
+//! body, the `pending_parse` entry and the counters, so no crash can leave a page half
+//! recorded.
+//!
+//! # Durability
+//!
+//! Nothing written here is durable until [`Journal::flush`] returns `Ok`; callers report
+//! a page as fetched only after that. A failed write or flush poisons the journal
+//! (sticky error, as sled itself does): every later write is refused, so the process can
+//! never report progress it did not make. Recovery is sled's: on open, the journal is
+//! exactly the state of some flush or later, and everything still in `pending_fetch` is
+//! fetched again.
+
+mod record;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+
+pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
+use record::{decode_page, decode_url, encode_page, encode_url, id_key, key_id};
+
+/// Marker stored under `format` in the default tree of every webspool journal.
+const FORMAT_MARKER: &[u8] = b"webspool-journal";
+/// The journal layout version this build writes and the newest it can read.
+pub const FORMAT_VERSION: u32 = 1;
+/// sled's page cache: small on purpose, memory must not grow with the journal.
+const CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("journal {path} is not a webspool journal: {why}")]
+    NotAJournal { path: PathBuf, why: String },
+    #[error("journal {path} has format version {found}; this webspool reads up to {FORMAT_VERSION}")]
+    UnknownVersion { path: PathBuf, found: u32 },
+    #[error("journal is damaged: {what}")]
+    Damaged { what: String },
+    #[error("journal storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("cannot encode a journal record: {0}")]
+    Encode(String),
+    #[error("the journal refused the write because an earlier write or flush failed; nothing after the last successful flush was kept")]
+    Poisoned,
+}
+
+/// A URL to add to the journal.
+#[derive(Clone, Debug)]
+pub struct NewUrl {
+    pub url: String,
+    pub source_key: Option<String>,
+}
+
+/// What [`Journal::add_urls`] did with a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddReport {
+    pub added: u64,
+    pub duplicates: u64,
+}
+
+/// A finished fetch, ready to be committed.
+#[derive(Clone, Debug)]
+pub struct FetchedPage {
+    pub id: u64,
+    pub meta: PageMeta,
+    /// The zstd-compressed body, for responses.
+    pub compressed_body: Option<Vec<u8>>,
+}
+
+/// Counts and sizes; the JSON field names are a contract (see README).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub urls: u64,
+    pub pending_fetch: u64,
+    pub fetched: u64,
+    pub failed: u64,
+    pub pending_parse: u64,
+    pub parsed: u64,
+    pub pending_sync: u64,
+    /// Body bytes as received after content-decoding.
+    pub raw_bytes: u64,
+    /// Body bytes as stored, zstd-compressed.
+    pub stored_body_bytes: u64,
+    /// The journal's size on disk.
+    pub disk_bytes: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+mod counter {
+    pub const URLS: &str = "urls";
+    pub const FETCHED: &str = "fetched";
+    pub const FAILED: &str = "failed";
+    pub const PENDING_PARSE: &str = "pending_parse";
+    pub const RAW_BYTES: &str = "raw_bytes";
+    pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
+    pub const ERROR_PREFIX: &str = "error.";
+}
+
+pub struct Journal {
+    path: PathBuf,
+    db: sled::Db,
+    url_index: sled::Tree,
+    urls: sled::Tree,
+    pending_fetch: sled::Tree,
+    pages: sled::Tree,
+    bodies: sled::Tree,
+    pending_parse: sled::Tree,
+    counters: sled::Tree,
+    poisoned: AtomicBool,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<JournalError>>;
+
+fn abort<T>(e: JournalError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn read_u64(value: Option<sled::IVec>) -> Result<u64, JournalError> {
+    match value {
+        None => Ok(0),
+        Some(v) => {
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| JournalError::Damaged {
+                what: format!("counter of {} bytes, expected 8", v.len()),
+            })?;
+            Ok(u64::from_be_bytes(bytes))
+        }
+    }
+}
+
+/// Adds signed deltas to counters inside a transaction.
+fn bump(counters: &TransactionalTree, deltas: &BTreeMap<String, i64>) -> TxResult<()> {
+    for (name, delta) in deltas {
+        if *delta == 0 {
+            continue;
+        }
+        let old = match read_u64(counters.get(name.as_bytes())?) {
+            Ok(v) => v,
+            Err(e) => return abort(e),
+        };
+        let new = old.saturating_add_signed(*delta);
+        counters.insert(name.as_bytes(), &new.to_be_bytes())?;
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating it if `dir` does not exist or is empty.
+    /// Anything else that is not a webspool journal is refused with a clear error.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let path = dir.to_path_buf();
+        let open_err = |message: String| JournalError::Open {
+            path: path.clone(),
+            message,
+        };
+        let fresh = match std::fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(JournalError::NotAJournal {
+                    path,
+                    why: "it is a file, not a directory".into(),
+                })
+            }
+            Err(e) => return Err(open_err(e.to_string())),
+        };
+        if dir.is_file() {
+            return Err(JournalError::NotAJournal {
+                path,
+                why: "it is a file, not a directory".into(),
+            });
+        }
+        if !fresh && !dir.join("conf").is_file() {
+            return Err(JournalError::NotAJournal {
+                path,
+                why: "the directory holds other files and no journal database".into(),
+            });
+        }
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_CAPACITY)
+            .mode(sled::Mode::HighThroughput);
+        // sled reports most damage as an error, but a few corruptions panic inside it:
+        // turn those into an error too, since the input here is a file the user gave us.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| JournalError::Damaged {
+                what: format!("{} could not be read (the storage engine panicked)", dir.display()),
+            })?
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    open_err("it is in use by another webspool process".into())
+                }
+                sled::Error::Io(io) => open_err(io.to_string()),
+                other => JournalError::Damaged {
+                    what: format!("{}: {other}", dir.display()),
+                },
+            })?;
+        let journal = Journal {
+            url_index: db.open_tree("url_index")?,
+            urls: db.open_tree("urls")?,
+            pending_fetch: db.open_tree("pending_fetch")?,
+            pages: db.open_tree("pages")?,
+            bodies: db.open_tree("bodies")?,
+            pending_parse: db.open_tree("pending_parse")?,
+            counters: db.open_tree("counters")?,
+            db,
+            path,
+            poisoned: AtomicBool::new(false),
+        };
+        journal.check_or_init_format(fresh)?;
+        Ok(journal)
+    }
+
+    fn check_or_init_format(&self, fresh: bool) -> Result<(), JournalError> {
+        match self.db.get("format")? {
+            Some(marker) if marker.as_ref() == FORMAT_MARKER => {
+                let found = self
+                    .db
+                    .get("version")?
+                    .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| JournalError::Damaged {
+                        what: "format version missing".into(),
+                    })?;
+                if found > FORMAT_VERSION {
+                    return Err(JournalError::UnknownVersion {
+                        path: self.path.clone(),
+                        found,
+                    });
+                }
+                Ok(())
+            }
+            Some(_) => Err(JournalError::NotAJournal {
+                path: self.path.clone(),
+                why: "its format marker belongs to something else".into(),
+            }),
+            None if fresh || self.db.is_empty() && self.urls.is_empty() => {
+                let id = journal_id_seed();
+                let mut batch = sled::Batch::default();
+                batch.insert("version", &FORMAT_VERSION.to_be_bytes());
+                batch.insert("journal_id", &id);
+                batch.insert("next_id", &1u64.to_be_bytes());
+                // The marker goes last in the same atomic batch: a journal either has it
+                // with everything else, or is still empty.
+                batch.insert("format", FORMAT_MARKER);
+                self.db.apply_batch(batch)?;
+                self.db.flush()?;
+                Ok(())
+            }
+            None => Err(JournalError::NotAJournal {
+                path: self.path.clone(),
+                why: "a sled database without the webspool format marker".into(),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_writable(&self) -> Result<(), JournalError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(JournalError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs a write, poisoning the journal if it fails for a storage reason.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, JournalError>) -> Result<T, JournalError> {
+        self.check_writable()?;
+        let result = f();
+        if let Err(JournalError::Storage(_)) = &result {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// Makes every write so far durable. Only after this returns `Ok` may a page be
+    /// reported as fetched.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        self.check_writable()?;
+        match self.db.flush_async().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Blocking version of [`Journal::flush`], for stages that run on their own threads.
+    pub fn flush_blocking(&self) -> Result<(), JournalError> {
+        self.check_writable()?;
+        match self.db.flush() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Adds URLs that are not known yet, in one atomic step, as pending fetch.
+    /// URLs already in the journal, whatever their state, count as duplicates.
+    pub fn add_urls(&self, batch: &[NewUrl]) -> Result<AddReport, JournalError> {
+        let added_at_ms = now_ms();
+        self.guarded(|| {
+            let trees = (
+                &*self.db,
+                &self.url_index,
+                &self.urls,
+                &self.pending_fetch,
+                &self.counters,
+            );
+            let result = trees.transaction(|(meta, index, urls, pending, counters)| {
+                let mut next_id = match read_u64(meta.get("next_id")?) {
+                    Ok(v) => v.max(1),
+                    Err(e) => return abort(e),
+                };
+                let mut report = AddReport::default();
+                for new in batch {
+                    if index.get(new.url.as_bytes())?.is_some() {
+                        report.duplicates += 1;
+                        continue;
+                    }
+                    let id = next_id;
+                    next_id += 1;
+                    let entry = UrlEntry {
+                        url: new.url.clone(),
+                        source_key: new.source_key.clone(),
+                        added_at_ms,
+                    };
+                    let encoded = match encode_url(&entry) {
+                        Ok(v) => v,
+                        Err(e) => return abort(e),
+                    };
+                    index.insert(new.url.as_bytes(), &id_key(id))?;
+                    urls.insert(&id_key(id), encoded)?;
+                    pending.insert(&id_key(id), &[])?;
+                    report.added += 1;
+                }
+                meta.insert("next_id", &next_id.to_be_bytes())?;
+                let deltas = BTreeMap::from([(counter::URLS.to_string(), report.added as i64)]);
+                bump(counters, &deltas)?;
+                Ok(report)
+            });
+            flatten(result)
+        })
+    }
+
+    /// Records finished fetches in one atomic step: page records, bodies, the move out
+    /// of `pending_fetch` and the counters. A page that is no longer pending (already
+    /// recorded) is left as it is, so replaying a batch changes nothing.
+    pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
+        self.guarded(|| {
+            let mut encoded = Vec::with_capacity(batch.len());
+            for page in batch {
+                encoded.push(encode_page(&page.meta)?);
+            }
+            let trees = (
+                &self.pending_fetch,
+                &self.pages,
+                &self.bodies,
+                &self.pending_parse,
+                &self.counters,
+            );
+            let result = trees.transaction(|(pending, pages, bodies, pending_parse, counters)| {
+                let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+                for (page, meta_bytes) in batch.iter().zip(&encoded) {
+                    let key = id_key(page.id);
+                    if pending.remove(&key)?.is_none() {
+                        continue;
+                    }
+                    pages.insert(&key, meta_bytes.as_slice())?;
+                    match &page.meta.outcome {
+                        Outcome::Response { body_len, .. } => {
+                            *deltas.entry(counter::FETCHED.into()).or_default() += 1;
+                            *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
+                                *body_len as i64;
+                            let body = page.compressed_body.as_deref().unwrap_or_default();
+                            *deltas
+                                .entry(counter::STORED_BODY_BYTES.into())
+                                .or_default() += body.len() as i64;
+                            bodies.insert(&key, body)?;
+                            pending_parse.insert(&key, &[])?;
+                            *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
+                        }
+                        Outcome::Error { kind, .. } => {
+                            *deltas.entry(counter::FAILED.into()).or_default() += 1;
+                            let name = format!("{}{}", counter::ERROR_PREFIX, kind.as_str());
+                            *deltas.entry(name).or_default() += 1;
+                        }
+                    }
+                }
+                bump(counters, &deltas)
+            });
+            flatten(result)
+        })
+    }
+
+    /// Up to `limit` ids still pending fetch, in id order, strictly after `after`.
+    pub fn pending_fetch_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, UrlEntry)>, JournalError> {
+        let iter = match after {
+            Some(id) => self.pending_fetch.range(id_key(id.saturating_add(1))..),
+            None => self.pending_fetch.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit || after == Some(u64::MAX) {
+                break;
+            }
+            let (key, _) = item?;
+            let id = key_id(&key)?;
+            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
+                what: format!("pending id {id} has no url record"),
+            })?;
+            out.push((id, entry));
+        }
+        Ok(out)
+    }
+
+    pub fn url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
+        self.urls
+            .get(id_key(id))?
+            .map(|v| decode_url(&v))
+            .transpose()
+    }
+
+    /// The id of a URL, given in the normalized form it was added with.
+    pub fn find(&self, url: &str) -> Result<Option<u64>, JournalError> {
+        self.url_index
+            .get(url.as_bytes())?
+            .map(|v| key_id(&v))
+            .transpose()
+    }
+
+    pub fn page(&self, id: u64) -> Result<Option<PageMeta>, JournalError> {
+        self.pages
+            .get(id_key(id))?
+            .map(|v| decode_page(&v))
+            .transpose()
+    }
+
+    /// The body exactly as received after content-decoding.
+    pub fn body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        match self.bodies.get(id_key(id))? {
+            None => Ok(None),
+            Some(compressed) => zstd::stream::decode_all(compressed.as_ref())
+                .map(Some)
+                .map_err(|e| JournalError::Damaged {
+                    what: format!("body of id {id} does not decompress: {e}"),
+                }),
+        }
+    }
+
+    pub fn is_pending_fetch(&self, id: u64) -> Result<bool, JournalError> {
+        Ok(self.pending_fetch.contains_key(id_key(id))?)
+    }
+
+    /// Every id whose fetch has been recorded, in id order.
+    pub fn recorded_ids(&self) -> impl Iterator<Item = Result<u64, JournalError>> + '_ {
+        self.pages
+            .iter()
+            .keys()
+            .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
+    }
+
+    pub fn status(&self) -> Result<Status, JournalError> {
+        let get = |name: &str| read_u64(self.counters.get(name)?);
+        let urls = get(counter::URLS)?;
+        let fetched = get(counter::FETCHED)?;
+        let failed = get(counter::FAILED)?;
+        let mut errors = BTreeMap::new();
+        for kind in ErrorKind::ALL {
+            let n = get(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()))?;
+            if n > 0 {
+                errors.insert(kind.as_str().to_string(), n);
+            }
+        }
+        Ok(Status {
+            urls,
+            pending_fetch: urls.saturating_sub(fetched + failed),
+            fetched,
+            failed,
+            pending_parse: get(counter::PENDING_PARSE)?,
+            parsed: 0,
+            pending_sync: 0,
+            raw_bytes: get(counter::RAW_BYTES)?,
+            stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
+            disk_bytes: self.db.size_on_disk()?,
+            errors,
+        })
+    }
+}
+
+fn flatten<T>(result: Result<T, TransactionError<JournalError>>) -> Result<T, JournalError> {
+    result.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => JournalError::Storage(e),
+    })
+}
+
+/// 16 bytes that tell this journal apart from others syncing into the same database.
+fn journal_id_seed() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        // RandomState is seeded from the OS's randomness for each instance.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_be_bytes());
+    }
+    out
+}

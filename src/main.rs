@@ -1,0 +1,136 @@
+//! The `webspool` binary: flags, logging, signals and exit codes around the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::sync::watch;
+
+use webspool::cli::{Cli, Command, CrawlArgs, StatusArgs};
+use webspool::journal::{Journal, Status};
+use webspool::pipeline::{crawl, CrawlSummary};
+
+/// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEBSPOOL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("webspool=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Crawl(args) => run_crawl(args).await,
+            Command::Status(args) => run_status(args),
+        }
+    });
+    // Intake may still be blocked on stdin after an interrupt: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
+    let config = args.to_config()?;
+    let journal = Arc::new(Journal::open(&args.journal.journal)?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("stopping: finishing pages in flight (press Ctrl-C again to exit now; the journal stays consistent)");
+        let _ = stop_tx.send(true);
+        wait_for_signal().await;
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
+    let summary = crawl(journal, config, stop_rx).await?;
+    print_summary(&summary);
+    Ok(if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_summary(s: &CrawlSummary) {
+    let secs = s.elapsed.as_secs_f64().max(0.001);
+    let pages = s.fetched + s.failed;
+    eprintln!(
+        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        if s.interrupted { "interrupted" } else { "done" },
+        s.added,
+        s.duplicates,
+        s.invalid_lines,
+        s.fetched,
+        s.failed,
+        secs,
+        pages as f64 / secs,
+        s.bytes as f64 / secs / 1e6,
+    );
+    eprintln!(
+        "journal: {} URLs, {} fetched, {} failed, {} pending",
+        s.status.urls, s.status.fetched, s.status.failed, s.status.pending_fetch
+    );
+    if s.interrupted {
+        eprintln!("run the same command again to resume");
+    }
+}
+
+fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let journal = Journal::open(&args.journal.journal)?;
+    let status = journal.status()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print_status(&journal, &status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(journal: &Journal, s: &Status) {
+    println!("journal        {}", journal.path().display());
+    println!("urls           {}", s.urls);
+    println!("pending fetch  {}", s.pending_fetch);
+    println!("fetched        {}", s.fetched);
+    println!("failed         {}", s.failed);
+    for (kind, n) in &s.errors {
+        println!("  {kind:<13}{n}");
+    }
+    println!("pending parse  {}", s.pending_parse);
+    println!("parsed         {}", s.parsed);
+    println!("pending sync   {}", s.pending_sync);
+    println!("raw bytes      {}", s.raw_bytes);
+    println!("stored bodies  {}", s.stored_body_bytes);
+    println!("disk bytes     {}", s.disk_bytes);
+}
