@@ -108,7 +108,11 @@ fn print_summary(s: &CrawlSummary) {
 }
 
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&args.journal.journal)?;
+    let path = &args.journal.journal;
+    if !path.exists() {
+        anyhow::bail!("no journal at {} (crawl creates one)", path.display());
+    }
+    let journal = Journal::open(path)?;
     let status = journal.status()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -221,7 +221,10 @@ impl Journal {
                 what: format!("{} could not be read (the storage engine panicked)", dir.display()),
             })?
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     open_err("it is in use by another webspool process".into())
                 }
                 sled::Error::Io(io) => open_err(io.to_string()),
@@ -268,7 +271,7 @@ impl Journal {
                 path: self.path.clone(),
                 why: "its format marker belongs to something else".into(),
             }),
-            None if fresh || self.db.is_empty() && self.urls.is_empty() => {
+            None if fresh => {
                 let id = journal_id_seed();
                 let mut batch = sled::Batch::default();
                 batch.insert("version", &FORMAT_VERSION.to_be_bytes());
@@ -283,7 +286,10 @@ impl Journal {
             }
             None => Err(JournalError::NotAJournal {
                 path: self.path.clone(),
-                why: "a sled database without the webspool format marker".into(),
+                why: "its database has no webspool format marker: it is damaged, belongs to \
+                      another program, or was left by a first run killed before it wrote \
+                      anything (then delete it)"
+                    .into(),
             }),
         }
     }

@@ -1,0 +1,120 @@
+//! The binary's command line: help, usage errors, exit codes, and clear errors for
+//! journals that are not ours.
+
+use std::process::{Command, Output};
+
+use crate::util;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(util::bin()).args(args).output().expect("run webspool")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [&["--help"][..], &["crawl", "--help"], &["status", "--help"]] {
+        let out = run(sub);
+        assert!(out.status.success(), "{sub:?}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--"), "{sub:?}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["crawl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&["crawl", "--urls", "x", "--concurrency", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_url_list_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let out = run(&["crawl", "--quiet", "--urls", "/nonexistent/list.txt", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read the URL list /nonexistent/list.txt"), "{}", stderr(&out));
+}
+
+#[test]
+fn status_of_a_missing_journal_is_an_error_not_a_new_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("nope");
+    let out = run(&["status", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no journal"), "{}", stderr(&out));
+    assert!(!journal.exists());
+}
+
+#[test]
+fn foreign_directories_and_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let out = run(&["status", "--journal", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a webspool journal"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
+
+    let file = dir.path().join("notes.txt");
+    let out = run(&["status", "--journal", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a webspool journal"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_newer_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("format", "webspool-journal").unwrap();
+        db.insert("version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let out = run(&["status", "--journal", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("format version 99"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_damaged_journal_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let out = run(&["crawl", "--quiet", "--urls", "-", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Overwrite the database file with garbage.
+    let db = journal.join("db");
+    let len = std::fs::metadata(&db).unwrap().len().max(4096) as usize;
+    std::fs::write(&db, vec![0xA5; len]).unwrap();
+    let out = run(&["status", "--journal", journal.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("journal"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_journal_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let _held = webspool::journal::Journal::open(&path).unwrap();
+    let out = run(&["status", "--journal", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("in use"), "{}", stderr(&out));
+}
+
+#[test]
+fn status_json_has_the_contract_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let out = run(&["crawl", "--quiet", "--urls", "-", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["status", "--json", "--journal", journal.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["urls", "pending_fetch", "fetched", "failed", "pending_parse", "parsed", "pending_sync", "raw_bytes", "disk_bytes", "errors"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["urls"], 0);
+}

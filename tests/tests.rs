@@ -1,0 +1,8 @@
+//! The integration tests: one binary, real servers on loopback, the real journal and the
+//! real `webspool` binary.
+
+mod util;
+
+mod cli;
+mod crash;
+mod journal_model;

@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests: real servers on 127.0.0.1:0, temporary
+//! journals, crawls through the library and through the real binary.
+
+#![allow(dead_code)]
+
+pub mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use webspool::fetch::FetchConfig;
+use webspool::journal::{Journal, Outcome, PageMeta};
+use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary, Input};
+use webspool::progress::ProgressMode;
+
+pub use server::{Reply, TestServer};
+
+/// Path of the real binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_webspool"))
+}
+
+/// A fetch config with short deadlines, for tests.
+pub fn quick_fetch() -> FetchConfig {
+    FetchConfig {
+        concurrency: 16,
+        per_host: 8,
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(2),
+        ..FetchConfig::default()
+    }
+}
+
+/// Writes `lines` to a URL list file in `dir`.
+pub fn url_file(dir: &tempfile::TempDir, lines: &[String]) -> PathBuf {
+    let path = dir.path().join("urls.txt");
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write url list");
+    path
+}
+
+/// Crawls `lines` into a fresh journal with the library, to completion.
+pub async fn crawl_lines(lines: &[String], fetch: FetchConfig) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = url_file(&dir, lines);
+    let journal = Arc::new(Journal::open(&dir.path().join("journal")).expect("open journal"));
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let config = CrawlConfig {
+        input: Input::File(list),
+        fetch,
+        progress: ProgressMode::Off,
+    };
+    let summary = crawl(journal.clone(), config, stop_rx).await.expect("crawl");
+    (dir, journal, summary)
+}
+
+/// The page record of a URL (given in normalized form).
+pub fn page_of(journal: &Journal, url: &str) -> PageMeta {
+    let id = journal
+        .find(url)
+        .expect("journal read")
+        .unwrap_or_else(|| panic!("{url} is not in the journal"));
+    journal
+        .page(id)
+        .expect("journal read")
+        .unwrap_or_else(|| panic!("{url} has no page record"))
+}
+
+/// The body stored for a URL.
+pub fn body_of(journal: &Journal, url: &str) -> Vec<u8> {
+    let id = journal.find(url).expect("journal read").expect("url known");
+    journal.body(id).expect("journal read").expect("body stored")
+}
+
+/// The HTTP status of a page, panicking with its error if it has none.
+pub fn status_of(meta: &PageMeta) -> u16 {
+    match &meta.outcome {
+        Outcome::Response { status, .. } => *status,
+        Outcome::Error { kind, message } => panic!("expected a response, got {kind}: {message}"),
+    }
+}
