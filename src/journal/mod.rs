@@ -214,24 +214,15 @@ impl Journal {
             .path(dir)
             .cache_capacity(CACHE_CAPACITY)
             .mode(sled::Mode::HighThroughput);
-        // sled reports most damage as an error, but a few corruptions panic inside it:
-        // turn those into an error too, since the input here is a file the user gave us.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|_| JournalError::Damaged {
-                what: format!("{} could not be read (the storage engine panicked)", dir.display()),
-            })?
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    open_err("it is in use by another webspool process".into())
-                }
-                sled::Error::Io(io) => open_err(io.to_string()),
-                other => JournalError::Damaged {
-                    what: format!("{}: {other}", dir.display()),
-                },
-            })?;
+        let db = open_db(&config).map_err(|e| match e {
+            sled::Error::Io(io) if is_lock_error(&io) => {
+                open_err("it is in use by another webspool process".into())
+            }
+            sled::Error::Io(io) => open_err(io.to_string()),
+            other => JournalError::Damaged {
+                what: format!("{}: {other}", dir.display()),
+            },
+        })?;
         let journal = Journal {
             url_index: db.open_tree("url_index")?,
             urls: db.open_tree("urls")?,
@@ -535,6 +526,29 @@ impl Journal {
             disk_bytes: self.db.size_on_disk()?,
             errors,
         })
+    }
+}
+
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+}
+
+/// Opens the sled database. A lock still held by a handle being dropped in this process
+/// (sled releases it from a background thread) or by a process that just exited is
+/// waited for briefly; a lock held for longer means another live process.
+fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        // sled reports most damage as an error, but a few corruptions panic inside it:
+        // turn those into an error too, since the input is a directory the user gave us.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .unwrap_or(Err(sled::Error::Corruption { at: None, bt: () }));
+        match result {
+            Err(sled::Error::Io(io)) if is_lock_error(&io) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 
