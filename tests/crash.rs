@@ -23,6 +23,7 @@ fn body_for(path: &str) -> String {
 fn reported(stderr: &str) -> Vec<String> {
     stderr
         .lines()
+        .filter(|line| line.contains("webspool::committed"))
         .filter_map(|line| line.split(" fetched ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next())
         .map(str::to_string)
@@ -126,4 +127,86 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
         refetches <= bound,
         "{refetches} refetches after {kills} kills; the in-flight window allows {bound}"
     );
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+async fn slow_site() -> util::TestServer {
+    util::TestServer::start(|req| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server::reply(200, body_for(req.uri().path()))
+    })
+    .await
+}
+
+async fn wait_child(mut child: std::process::Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_in_flight_pages_then_resume_completes() {
+    let server = slow_site().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/p/{i}"))).collect();
+    let list = util::url_file(&dir, &lines);
+    let journal_dir = dir.path().join("journal");
+    let log = dir.path().join("stderr.log");
+
+    let child = run_binary(&list, &journal_dir, &log);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    signal(&child, libc::SIGINT);
+    let status = wait_child(child).await;
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let requested: u64 = server.all_hits().values().sum();
+    let journal = Journal::open(&journal_dir).expect("open");
+    let s = journal.status().expect("status");
+    // Every request the server saw was allowed to finish and was committed.
+    assert_eq!(s.fetched, requested, "{stderr}");
+    assert!(s.fetched > 0 && s.pending_fetch > 0, "{s:?}");
+    assert_eq!(reported(&stderr).len() as u64, s.fetched);
+    drop(journal);
+
+    let status = wait_child(run_binary(&list, &journal_dir, &log)).await;
+    assert!(status.success());
+    let journal = Journal::open(&journal_dir).expect("open");
+    assert_eq!(journal.status().expect("status").fetched, 400);
+    let hits = server.all_hits();
+    assert!(hits.values().all(|n| *n == 1), "a page was fetched twice after a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_exits_at_once_and_loses_nothing_reported() {
+    let server = slow_site().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/p/{i}"))).collect();
+    let list = util::url_file(&dir, &lines);
+    let journal_dir = dir.path().join("journal");
+    let log = dir.path().join("stderr.log");
+
+    let child = run_binary(&list, &journal_dir, &log);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    signal(&child, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    signal(&child, libc::SIGINT);
+    let started = std::time::Instant::now();
+    let status = wait_child(child).await;
+    assert!(started.elapsed() < Duration::from_millis(250), "second Ctrl-C did not exit at once");
+    assert_eq!(status.code(), Some(130));
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    let journal = Journal::open(&journal_dir).expect("open");
+    for url in reported(&stderr) {
+        let id = journal.find(&url).expect("read").expect("known");
+        assert!(journal.page(id).expect("read").is_some(), "{url} lost");
+    }
 }

@@ -81,3 +81,39 @@ pub fn status_of(meta: &PageMeta) -> u16 {
         Outcome::Error { kind, message } => panic!("expected a response, got {kind}: {message}"),
     }
 }
+
+/// Crawls `lines` with the library into the journal at `dir/journal` (created or
+/// reopened), then closes the journal again, so the next call can reopen it.
+pub async fn crawl_in(dir: &std::path::Path, lines: &[String], fetch: FetchConfig) -> CrawlSummary {
+    let list = dir.join("urls.txt");
+    std::fs::write(&list, lines.join("\n") + "\n").expect("write url list");
+    let journal = Arc::new(Journal::open(&dir.join("journal")).expect("open journal"));
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let config = CrawlConfig {
+        input: Input::File(list),
+        fetch,
+        progress: ProgressMode::Off,
+    };
+    let summary = crawl(journal.clone(), config, stop_rx).await.expect("crawl");
+    close(journal).await;
+    summary
+}
+
+/// Drops the last handle of a journal, waiting (up to 10 s) for handles still held by
+/// the crawl's threads that are about to exit.
+pub async fn close(journal: Arc<Journal>) {
+    let mut journal = journal;
+    for _ in 0..1000 {
+        match Arc::try_unwrap(journal) {
+            Ok(j) => {
+                drop(j);
+                return;
+            }
+            Err(shared) => {
+                journal = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    panic!("the journal is still shared 10 s after the crawl returned");
+}

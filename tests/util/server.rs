@@ -124,3 +124,105 @@ impl Drop for TestServer {
         self.task.abort();
     }
 }
+
+/// A streamed body without Content-Length: `next(i)` gives the i-th chunk and how long
+/// to wait before sending it; `None` ends the body.
+pub fn streamed<F>(next: F) -> Body
+where
+    F: FnMut(usize) -> Option<(std::time::Duration, Bytes)> + Send + Sync + Unpin + 'static,
+{
+    Streamed {
+        next,
+        index: 0,
+        waiting: None,
+    }
+    .boxed()
+}
+
+struct Streamed<F> {
+    next: F,
+    index: usize,
+    waiting: Option<(Pin<Box<tokio::time::Sleep>>, Bytes)>,
+}
+
+impl<F> http_body::Body for Streamed<F>
+where
+    F: FnMut(usize) -> Option<(std::time::Duration, Bytes)> + Unpin,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some((sleep, _)) = &mut this.waiting {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let (_, chunk) = this.waiting.take().expect("waiting chunk");
+            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+        }
+        let Some((delay, chunk)) = (this.next)(this.index) else {
+            return Poll::Ready(None);
+        };
+        this.index += 1;
+        if delay.is_zero() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+        }
+        this.waiting = Some((Box::pin(tokio::time::sleep(delay)), chunk));
+        Pin::new(this).poll_frame(cx)
+    }
+}
+
+/// A TCP server on 127.0.0.1:0 that accepts connections, reads nothing, answers nothing
+/// and holds every socket open until dropped.
+pub struct SilentServer {
+    pub addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentServer {
+    pub async fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentServer {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A loopback port with nothing listening on it (bound, then released).
+pub fn refused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr").port()
+}
