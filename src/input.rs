@@ -16,8 +16,15 @@ const MAX_LINE: usize = MAX_URL_LEN + 1024;
 
 #[derive(Debug)]
 pub enum Line {
-    Url { line: u64, url: Url },
-    Invalid { line: u64, text: String, reason: String },
+    Url {
+        line: u64,
+        url: Url,
+    },
+    Invalid {
+        line: u64,
+        text: String,
+        reason: String,
+    },
 }
 
 pub struct UrlLines<R> {
@@ -119,7 +126,9 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert!(matches!(&got[0], Line::Url { line: 3, url } if url.as_str() == "http://a.test/"));
         assert!(matches!(&got[1], Line::Invalid { line: 5, text, .. } if text == "not a url"));
-        assert!(matches!(&got[2], Line::Url { line: 6, url } if url.as_str() == "https://b.test/x"));
+        assert!(
+            matches!(&got[2], Line::Url { line: 6, url } if url.as_str() == "https://b.test/x")
+        );
     }
 
     #[test]
@@ -127,7 +136,9 @@ mod tests {
         let long = format!("http://a.test/{}", "x".repeat(3 * MAX_LINE));
         let got = lines(&format!("{long}\nhttp://b.test/\n"));
         assert_eq!(got.len(), 2);
-        assert!(matches!(&got[0], Line::Invalid { line: 1, reason, .. } if reason.contains("longer")));
+        assert!(
+            matches!(&got[0], Line::Invalid { line: 1, reason, .. } if reason.contains("longer"))
+        );
         assert!(matches!(&got[1], Line::Url { line: 2, .. }));
     }
 }

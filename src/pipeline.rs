@@ -215,7 +215,10 @@ fn spawn_intake(
     notify: Arc<Notify>,
 ) -> Result<tokio::sync::oneshot::Receiver<Result<IntakeReport, CrawlError>>, CrawlError> {
     let (name, reader): (String, Box<dyn BufRead + Send>) = match &input {
-        Input::Stdin => ("-".into(), Box::new(std::io::BufReader::new(std::io::stdin()))),
+        Input::Stdin => (
+            "-".into(),
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+        ),
         Input::File(path) => {
             let file = std::fs::File::open(path).map_err(|source| CrawlError::Input {
                 path: path.display().to_string(),
@@ -317,9 +320,10 @@ fn commit_loop(
         let mut pages = Vec::with_capacity(group.len());
         for done in &group {
             let compressed_body = match &done.fetched.body {
-                Some(body) => Some(zstd::bulk::compress(body, ZSTD_LEVEL).map_err(|e| {
-                    JournalError::Encode(format!("zstd: {e}"))
-                })?),
+                Some(body) => Some(
+                    zstd::bulk::compress(body, ZSTD_LEVEL)
+                        .map_err(|e| JournalError::Encode(format!("zstd: {e}")))?,
+                ),
                 None => None,
             };
             pages.push(FetchedPage {
@@ -333,7 +337,9 @@ fn commit_loop(
         // Durable from here on: count and report.
         for done in &group {
             match &done.fetched.meta.outcome {
-                Outcome::Response { status, body_len, .. } => {
+                Outcome::Response {
+                    status, body_len, ..
+                } => {
                     counts.fetched.fetch_add(1, Ordering::Relaxed);
                     counts.bytes.fetch_add(*body_len, Ordering::Relaxed);
                     tracing::debug!(target: "webspool::committed", id = done.id, status, "fetched {}", redact(&done.url));
@@ -473,7 +479,10 @@ impl Scheduler {
             },
             compressed_body: None,
         };
-        tracing::warn!("id {id}: stored URL {:?} cannot be requested: {reason}", crate::urls::redact_text(url));
+        tracing::warn!(
+            "id {id}: stored URL {:?} cannot be requested: {reason}",
+            crate::urls::redact_text(url)
+        );
         self.journal.record_fetches(&[page])?;
         Ok(())
     }

@@ -74,7 +74,9 @@ mod tests {
 
     #[test]
     fn refuses_other_schemes_and_missing_hosts() {
-        assert!(normalize("ftp://example.com/").unwrap_err().contains("scheme"));
+        assert!(normalize("ftp://example.com/")
+            .unwrap_err()
+            .contains("scheme"));
         assert!(normalize("not a url").is_err());
         assert!(normalize("http://").is_err());
         assert!(normalize(&format!("http://a/{}", "x".repeat(MAX_URL_LEN))).is_err());

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use webspool::journal::{
-    ErrorKind, FetchedPage, Journal, KeptHeaders, NewUrl, Outcome, PageMeta,
-};
+use webspool::journal::{ErrorKind, FetchedPage, Journal, KeptHeaders, NewUrl, Outcome, PageMeta};
 
 const UNIVERSE: usize = 24;
 
@@ -34,10 +32,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A recorded fetch in the model: `Some(body)` for a response, `None` for an error.
+type Recorded = Option<Vec<u8>>;
+
 #[derive(Clone, Debug, Default)]
 struct Model {
-    /// url -> (insertion order, recorded page: Some(Some(body)) response, Some(None) error)
-    urls: BTreeMap<String, (usize, Option<Option<Vec<u8>>>)>,
+    /// url -> (insertion order, the recorded fetch if any)
+    urls: BTreeMap<String, (usize, Option<Recorded>)>,
 }
 
 fn meta(body: &Option<Vec<u8>>) -> PageMeta {
@@ -63,12 +64,23 @@ fn meta(body: &Option<Vec<u8>>) -> PageMeta {
 
 fn check(journal: &Journal, model: &Model) {
     let status = journal.status().unwrap();
-    let fetched = model.urls.values().filter(|(_, p)| matches!(p, Some(Some(_)))).count() as u64;
-    let failed = model.urls.values().filter(|(_, p)| matches!(p, Some(None))).count() as u64;
+    let fetched = model
+        .urls
+        .values()
+        .filter(|(_, p)| matches!(p, Some(Some(_))))
+        .count() as u64;
+    let failed = model
+        .urls
+        .values()
+        .filter(|(_, p)| matches!(p, Some(None)))
+        .count() as u64;
     assert_eq!(status.urls, model.urls.len() as u64);
     assert_eq!(status.fetched, fetched);
     assert_eq!(status.failed, failed);
-    assert_eq!(status.pending_fetch, model.urls.len() as u64 - fetched - failed);
+    assert_eq!(
+        status.pending_fetch,
+        model.urls.len() as u64 - fetched - failed
+    );
     assert_eq!(status.pending_parse, fetched);
     assert_eq!(status.errors.get("timeout").copied().unwrap_or(0), failed);
     let raw: u64 = model
@@ -175,11 +187,19 @@ fn reopening_a_journal_keeps_its_id_counter_monotonic() {
     let path = dir.path().join("j");
     let first = {
         let j = Journal::open(&path).unwrap();
-        j.add_urls(&[NewUrl { url: url(1), source_key: None }]).unwrap();
+        j.add_urls(&[NewUrl {
+            url: url(1),
+            source_key: None,
+        }])
+        .unwrap();
         j.flush_blocking().unwrap();
         j.find(&url(1)).unwrap().unwrap()
     };
     let j = Journal::open(&path).unwrap();
-    j.add_urls(&[NewUrl { url: url(2), source_key: None }]).unwrap();
+    j.add_urls(&[NewUrl {
+        url: url(2),
+        source_key: None,
+    }])
+    .unwrap();
     assert!(j.find(&url(2)).unwrap().unwrap() > first);
 }

@@ -43,7 +43,10 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> (ErrorKind, String) {
 }
 
 fn kind_of(links: &[&(dyn StdError + 'static)]) -> ErrorKind {
-    if links.iter().any(|e| e.downcast_ref::<rustls::Error>().is_some()) {
+    if links
+        .iter()
+        .any(|e| e.downcast_ref::<rustls::Error>().is_some())
+    {
         return ErrorKind::Tls;
     }
     if links.iter().any(|e| e.to_string() == "dns error") {

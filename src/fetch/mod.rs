@@ -252,10 +252,7 @@ fn follow_location(current: &Url, location: &http::HeaderValue) -> Result<Url, F
     if !matches!(next.scheme(), "http" | "https") {
         return Err((
             ErrorKind::Protocol,
-            format!(
-                "redirect to unsupported scheme `{}` refused",
-                next.scheme()
-            ),
+            format!("redirect to unsupported scheme `{}` refused", next.scheme()),
         ));
     }
     next.set_fragment(None);
@@ -281,7 +278,11 @@ fn basic_auth(url: &Url) -> Option<String> {
     if url.username().is_empty() && url.password().is_none() {
         return None;
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let pair = format!(
         "{}:{}",
         decode(url.username()),
@@ -322,14 +323,20 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode("al@ice:p:ss")
             )
         );
-        assert_eq!(request_uri(&url).unwrap().to_string(), "http://example.com/x");
+        assert_eq!(
+            request_uri(&url).unwrap().to_string(),
+            "http://example.com/x"
+        );
     }
 
     #[test]
     fn redirects_only_to_http_and_https() {
         let base = Url::parse("http://example.com/a/b").unwrap();
         let file = http::HeaderValue::from_static("file:///etc/passwd");
-        assert_eq!(follow_location(&base, &file).unwrap_err().0, ErrorKind::Protocol);
+        assert_eq!(
+            follow_location(&base, &file).unwrap_err().0,
+            ErrorKind::Protocol
+        );
         let rel = http::HeaderValue::from_static("../c#top");
         assert_eq!(
             follow_location(&base, &rel).unwrap().as_str(),

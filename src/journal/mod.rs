@@ -44,8 +44,8 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
 use record::{decode_page, decode_url, encode_page, encode_url, id_key, key_id};
+pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
 
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
@@ -60,7 +60,9 @@ pub enum JournalError {
     Open { path: PathBuf, message: String },
     #[error("journal {path} is not a webspool journal: {why}")]
     NotAJournal { path: PathBuf, why: String },
-    #[error("journal {path} has format version {found}; this webspool reads up to {FORMAT_VERSION}")]
+    #[error(
+        "journal {path} has format version {found}; this webspool reads up to {FORMAT_VERSION}"
+    )]
     UnknownVersion { path: PathBuf, found: u32 },
     #[error("journal is damaged: {what}")]
     Damaged { what: String },
@@ -410,9 +412,8 @@ impl Journal {
                             *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
                                 *body_len as i64;
                             let body = page.compressed_body.as_deref().unwrap_or_default();
-                            *deltas
-                                .entry(counter::STORED_BODY_BYTES.into())
-                                .or_default() += body.len() as i64;
+                            *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
+                                body.len() as i64;
                             bodies.insert(&key, body)?;
                             pending_parse.insert(&key, &[])?;
                             *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
@@ -544,7 +545,9 @@ fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
             .unwrap_or(Err(sled::Error::Corruption { at: None, bt: () }));
         match result {
-            Err(sled::Error::Io(io)) if is_lock_error(&io) && std::time::Instant::now() < deadline => {
+            Err(sled::Error::Io(io))
+                if is_lock_error(&io) && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             other => return other,
