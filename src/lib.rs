@@ -13,6 +13,7 @@ pub mod cli;
 pub mod fetch;
 pub mod input;
 pub mod journal;
+pub mod parse;
 pub mod pipeline;
 pub mod progress;
 pub mod urls;

@@ -1,0 +1,88 @@
+//! The parse stage's document side: turns one stored page (its record and body) into an
+//! [`Annotation`]. Pure functions of their input: no network, no journal, no clock, so
+//! `reparse` over old pages gives the same result as parsing them fresh.
+//!
+//! Dispatch is by the response's content type (sniffed when missing): HTML goes to
+//! [`html`] (lol_html, an HTML5 tokenizer, on text decoded by [`charset`]), XML
+//! sitemaps and feeds to [`xml`] (quick-xml), anything else is recorded with its type
+//! and size only. A document that fails to parse gets an annotation whose `error` says
+//! why; parsing never panics on and never stops at a bad page.
+
+pub mod charset;
+pub mod html;
+pub mod rules;
+pub mod xml;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use rules::{Rules, RulesError};
+
+/// Bumped whenever a change to the parsers can change an annotation, so `reparse`
+/// knows which stored annotations are stale.
+pub const PARSER_VERSION: u32 = 1;
+
+/// Longest plain-text extract kept per page, in bytes (cut at a char boundary).
+pub const MAX_TEXT_EXTRACT: usize = 2048;
+/// Most links kept per page; the rest are counted in `links_dropped`.
+pub const MAX_LINKS: usize = 10_000;
+/// Longest value kept for a title, description, anchor text or extracted field, in bytes.
+pub const MAX_FIELD: usize = 2048;
+
+/// What kind of document a page was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocKind {
+    Html,
+    Sitemap,
+    SitemapIndex,
+    Rss,
+    Atom,
+    /// Not parsed: recorded with its type and size only (PDF, images, JSON, ...).
+    Other,
+}
+
+/// A link found on a page, resolved to an absolute URL without fragment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub url: String,
+    /// Anchor text (HTML) or entry title (feeds), whitespace collapsed.
+    pub text: String,
+    /// `rel="nofollow"` on the link (or `ugc`/`sponsored`, which imply it).
+    pub nofollow: bool,
+    /// Sitemap `<lastmod>` or feed updated/pubDate, as written.
+    pub lastmod: Option<String>,
+}
+
+/// Everything the parse stage learns about one page.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub parser_version: u32,
+    /// [`Rules::hash`] of the rules applied.
+    pub rules_hash: u64,
+    pub kind: Option<DocKind>,
+    /// MIME type essence, lowercased (`text/html`), from the header or sniffed.
+    pub content_type: Option<String>,
+    pub size: u64,
+    /// The encoding the text was decoded from (WHATWG name, e.g. `windows-1252`).
+    pub charset: Option<String>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub robots_noindex: bool,
+    pub robots_nofollow: bool,
+    pub canonical: Option<String>,
+    pub lang: Option<String>,
+    pub h1: Option<String>,
+    pub links: Vec<Link>,
+    pub links_dropped: u64,
+    /// Words of visible text (not script, style, or markup).
+    pub word_count: u64,
+    /// The start of the visible text, whitespace collapsed, at most MAX_TEXT_EXTRACT bytes.
+    pub text: String,
+    /// xxh3-128 of the body bytes, hex.
+    pub content_hash: String,
+    /// Extracted fields by rule name: one value for `first` rules, all for `all` rules.
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// Why the document could not be (fully) parsed, if it could not.
+    pub error: Option<String>,
+}
