@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use crate::util;
 
 fn run(args: &[&str]) -> Output {
-    Command::new(util::bin()).args(args).output().expect("run webspool")
+    Command::new(util::bin())
+        .args(args)
+        .output()
+        .expect("run webspool")
 }
 
 fn stderr(out: &Output) -> String {
@@ -18,7 +21,10 @@ fn every_subcommand_has_help() {
     for sub in [&["--help"][..], &["crawl", "--help"], &["status", "--help"]] {
         let out = run(sub);
         assert!(out.status.success(), "{sub:?}: {}", stderr(&out));
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--"), "{sub:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("--"),
+            "{sub:?}"
+        );
     }
 }
 
@@ -34,9 +40,20 @@ fn usage_errors_exit_2() {
 fn a_missing_url_list_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("j");
-    let out = run(&["crawl", "--quiet", "--urls", "/nonexistent/list.txt", "--journal", journal.to_str().unwrap()]);
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        "/nonexistent/list.txt",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot read the URL list /nonexistent/list.txt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read the URL list /nonexistent/list.txt"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -55,13 +72,24 @@ fn foreign_directories_and_files_are_refused() {
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
     let out = run(&["status", "--journal", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a webspool journal"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
+    assert!(
+        stderr(&out).contains("not a webspool journal"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
 
     let file = dir.path().join("notes.txt");
     let out = run(&["status", "--journal", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a webspool journal"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a webspool journal"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -75,14 +103,25 @@ fn a_newer_format_version_is_refused() {
     }
     let out = run(&["status", "--journal", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("format version 99"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("format version 99"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn a_damaged_journal_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("j");
-    let out = run(&["crawl", "--quiet", "--urls", "-", "--journal", journal.to_str().unwrap()]);
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        "-",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Overwrite the database file with garbage.
     let db = journal.join("db");
@@ -108,13 +147,64 @@ fn a_journal_in_use_is_refused() {
 fn status_json_has_the_contract_keys() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("j");
-    let out = run(&["crawl", "--quiet", "--urls", "-", "--journal", journal.to_str().unwrap()]);
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        "-",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&["status", "--json", "--journal", journal.to_str().unwrap()]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["urls", "pending_fetch", "fetched", "failed", "pending_parse", "parsed", "pending_sync", "raw_bytes", "disk_bytes", "errors"] {
+    for key in [
+        "urls",
+        "pending_fetch",
+        "fetched",
+        "failed",
+        "pending_parse",
+        "parsed",
+        "pending_sync",
+        "raw_bytes",
+        "disk_bytes",
+        "errors",
+    ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     assert_eq!(v["urls"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_from_stdin_are_crawled_and_bad_lines_reported_with_their_number() {
+    use std::io::Write;
+    let server = util::TestServer::start(|_req| async { util::server::reply(200, "hi") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let input = format!(
+        "# comment\n{}\n\nnot a url\n{}\n{}\n",
+        server.url("/a"),
+        server.url("/b"),
+        server.url("/a#again")
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(util::bin())
+            .args(["crawl", "--quiet", "--urls", "-", "--journal"])
+            .arg(&journal)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("-:4: skipped \"not a url\""), "{err}");
+    assert!(err.contains("2 new URLs (1 duplicates, 1 invalid lines)"), "{err}");
+    assert_eq!((server.hits("/a"), server.hits("/b")), (1, 1));
 }

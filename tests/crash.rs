@@ -16,7 +16,10 @@ const KILLS: usize = 5;
 const CONCURRENCY: usize = 16;
 
 fn body_for(path: &str) -> String {
-    format!("<html><title>{path}</title><body>{}</body></html>", path.repeat(40))
+    format!(
+        "<html><title>{path}</title><body>{}</body></html>",
+        path.repeat(40)
+    )
 }
 
 /// URLs the binary logged as fetched (it logs only after the flush returned Ok).
@@ -30,10 +33,19 @@ fn reported(stderr: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_binary(list: &std::path::Path, journal: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+fn run_binary(
+    list: &std::path::Path,
+    journal: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
     let log_file = std::fs::File::create(log).expect("log file");
     Command::new(util::bin())
-        .args(["crawl", "--quiet", "--concurrency", &CONCURRENCY.to_string()])
+        .args([
+            "crawl",
+            "--quiet",
+            "--concurrency",
+            &CONCURRENCY.to_string(),
+        ])
         .args(["--per-host", &CONCURRENCY.to_string()])
         .arg("--urls")
         .arg(list)
@@ -51,7 +63,11 @@ fn run_binary(list: &std::path::Path, journal: &std::path::Path, log: &std::path
 async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
     let server = util::TestServer::start(|req| async move {
         let path = req.uri().path().to_string();
-        let n: u64 = path.rsplit('/').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let n: u64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(5 + n % 20)).await;
         server::reply(200, body_for(&path))
     })
@@ -81,14 +97,20 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
 
         let journal = Journal::open(&journal_dir).expect("reopen after kill -9");
         for url in &ever_reported {
-            let id = journal.find(url).expect("read").expect("reported URL known");
+            let id = journal
+                .find(url)
+                .expect("read")
+                .expect("reported URL known");
             assert!(
                 journal.page(id).expect("read").is_some(),
                 "round {round}: {url} was reported fetched but is not in the journal after kill -9"
             );
         }
     }
-    assert!(kills >= 3, "the crawl finished too fast to be killed enough ({kills} kills)");
+    assert!(
+        kills >= 3,
+        "the crawl finished too fast to be killed enough ({kills} kills)"
+    );
 
     let mut child = run_binary(&list, &journal_dir, &log);
     let status = tokio::task::spawn_blocking(move || child.wait())
@@ -100,11 +122,17 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
 
     let journal = Journal::open(&journal_dir).expect("open");
     let s = journal.status().expect("status");
-    assert_eq!((s.urls, s.fetched, s.failed, s.pending_fetch), (URLS as u64, URLS as u64, 0, 0));
+    assert_eq!(
+        (s.urls, s.fetched, s.failed, s.pending_fetch),
+        (URLS as u64, URLS as u64, 0, 0)
+    );
     for (i, url) in lines.iter().enumerate() {
         let id = journal.find(url).expect("read").expect("known");
         let page = journal.page(id).expect("read").expect("page");
-        assert!(matches!(page.outcome, Outcome::Response { status: 200, .. }), "{url}");
+        assert!(
+            matches!(page.outcome, Outcome::Response { status: 200, .. }),
+            "{url}"
+        );
         let body = journal.body(id).expect("read").expect("body");
         assert_eq!(body, body_for(&format!("/p/{i}")).into_bytes(), "{url}");
     }
@@ -122,7 +150,10 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
         "{kills} kills, {} pages reported fetched before a kill, {refetches} refetches (bound {bound})",
         ever_reported.len()
     );
-    assert!(!ever_reported.is_empty(), "no page was reported fetched before a kill");
+    assert!(
+        !ever_reported.is_empty(),
+        "no page was reported fetched before a kill"
+    );
     assert!(
         refetches <= bound,
         "{refetches} refetches after {kills} kills; the in-flight window allows {bound}"
@@ -182,7 +213,10 @@ async fn ctrl_c_finishes_in_flight_pages_then_resume_completes() {
     let journal = Journal::open(&journal_dir).expect("open");
     assert_eq!(journal.status().expect("status").fetched, 400);
     let hits = server.all_hits();
-    assert!(hits.values().all(|n| *n == 1), "a page was fetched twice after a clean stop");
+    assert!(
+        hits.values().all(|n| *n == 1),
+        "a page was fetched twice after a clean stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +235,10 @@ async fn a_second_ctrl_c_exits_at_once_and_loses_nothing_reported() {
     signal(&child, libc::SIGINT);
     let started = std::time::Instant::now();
     let status = wait_child(child).await;
-    assert!(started.elapsed() < Duration::from_millis(250), "second Ctrl-C did not exit at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "second Ctrl-C did not exit at once"
+    );
     assert_eq!(status.code(), Some(130));
     let stderr = std::fs::read_to_string(&log).expect("log");
     let journal = Journal::open(&journal_dir).expect("open");

@@ -6,3 +6,5 @@ mod util;
 mod cli;
 mod crash;
 mod journal_model;
+mod fetch;
+mod tls;

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use rules::{Rules, RulesError};
+// pub use rules::{Rules, RulesError}; (enabled once rules.rs exists)
 
 /// Bumped whenever a change to the parsers can change an annotation, so `reparse`
 /// knows which stored annotations are stale.

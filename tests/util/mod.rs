@@ -42,7 +42,10 @@ pub fn url_file(dir: &tempfile::TempDir, lines: &[String]) -> PathBuf {
 }
 
 /// Crawls `lines` into a fresh journal with the library, to completion.
-pub async fn crawl_lines(lines: &[String], fetch: FetchConfig) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
+pub async fn crawl_lines(
+    lines: &[String],
+    fetch: FetchConfig,
+) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = url_file(&dir, lines);
     let journal = Arc::new(Journal::open(&dir.path().join("journal")).expect("open journal"));
@@ -52,7 +55,9 @@ pub async fn crawl_lines(lines: &[String], fetch: FetchConfig) -> (tempfile::Tem
         fetch,
         progress: ProgressMode::Off,
     };
-    let summary = crawl(journal.clone(), config, stop_rx).await.expect("crawl");
+    let summary = crawl(journal.clone(), config, stop_rx)
+        .await
+        .expect("crawl");
     (dir, journal, summary)
 }
 
@@ -71,7 +76,10 @@ pub fn page_of(journal: &Journal, url: &str) -> PageMeta {
 /// The body stored for a URL.
 pub fn body_of(journal: &Journal, url: &str) -> Vec<u8> {
     let id = journal.find(url).expect("journal read").expect("url known");
-    journal.body(id).expect("journal read").expect("body stored")
+    journal
+        .body(id)
+        .expect("journal read")
+        .expect("body stored")
 }
 
 /// The HTTP status of a page, panicking with its error if it has none.
@@ -94,7 +102,9 @@ pub async fn crawl_in(dir: &std::path::Path, lines: &[String], fetch: FetchConfi
         fetch,
         progress: ProgressMode::Off,
     };
-    let summary = crawl(journal.clone(), config, stop_rx).await.expect("crawl");
+    let summary = crawl(journal.clone(), config, stop_rx)
+        .await
+        .expect("crawl");
     close(journal).await;
     summary
 }
@@ -116,4 +126,35 @@ pub async fn close(journal: Arc<Journal>) {
         }
     }
     panic!("the journal is still shared 10 s after the crawl returned");
+}
+
+/// The error kind and message of a page, panicking if it got a response.
+pub fn error_of(journal: &Journal, url: &str) -> (webspool::journal::ErrorKind, String) {
+    match page_of(journal, url).outcome {
+        Outcome::Error { kind, message } => (kind, message),
+        other => panic!("{url}: expected an error, got {other:?}"),
+    }
+}
+
+/// The error kind of a page, panicking if it got a response.
+pub fn kind_of(journal: &Journal, url: &str) -> webspool::journal::ErrorKind {
+    error_of(journal, url).0
+}
+
+/// Version, final URL and decoded body length of a response.
+pub fn response_of(meta: &PageMeta) -> (&str, &str, u64) {
+    match &meta.outcome {
+        Outcome::Response {
+            version,
+            final_url,
+            body_len,
+            ..
+        } => (version, final_url, *body_len),
+        Outcome::Error { kind, message } => panic!("expected a response, got {kind}: {message}"),
+    }
+}
+
+/// A `Status::errors` map.
+pub fn errors(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
 }

@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 pub type Reply = Response<Body>;
-type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 /// A plain response with a body.
@@ -36,8 +39,10 @@ pub fn reply(status: u16, body: impl Into<Bytes>) -> Reply {
 /// A redirect to `location`.
 pub fn redirect(status: u16, location: &str) -> Reply {
     let mut r = reply(status, "");
-    r.headers_mut()
-        .insert(http::header::LOCATION, location.parse().expect("header value"));
+    r.headers_mut().insert(
+        http::header::LOCATION,
+        location.parse().expect("header value"),
+    );
     r
 }
 
@@ -110,7 +115,12 @@ impl TestServer {
 
     /// Requests received for `path` (with query).
     pub fn hits(&self, path: &str) -> u64 {
-        self.hits.lock().expect("hits lock").get(path).copied().unwrap_or(0)
+        self.hits
+            .lock()
+            .expect("hits lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests received per path.
@@ -225,4 +235,41 @@ impl Drop for SilentServer {
 pub fn refused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("local addr").port()
+}
+
+/// `r` with the given headers added.
+pub fn with_headers(mut r: Reply, headers: &[(&'static str, &str)]) -> Reply {
+    for (name, value) in headers {
+        r.headers_mut()
+            .insert(*name, value.parse().expect("header value"));
+    }
+    r
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// `n` chunks of `size` bytes, streamed without Content-Length.
+pub fn chunks(n: usize, size: usize) -> Body {
+    streamed(move |i| (i < n).then(|| (std::time::Duration::ZERO, Bytes::from(vec![b'c'; size]))))
+}
+
+/// An endless gzip stream of zeros (a few KiB on the wire per MiB decoded), as a
+/// `Content-Encoding: gzip` response.
+pub fn gzip_bomb() -> Reply {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    let body = streamed(move |_| loop {
+        enc.write_all(&zeros).expect("gzip");
+        if !enc.get_ref().is_empty() {
+            let out = Bytes::from(std::mem::take(enc.get_mut()));
+            return Some((std::time::Duration::ZERO, out));
+        }
+    });
+    with_headers(Response::new(body), &[("content-encoding", "gzip")])
 }
