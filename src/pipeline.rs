@@ -28,7 +28,7 @@ use crate::input::{Line, UrlLines};
 use crate::journal::{
     now_ms, ErrorKind, FetchedPage, Journal, JournalError, NewUrl, Outcome, PageMeta, Status,
 };
-use crate::progress::{Counts, ProgressMode, Reporter};
+use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
 use crate::urls::{host_key, normalize, redact};
 
 /// URLs per intake transaction.
@@ -113,7 +113,23 @@ pub async fn crawl(
     counts
         .done_before
         .store(status.fetched + status.failed, Ordering::Relaxed);
-    let reporter = Reporter::start(counts.clone(), config.progress);
+    let reporter = {
+        let counts = counts.clone();
+        Reporter::start(config.progress, "crawl", move || {
+            let fetched = counts.fetched.load(Ordering::Relaxed);
+            let failed = counts.failed.load(Ordering::Relaxed);
+            let bytes = counts.bytes.load(Ordering::Relaxed);
+            View {
+                done: counts.done_before.load(Ordering::Relaxed) + fetched + failed,
+                total: counts.total.load(Ordering::Relaxed),
+                message: format!(
+                    "fetched {fetched}, failed {failed}, {:.0} pages/s, {:.1} MB/s",
+                    per_sec(fetched + failed, started),
+                    per_sec(bytes, started) / 1e6
+                ),
+            }
+        })
+    };
 
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));

@@ -1,16 +1,18 @@
-//! Live progress of a crawl: a bar on a terminal, plain periodic log lines otherwise.
+//! Live progress of a stage: a bar on a terminal, plain periodic log lines otherwise.
 //!
-//! Counts come from [`Counts`], which the committer bumps only after the journal flush
-//! holding a page returned `Ok`: what is shown as fetched is durable.
+//! Stages keep their counts in atomics that they bump only after the journal flush
+//! holding the work returned `Ok`, and hand the reporter a closure that reads them: what
+//! is shown as done is durable.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Durable progress counters shared by the stages and the reporter.
+/// Durable progress counters of the fetch stage.
 #[derive(Debug, Default)]
 pub struct Counts {
     /// URLs known to the journal (grows while input is read).
@@ -22,17 +24,6 @@ pub struct Counts {
     pub bytes: AtomicU64,
 }
 
-impl Counts {
-    fn snapshot(&self) -> (u64, u64, u64, u64) {
-        (
-            self.total.load(Ordering::Relaxed),
-            self.done_before.load(Ordering::Relaxed),
-            self.fetched.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressMode {
@@ -42,84 +33,81 @@ pub enum ProgressMode {
     Off,
 }
 
-/// Shows progress until dropped.
+/// One look at a stage's progress.
+pub struct View {
+    pub done: u64,
+    pub total: u64,
+    pub message: String,
+}
+
+/// Rate of `n` things over the time since `started`.
+pub fn per_sec(n: u64, started: Instant) -> f64 {
+    n as f64 / started.elapsed().as_secs_f64().max(0.001)
+}
+
+/// Shows progress from its own thread until dropped.
 pub struct Reporter {
-    task: Option<tokio::task::JoinHandle<()>>,
-    bar: Option<ProgressBar>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Reporter {
-    pub fn start(counts: Arc<Counts>, mode: ProgressMode) -> Reporter {
+    pub fn start(
+        mode: ProgressMode,
+        label: &'static str,
+        view: impl Fn() -> View + Send + 'static,
+    ) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
         if mode == ProgressMode::Off {
-            return Reporter {
-                task: None,
-                bar: None,
-            };
+            return Reporter { stop, thread: None };
         }
-        let started = Instant::now();
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let shown = bar.clone();
-            let task = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(250));
-                loop {
-                    tick.tick().await;
-                    let (total, before, fetched, failed) = counts.snapshot();
-                    shown.set_length(total);
-                    shown.set_position(before + fetched + failed);
-                    shown.set_message(line(&counts, started, fetched, failed));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("webspool-progress".into())
+            .spawn(move || {
+                if std::io::stderr().is_terminal() {
+                    bar(label, &stopped, &view)
+                } else {
+                    lines(label, &stopped, &view)
                 }
-            });
-            Reporter {
-                task: Some(task),
-                bar: Some(bar),
-            }
-        } else {
-            let task = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(10));
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let (total, before, fetched, failed) = counts.snapshot();
-                    tracing::info!(
-                        "progress: {}/{} done, {}",
-                        before + fetched + failed,
-                        total,
-                        line(&counts, started, fetched, failed)
-                    );
-                }
-            });
-            Reporter {
-                task: Some(task),
-                bar: None,
-            }
+            })
+            .ok();
+        Reporter { stop, thread }
+    }
+}
+
+fn bar(label: &str, stop: &AtomicBool, view: &dyn Fn() -> View) {
+    let bar = ProgressBar::new(0);
+    let template = format!("{{spinner}} {label} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    while !stop.load(Ordering::Acquire) {
+        let v = view();
+        bar.set_length(v.total);
+        bar.set_position(v.done);
+        bar.set_message(v.message);
+        std::thread::park_timeout(Duration::from_millis(250));
+    }
+    bar.finish_and_clear();
+}
+
+fn lines(label: &str, stop: &AtomicBool, view: &dyn Fn() -> View) {
+    let mut next = Instant::now() + Duration::from_secs(10);
+    while !stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+        if Instant::now() >= next && !stop.load(Ordering::Acquire) {
+            let v = view();
+            tracing::info!("{label}: {}/{} done, {}", v.done, v.total, v.message);
+            next += Duration::from_secs(10);
         }
     }
 }
 
-fn line(counts: &Counts, started: Instant, fetched: u64, failed: u64) -> String {
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    let bytes = counts.bytes.load(Ordering::Relaxed) as f64;
-    format!(
-        "fetched {fetched}, failed {failed}, {:.0} pages/s, {:.1} MB/s",
-        (fetched + failed) as f64 / secs,
-        bytes / secs / 1e6
-    )
-}
-
 impl Drop for Reporter {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
         }
     }
 }

@@ -33,6 +33,8 @@
 //! exactly the state of some flush or later, and everything still in `pending_fetch` is
 //! fetched again.
 
+mod fetch;
+mod parse;
 mod record;
 
 use std::collections::BTreeMap;
@@ -42,9 +44,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
-use sled::Transactional;
 
-use record::{decode_page, decode_url, encode_page, encode_url, id_key, key_id};
+pub use parse::{decompress_body, AnnotationReport, ParseInput, ReparseState};
 pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
 
 /// Marker stored under `format` in the default tree of every webspool journal.
@@ -121,6 +122,8 @@ mod counter {
     pub const FETCHED: &str = "fetched";
     pub const FAILED: &str = "failed";
     pub const PENDING_PARSE: &str = "pending_parse";
+    pub const PARSED: &str = "parsed";
+    pub const PENDING_SYNC: &str = "pending_sync";
     pub const RAW_BYTES: &str = "raw_bytes";
     pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
     pub const ERROR_PREFIX: &str = "error.";
@@ -135,6 +138,8 @@ pub struct Journal {
     pages: sled::Tree,
     bodies: sled::Tree,
     pending_parse: sled::Tree,
+    annotations: sled::Tree,
+    pending_sync: sled::Tree,
     counters: sled::Tree,
     poisoned: AtomicBool,
 }
@@ -232,6 +237,8 @@ impl Journal {
             pages: db.open_tree("pages")?,
             bodies: db.open_tree("bodies")?,
             pending_parse: db.open_tree("pending_parse")?,
+            annotations: db.open_tree("annotations")?,
+            pending_sync: db.open_tree("pending_sync")?,
             counters: db.open_tree("counters")?,
             db,
             path,
@@ -334,174 +341,6 @@ impl Journal {
         }
     }
 
-    /// Adds URLs that are not known yet, in one atomic step, as pending fetch.
-    /// URLs already in the journal, whatever their state, count as duplicates.
-    pub fn add_urls(&self, batch: &[NewUrl]) -> Result<AddReport, JournalError> {
-        let added_at_ms = now_ms();
-        self.guarded(|| {
-            let trees = (
-                &*self.db,
-                &self.url_index,
-                &self.urls,
-                &self.pending_fetch,
-                &self.counters,
-            );
-            let result = trees.transaction(|(meta, index, urls, pending, counters)| {
-                let mut next_id = match read_u64(meta.get("next_id")?) {
-                    Ok(v) => v.max(1),
-                    Err(e) => return abort(e),
-                };
-                let mut report = AddReport::default();
-                for new in batch {
-                    if index.get(new.url.as_bytes())?.is_some() {
-                        report.duplicates += 1;
-                        continue;
-                    }
-                    let id = next_id;
-                    next_id += 1;
-                    let entry = UrlEntry {
-                        url: new.url.clone(),
-                        source_key: new.source_key.clone(),
-                        added_at_ms,
-                    };
-                    let encoded = match encode_url(&entry) {
-                        Ok(v) => v,
-                        Err(e) => return abort(e),
-                    };
-                    index.insert(new.url.as_bytes(), &id_key(id))?;
-                    urls.insert(&id_key(id), encoded)?;
-                    pending.insert(&id_key(id), &[])?;
-                    report.added += 1;
-                }
-                meta.insert("next_id", &next_id.to_be_bytes())?;
-                let deltas = BTreeMap::from([(counter::URLS.to_string(), report.added as i64)]);
-                bump(counters, &deltas)?;
-                Ok(report)
-            });
-            flatten(result)
-        })
-    }
-
-    /// Records finished fetches in one atomic step: page records, bodies, the move out
-    /// of `pending_fetch` and the counters. A page that is no longer pending (already
-    /// recorded) is left as it is, so replaying a batch changes nothing.
-    pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
-        self.guarded(|| {
-            let mut encoded = Vec::with_capacity(batch.len());
-            for page in batch {
-                encoded.push(encode_page(&page.meta)?);
-            }
-            let trees = (
-                &self.pending_fetch,
-                &self.pages,
-                &self.bodies,
-                &self.pending_parse,
-                &self.counters,
-            );
-            let result = trees.transaction(|(pending, pages, bodies, pending_parse, counters)| {
-                let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-                for (page, meta_bytes) in batch.iter().zip(&encoded) {
-                    let key = id_key(page.id);
-                    if pending.remove(&key)?.is_none() {
-                        continue;
-                    }
-                    pages.insert(&key, meta_bytes.as_slice())?;
-                    match &page.meta.outcome {
-                        Outcome::Response { body_len, .. } => {
-                            *deltas.entry(counter::FETCHED.into()).or_default() += 1;
-                            *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
-                                *body_len as i64;
-                            let body = page.compressed_body.as_deref().unwrap_or_default();
-                            *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
-                                body.len() as i64;
-                            bodies.insert(&key, body)?;
-                            pending_parse.insert(&key, &[])?;
-                            *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
-                        }
-                        Outcome::Error { kind, .. } => {
-                            *deltas.entry(counter::FAILED.into()).or_default() += 1;
-                            let name = format!("{}{}", counter::ERROR_PREFIX, kind.as_str());
-                            *deltas.entry(name).or_default() += 1;
-                        }
-                    }
-                }
-                bump(counters, &deltas)
-            });
-            flatten(result)
-        })
-    }
-
-    /// Up to `limit` ids still pending fetch, in id order, strictly after `after`.
-    pub fn pending_fetch_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, UrlEntry)>, JournalError> {
-        let iter = match after {
-            Some(id) => self.pending_fetch.range(id_key(id.saturating_add(1))..),
-            None => self.pending_fetch.iter(),
-        };
-        let mut out = Vec::new();
-        for item in iter {
-            if out.len() >= limit || after == Some(u64::MAX) {
-                break;
-            }
-            let (key, _) = item?;
-            let id = key_id(&key)?;
-            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
-                what: format!("pending id {id} has no url record"),
-            })?;
-            out.push((id, entry));
-        }
-        Ok(out)
-    }
-
-    pub fn url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
-        self.urls
-            .get(id_key(id))?
-            .map(|v| decode_url(&v))
-            .transpose()
-    }
-
-    /// The id of a URL, given in the normalized form it was added with.
-    pub fn find(&self, url: &str) -> Result<Option<u64>, JournalError> {
-        self.url_index
-            .get(url.as_bytes())?
-            .map(|v| key_id(&v))
-            .transpose()
-    }
-
-    pub fn page(&self, id: u64) -> Result<Option<PageMeta>, JournalError> {
-        self.pages
-            .get(id_key(id))?
-            .map(|v| decode_page(&v))
-            .transpose()
-    }
-
-    /// The body exactly as received after content-decoding.
-    pub fn body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
-        match self.bodies.get(id_key(id))? {
-            None => Ok(None),
-            Some(compressed) => zstd::stream::decode_all(compressed.as_ref())
-                .map(Some)
-                .map_err(|e| JournalError::Damaged {
-                    what: format!("body of id {id} does not decompress: {e}"),
-                }),
-        }
-    }
-
-    pub fn is_pending_fetch(&self, id: u64) -> Result<bool, JournalError> {
-        Ok(self.pending_fetch.contains_key(id_key(id))?)
-    }
-
-    /// Every id whose fetch has been recorded, in id order.
-    pub fn recorded_ids(&self) -> impl Iterator<Item = Result<u64, JournalError>> + '_ {
-        self.pages
-            .iter()
-            .keys()
-            .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
-    }
-
     pub fn status(&self) -> Result<Status, JournalError> {
         let get = |name: &str| read_u64(self.counters.get(name)?);
         let urls = get(counter::URLS)?;
@@ -520,8 +359,8 @@ impl Journal {
             fetched,
             failed,
             pending_parse: get(counter::PENDING_PARSE)?,
-            parsed: 0,
-            pending_sync: 0,
+            parsed: get(counter::PARSED)?,
+            pending_sync: get(counter::PENDING_SYNC)?,
             raw_bytes: get(counter::RAW_BYTES)?,
             stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
             disk_bytes: self.db.size_on_disk()?,

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::JournalError;
+use crate::parse::Annotation;
 
 /// A URL known to the journal, as it was requested.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +156,22 @@ pub(crate) fn encode_page(meta: &PageMeta) -> Result<Vec<u8>, JournalError> {
 pub(crate) fn decode_page(bytes: &[u8]) -> Result<PageMeta, JournalError> {
     match decode("pages", bytes)? {
         PageRecord::V1(meta) => Ok(meta),
+    }
+}
+
+/// Versioned envelope of [`Annotation`] in the `annotations` tree.
+#[derive(Serialize, Deserialize)]
+enum AnnotationRecord {
+    V1(Annotation),
+}
+
+pub(crate) fn encode_annotation(annotation: &Annotation) -> Result<Vec<u8>, JournalError> {
+    encode(&AnnotationRecord::V1(annotation.clone()))
+}
+
+pub(crate) fn decode_annotation(bytes: &[u8]) -> Result<Annotation, JournalError> {
+    match decode("annotations", bytes)? {
+        AnnotationRecord::V1(annotation) => Ok(annotation),
     }
 }
 

@@ -1,0 +1,190 @@
+//! The parse side of the journal: pages to annotate out, annotations in, and the pages
+//! whose annotation changed marked for sync.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
+use super::{bump, counter, flatten, Journal, JournalError, Outcome, PageMeta};
+use crate::parse::Annotation;
+
+/// A page as the parser needs it. The body stays compressed until a worker thread
+/// decompresses it with [`decompress_body`].
+pub struct ParseInput {
+    pub id: u64,
+    pub meta: PageMeta,
+    pub compressed_body: Vec<u8>,
+}
+
+/// Where an interrupted `reparse` stands; stored under `reparse` in the default tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReparseState {
+    pub parser_version: u32,
+    pub rules_hash: u64,
+    /// Every page with an id up to this one has been re-annotated.
+    pub done_through: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum ReparseRecord {
+    V1(ReparseState),
+}
+
+/// What [`Journal::record_annotations`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnotationReport {
+    /// Annotations written because they were new or different.
+    pub changed: u64,
+}
+
+/// Decompresses a body read from the journal.
+pub fn decompress_body(id: u64, compressed: &[u8]) -> Result<Vec<u8>, JournalError> {
+    zstd::stream::decode_all(compressed).map_err(|e| JournalError::Damaged {
+        what: format!("body of id {id} does not decompress: {e}"),
+    })
+}
+
+impl Journal {
+    /// Up to `limit` ids pending parse, in id order, strictly after `after`.
+    pub fn pending_parse_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, JournalError> {
+        let iter = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(id) => self.pending_parse.range(id_key(id + 1)..),
+            None => self.pending_parse.iter(),
+        };
+        iter.keys()
+            .take(limit)
+            .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
+            .collect()
+    }
+
+    /// Up to `limit` ids of pages that have a body to parse (HTTP responses), strictly
+    /// after `after`, in id order. Reads page records only, never bodies.
+    pub fn parseable_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, JournalError> {
+        let iter = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(id) => self.pages.range(id_key(id + 1)..),
+            None => self.pages.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            if matches!(decode_page(&value)?.outcome, Outcome::Response { .. }) {
+                out.push(key_id(&key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The page record and compressed body of `id`, if it is a stored response.
+    pub fn parse_input(&self, id: u64) -> Result<Option<ParseInput>, JournalError> {
+        let Some(meta) = self.page(id)? else {
+            return Ok(None);
+        };
+        let compressed_body = self
+            .bodies
+            .get(id_key(id))?
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        Ok(Some(ParseInput {
+            id,
+            meta,
+            compressed_body,
+        }))
+    }
+
+    pub fn annotation(&self, id: u64) -> Result<Option<Annotation>, JournalError> {
+        self.annotations
+            .get(id_key(id))?
+            .map(|v| decode_annotation(&v))
+            .transpose()
+    }
+
+    pub fn reparse_state(&self) -> Result<Option<ReparseState>, JournalError> {
+        match self.db.get("reparse")? {
+            None => Ok(None),
+            Some(bytes) => match bincode::deserialize(&bytes) {
+                Ok(ReparseRecord::V1(state)) => Ok(Some(state)),
+                Err(e) => Err(JournalError::Damaged {
+                    what: format!("undecodable reparse state: {e}"),
+                }),
+            },
+        }
+    }
+
+    /// Ends a reparse pass: the next `reparse` starts from the first page again.
+    pub fn finish_reparse(&self) -> Result<(), JournalError> {
+        self.guarded(|| {
+            self.db.remove("reparse")?;
+            Ok(())
+        })
+    }
+
+    /// Records annotations in one atomic step. A page leaves `pending_parse`; when its
+    /// annotation is new or differs from the stored one it is written and the page
+    /// becomes pending sync. With `reparse`, the pass's progress is saved in the same
+    /// step, so a killed reparse resumes after the last recorded batch.
+    pub fn record_annotations(
+        &self,
+        batch: &[(u64, Annotation)],
+        reparse: Option<ReparseState>,
+    ) -> Result<AnnotationReport, JournalError> {
+        self.guarded(|| {
+            let mut encoded = Vec::with_capacity(batch.len());
+            for (_, annotation) in batch {
+                encoded.push(encode_annotation(annotation)?);
+            }
+            let reparse = reparse
+                .map(|state| bincode::serialize(&ReparseRecord::V1(state)))
+                .transpose()
+                .map_err(|e| JournalError::Encode(e.to_string()))?;
+            let trees = (
+                &*self.db,
+                &self.annotations,
+                &self.pending_parse,
+                &self.pending_sync,
+                &self.counters,
+            );
+            let result = trees.transaction(|(meta, annotations, pending, sync, counters)| {
+                let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+                let mut report = AnnotationReport::default();
+                for ((id, _), bytes) in batch.iter().zip(&encoded) {
+                    let key = id_key(*id);
+                    if pending.remove(&key)?.is_some() {
+                        *deltas.entry(counter::PENDING_PARSE.into()).or_default() -= 1;
+                    }
+                    let old = annotations.insert(&key, bytes.as_slice())?;
+                    match &old {
+                        None => *deltas.entry(counter::PARSED.into()).or_default() += 1,
+                        Some(old) if old.as_ref() == bytes.as_slice() => continue,
+                        Some(_) => {}
+                    }
+                    report.changed += 1;
+                    if sync.insert(&key, &[])?.is_none() {
+                        *deltas.entry(counter::PENDING_SYNC.into()).or_default() += 1;
+                    }
+                }
+                if let Some(state) = &reparse {
+                    meta.insert("reparse", state.as_slice())?;
+                }
+                bump(counters, &deltas)?;
+                Ok(report)
+            });
+            flatten(result)
+        })
+    }
+}
+
