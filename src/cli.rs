@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError};
+use crate::parse::stage::ParseConfig;
+use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input};
 use crate::progress::ProgressMode;
 
@@ -26,6 +30,11 @@ pub struct Cli {
 pub enum Command {
     /// Fetch every URL of a list into the journal; run again to resume.
     Crawl(CrawlArgs),
+    /// Annotate pages fetched but not parsed yet (title, links, fields, ...).
+    Parse(ParseArgs),
+    /// Re-annotate every stored page from the journal, offline; only pages whose
+    /// annotation changed become pending for sync.
+    Reparse(ParseArgs),
     /// Show counts and sizes of a journal.
     Status(StatusArgs),
 }
@@ -70,6 +79,8 @@ pub struct CrawlArgs {
     /// User-Agent header sent with every request.
     #[arg(long, value_name = "S", default_value_t = default_user_agent())]
     pub user_agent: String,
+    #[command(flatten)]
+    pub rules: RulesArg,
     /// No progress bar or progress lines, only the summary.
     #[arg(long)]
     pub quiet: bool,
@@ -80,12 +91,75 @@ pub struct CrawlArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RulesArg {
+    /// Extraction rules: a TOML file mapping field names to CSS selectors.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+}
+
+impl RulesArg {
+    /// Loads and checks the rules before any work starts.
+    pub fn load(&self) -> Result<Rules, RulesError> {
+        match &self.rules {
+            Some(path) => Rules::load(path),
+            None => Ok(Rules::default()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    #[command(flatten)]
+    pub rules: RulesArg,
+    /// Parser threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
+    /// No progress bar or progress lines, only the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl ParseArgs {
+    pub fn to_config(&self) -> Result<ParseConfig, RulesError> {
+        Ok(ParseConfig {
+            rules: Arc::new(self.rules.load()?),
+            threads: self.threads.map_or_else(default_threads, |n| n as usize),
+            progress: progress_mode(self.quiet),
+        })
+    }
+}
+
+/// One parser thread per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn progress_mode(quiet: bool) -> ProgressMode {
+    if quiet {
+        ProgressMode::Off
+    } else {
+        ProgressMode::Auto
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub journal: JournalArg,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A configuration that cannot be used; reported before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -100,7 +174,7 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 }
 
 impl CrawlArgs {
-    pub fn to_config(&self) -> Result<CrawlConfig, FetchError> {
+    pub fn to_config(&self) -> Result<CrawlConfig, ConfigError> {
         let extra_roots = match &self.tls_extra_root {
             Some(path) => load_pem_certs(path)?,
             None => Vec::new(),
@@ -123,11 +197,12 @@ impl CrawlArgs {
                 user_agent: self.user_agent.clone(),
                 extra_roots,
             },
-            progress: if self.quiet {
-                ProgressMode::Off
-            } else {
-                ProgressMode::Auto
+            parse: ParseConfig {
+                rules: Arc::new(self.rules.load()?),
+                threads: default_threads(),
+                progress: ProgressMode::Off,
             },
+            progress: progress_mode(self.quiet),
         })
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::sync::watch;
 
-use webspool::cli::{Cli, Command, CrawlArgs, StatusArgs};
+use webspool::cli::{Cli, Command, CrawlArgs, ParseArgs, StatusArgs};
 use webspool::journal::{Journal, Status};
+use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
 
 /// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Crawl(args) => run_crawl(args).await,
+            Command::Parse(args) => run_parse(args, Mode::Pending).await,
+            Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Status(args) => run_status(args),
         }
     });
@@ -71,6 +74,50 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
+async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
+    let config = args.to_config()?;
+    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let control = Arc::new(Control::default());
+    let stopper = control.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("stopping: committing pages in progress (press Ctrl-C again to exit now; the journal stays consistent)");
+        stopper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        wait_for_signal().await;
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
+    let summary =
+        tokio::task::spawn_blocking(move || stage::run(&journal, &config, mode, &control))
+            .await??;
+    let secs = summary.elapsed.as_secs_f64().max(0.001);
+    eprintln!(
+        "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        if summary.interrupted { "interrupted" } else { "done" },
+        summary.parsed,
+        summary.changed,
+        summary.with_errors,
+        secs,
+        summary.parsed as f64 / secs,
+        summary.bytes as f64 / secs / 1e6,
+    );
+    Ok(if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Opens a journal that must already exist (every command but `crawl`).
+fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
+    if !path.exists() {
+        anyhow::bail!("no journal at {} (crawl creates one)", path.display());
+    }
+    Ok(Journal::open(path)?)
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -90,13 +137,14 @@ fn print_summary(s: &CrawlSummary) {
     let secs = s.elapsed.as_secs_f64().max(0.001);
     let pages = s.fetched + s.failed;
     eprintln!(
-        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
         if s.interrupted { "interrupted" } else { "done" },
         s.added,
         s.duplicates,
         s.invalid_lines,
         s.fetched,
         s.failed,
+        s.parsed,
         secs,
         pages as f64 / secs,
         s.bytes as f64 / secs / 1e6,
@@ -111,11 +159,7 @@ fn print_summary(s: &CrawlSummary) {
 }
 
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let path = &args.journal.journal;
-    if !path.exists() {
-        anyhow::bail!("no journal at {} (crawl creates one)", path.display());
-    }
-    let journal = Journal::open(path)?;
+    let journal = open_existing(&args.journal.journal)?;
     let status = journal.status()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -28,6 +28,7 @@ use crate::input::{Line, UrlLines};
 use crate::journal::{
     now_ms, ErrorKind, FetchedPage, Journal, JournalError, NewUrl, Outcome, PageMeta, Status,
 };
+use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
 use crate::urls::{host_key, normalize, redact};
 
@@ -51,6 +52,8 @@ pub enum Input {
 pub struct CrawlConfig {
     pub input: Input,
     pub fetch: FetchConfig,
+    /// The parse stage runs alongside fetching, on its own threads.
+    pub parse: ParseConfig,
     pub progress: ProgressMode,
 }
 
@@ -78,6 +81,8 @@ pub struct CrawlSummary {
     pub fetched: u64,
     pub failed: u64,
     pub bytes: u64,
+    /// Pages annotated by the parse stage during the crawl.
+    pub parsed: u64,
     pub elapsed: Duration,
     /// Stopped by a shutdown signal with work left pending.
     pub interrupted: bool,
@@ -113,9 +118,13 @@ pub async fn crawl(
     counts
         .done_before
         .store(status.fetched + status.failed, Ordering::Relaxed);
+    let parse_control = Arc::new(Control::default());
+    parse_control.follow.store(true, Ordering::Release);
     let reporter = {
         let counts = counts.clone();
+        let parse_control = parse_control.clone();
         Reporter::start(config.progress, "crawl", move || {
+            let parsed = parse_control.parsed.load(Ordering::Relaxed);
             let fetched = counts.fetched.load(Ordering::Relaxed);
             let failed = counts.failed.load(Ordering::Relaxed);
             let bytes = counts.bytes.load(Ordering::Relaxed);
@@ -123,7 +132,7 @@ pub async fn crawl(
                 done: counts.done_before.load(Ordering::Relaxed) + fetched + failed,
                 total: counts.total.load(Ordering::Relaxed),
                 message: format!(
-                    "fetched {fetched}, failed {failed}, {:.0} pages/s, {:.1} MB/s",
+                    "fetched {fetched}, failed {failed}, parsed {parsed}, {:.0} pages/s, {:.1} MB/s",
                     per_sec(fetched + failed, started),
                     per_sec(bytes, started) / 1e6
                 ),
@@ -157,9 +166,26 @@ pub async fn crawl(
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
                 }
+                // Let go of the journal before reporting, so that once `crawl` returns
+                // the caller holds the only handle and can close it.
+                drop(journal);
                 let _ = tx.send(result);
             })
             .map_err(|e| CrawlError::Internal(format!("cannot start the committer: {e}")))?;
+        rx
+    };
+
+    let parser = {
+        let (journal, config, control) = (journal.clone(), config.parse.clone(), parse_control.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("webspool-parse".into())
+            .spawn(move || {
+                let result = stage::run(&journal, &config, Mode::Pending, &control);
+                drop(journal);
+                let _ = tx.send(result);
+            })
+            .map_err(|e| CrawlError::Internal(format!("cannot start the parse stage: {e}")))?;
         rx
     };
 
@@ -191,6 +217,14 @@ pub async fn crawl(
         .await
         .map_err(|_| CrawlError::Internal("the committer thread died".into()))?;
     committed?;
+    // Every page is recorded: the parse stage finishes what is pending and stops.
+    parse_control.fetch_done.store(true, Ordering::Release);
+    if interrupted {
+        parse_control.stop.store(true, Ordering::Release);
+    }
+    let parsed = parser
+        .await
+        .map_err(|_| CrawlError::Internal("the parse stage died".into()))??;
     drop(reporter);
 
     // When interrupted, intake may be blocked reading stdin: do not wait for it.
@@ -209,6 +243,7 @@ pub async fn crawl(
         fetched: counts.fetched.load(Ordering::Relaxed),
         failed: counts.failed.load(Ordering::Relaxed),
         bytes: counts.bytes.load(Ordering::Relaxed),
+        parsed: parsed.parsed,
         elapsed: started.elapsed(),
         interrupted,
         status: journal.status()?,
@@ -251,6 +286,7 @@ fn spawn_intake(
         .name("webspool-intake".into())
         .spawn(move || {
             let result = intake_loop(&journal, &name, reader, &counts, &stop, &notify);
+            drop(journal);
             done.store(true, Ordering::Release);
             notify.notify_one();
             let _ = tx.send(result);

@@ -197,7 +197,12 @@ async fn urls_from_stdin_are_crawled_and_bad_lines_reported_with_their_number() 
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     })
     .await
@@ -205,6 +210,9 @@ async fn urls_from_stdin_are_crawled_and_bad_lines_reported_with_their_number() 
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("-:4: skipped \"not a url\""), "{err}");
-    assert!(err.contains("2 new URLs (1 duplicates, 1 invalid lines)"), "{err}");
+    assert!(
+        err.contains("2 new URLs (1 duplicates, 1 invalid lines)"),
+        "{err}"
+    );
     assert_eq!((server.hits("/a"), server.hits("/b")), (1, 1));
 }

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod crash;
-mod journal_model;
 mod fetch;
+mod journal_model;
+mod parse;
 mod tls;

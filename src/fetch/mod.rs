@@ -125,7 +125,7 @@ impl Fetcher {
                 Outcome::Response {
                     status: r.status,
                     version: format!("{:?}", r.version),
-                    final_url: r.final_url.to_string(),
+                    final_url: without_credentials(&r.final_url),
                     headers: r.headers,
                     body_len: r.body.len() as u64,
                 },
@@ -172,7 +172,7 @@ impl Fetcher {
                 let next = follow_location(&current, location)?;
                 redirects.push(Redirect {
                     status: status.as_u16(),
-                    location: next.to_string(),
+                    location: without_credentials(&next),
                 });
                 current = next;
                 continue;
@@ -259,14 +259,21 @@ fn follow_location(current: &Url, location: &http::HeaderValue) -> Result<Url, F
     Ok(next)
 }
 
+/// A URL to record: relative redirects keep the userinfo of the URL they came from
+/// (`Url::join`), and credentials are kept only in the URL the user gave.
+fn without_credentials(url: &Url) -> String {
+    let mut bare = url.clone();
+    // Both fail only for URLs that cannot have credentials, which have none to remove.
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    bare.to_string()
+}
+
 /// The URI to put on the wire: no userinfo, no fragment.
 fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
     let mut bare = url.clone();
-    // Both fail only for URLs that cannot have credentials, which is fine to ignore.
-    let _ = bare.set_username("");
-    let _ = bare.set_password(None);
     bare.set_fragment(None);
-    http::Uri::try_from(bare.as_str()).map_err(|e| {
+    http::Uri::try_from(without_credentials(&bare).as_str()).map_err(|e| {
         (
             ErrorKind::Protocol,
             format!("cannot request {}: {e}", redact(url)),

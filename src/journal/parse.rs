@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
-use super::{bump, counter, flatten, Journal, JournalError, Outcome, PageMeta};
+use super::{abort, bump, counter, flatten, Journal, JournalError, Outcome, PageMeta};
 use crate::parse::Annotation;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread
@@ -161,7 +161,7 @@ impl Journal {
             let result = trees.transaction(|(meta, annotations, pending, sync, counters)| {
                 let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                 let mut report = AnnotationReport::default();
-                for ((id, _), bytes) in batch.iter().zip(&encoded) {
+                for ((id, annotation), bytes) in batch.iter().zip(&encoded) {
                     let key = id_key(*id);
                     if pending.remove(&key)?.is_some() {
                         *deltas.entry(counter::PENDING_PARSE.into()).or_default() -= 1;
@@ -170,7 +170,13 @@ impl Journal {
                     match &old {
                         None => *deltas.entry(counter::PARSED.into()).or_default() += 1,
                         Some(old) if old.as_ref() == bytes.as_slice() => continue,
-                        Some(_) => {}
+                        // Same findings under a new parser version or rules hash: kept
+                        // up to date, but nothing for sync to do.
+                        Some(old) => match decode_annotation(old) {
+                            Ok(old) if old.same_content(annotation) => continue,
+                            Ok(_) => {}
+                            Err(e) => return abort(e),
+                        },
                     }
                     report.changed += 1;
                     if sync.insert(&key, &[])?.is_none() {

@@ -11,13 +11,17 @@
 pub mod charset;
 pub mod html;
 pub mod rules;
+pub mod stage;
 pub mod xml;
+mod document;
+
+pub use document::annotate;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-// pub use rules::{Rules, RulesError}; (enabled once rules.rs exists)
+pub use rules::{FieldRule, Rules, RulesError};
 
 /// Bumped whenever a change to the parsers can change an annotation, so `reparse`
 /// knows which stored annotations are stale.
@@ -85,4 +89,17 @@ pub struct Annotation {
     pub fields: BTreeMap<String, Vec<String>>,
     /// Why the document could not be (fully) parsed, if it could not.
     pub error: Option<String>,
+}
+
+impl Annotation {
+    /// Whether two annotations say the same about a page, whatever parser version and
+    /// rules produced them: only a change here makes a page pending for sync again.
+    pub fn same_content(&self, other: &Annotation) -> bool {
+        let unversioned = |a: &Annotation| Annotation {
+            parser_version: 0,
+            rules_hash: 0,
+            ..a.clone()
+        };
+        unversioned(self) == unversioned(other)
+    }
 }

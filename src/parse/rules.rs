@@ -1,1 +1,327 @@
-//! (being written)
+//! Extraction rules: named fields pulled out of every HTML page by CSS selector.
+//!
+//! ```toml
+//! [fields.price]
+//! selector = "span.price"   # CSS selector, lol_html's supported subset
+//! attr = "content"          # optional: this attribute's value; default: the element's text
+//! all = true                # optional: every match; default: the first match only
+//! ```
+//!
+//! Rules are checked completely when loaded (unknown keys, field names, attribute
+//! names, and every selector compiled by lol_html), so a typo is a startup error that
+//! names the field, never a silent empty column later. [`Rules::hash`] identifies a rule
+//! set in each annotation, so `reparse` can tell which pages were annotated with
+//! different rules. Applying rules to a page is [`super::html`]'s job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use lol_html::Selector;
+use serde::Deserialize;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Longest accepted attribute name in a rule.
+const MAX_ATTR_NAME: usize = 256;
+
+/// One named field: where to find it and what to take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldRule {
+    /// Matches `[A-Za-z_][A-Za-z0-9_]{0,63}` (usable as a column name).
+    pub name: String,
+    /// The CSS selector as written in the rules file.
+    pub selector: String,
+    /// Take this attribute (ASCII-lowercased) instead of the element's text.
+    pub attr: Option<String>,
+    /// Every match instead of the first one.
+    pub all: bool,
+}
+
+/// A validated rule set, fields sorted by name, selectors compiled once.
+///
+/// `Send + Sync`: one `Rules` is shared by all parser threads.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    fields: Vec<FieldRule>,
+    /// `compiled[i]` is `fields[i].selector`, parsed.
+    compiled: Vec<Selector>,
+}
+
+impl PartialEq for Rules {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl Eq for Rules {}
+
+/// Why a rules file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("cannot read rules file {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("rules file {}: {error}", path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<RulesError>,
+    },
+    #[error("invalid rules: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("invalid field name {name:?}: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
+    FieldName { name: String },
+    #[error("field {field:?}: invalid selector {selector:?}: {reason}")]
+    Selector {
+        field: String,
+        selector: String,
+        reason: String,
+    },
+    #[error("field {field:?}: invalid attribute name {attr:?}")]
+    Attr { field: String, attr: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    #[serde(default)]
+    fields: BTreeMap<String, RawField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    selector: String,
+    #[serde(default)]
+    attr: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+impl Rules {
+    /// Parses and validates rules from TOML text.
+    pub fn from_toml(text: &str) -> Result<Rules, RulesError> {
+        let raw: RawRules = toml::from_str(text)?;
+        let mut rules = Rules::default();
+        // BTreeMap iteration: already sorted by name.
+        for (name, field) in raw.fields {
+            if !valid_field_name(&name) {
+                return Err(RulesError::FieldName { name });
+            }
+            let compiled = field.selector.parse::<Selector>().map_err(|e| {
+                RulesError::Selector {
+                    field: name.clone(),
+                    selector: field.selector.clone(),
+                    reason: e.to_string().trim_end_matches('.').to_string(),
+                }
+            })?;
+            let attr = match field.attr {
+                Some(attr) if valid_attr_name(&attr) => Some(attr.to_ascii_lowercase()),
+                Some(attr) => return Err(RulesError::Attr { field: name, attr }),
+                None => None,
+            };
+            rules.fields.push(FieldRule {
+                name,
+                selector: field.selector,
+                attr,
+                all: field.all,
+            });
+            rules.compiled.push(compiled);
+        }
+        Ok(rules)
+    }
+
+    /// Reads and validates a rules file; every error names the file.
+    pub fn load(path: &Path) -> Result<Rules, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|error| RulesError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Rules::from_toml(&text).map_err(|error| RulesError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
+    }
+
+    /// The fields, sorted by name.
+    pub fn fields(&self) -> &[FieldRule] {
+        &self.fields
+    }
+
+    /// Each field with its compiled selector.
+    pub(crate) fn compiled(&self) -> impl Iterator<Item = (&FieldRule, &Selector)> {
+        self.fields.iter().zip(&self.compiled)
+    }
+
+    /// xxh3-64 of a canonical, length-prefixed encoding of the sorted rules: equal for
+    /// equal rule sets however the file was formatted, different when any name,
+    /// selector, attribute or `all` changes. Stable across versions of this program
+    /// unless the encoding's version tag below changes.
+    pub fn hash(&self) -> u64 {
+        fn put(h: &mut Xxh3, bytes: &[u8]) {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        let mut h = Xxh3::new();
+        put(&mut h, b"webspool-rules-v1");
+        h.update(&(self.fields.len() as u64).to_le_bytes());
+        for f in &self.fields {
+            put(&mut h, f.name.as_bytes());
+            put(&mut h, f.selector.as_bytes());
+            match &f.attr {
+                Some(attr) => {
+                    h.update(&[1]);
+                    put(&mut h, attr.as_bytes());
+                }
+                None => h.update(&[0]),
+            }
+            h.update(&[u8::from(f.all)]);
+        }
+        h.digest()
+    }
+}
+
+fn valid_field_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
+        && b.len() <= 64
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// An HTML attribute name lol_html can look up: no whitespace, quotes, `/`, `>`, `=`,
+/// or control characters.
+fn valid_attr_name(attr: &str) -> bool {
+    !attr.is_empty()
+        && attr.len() <= MAX_ATTR_NAME
+        && !attr
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "\"'/>=".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = include_str!("../../tests/fixtures/rules/rules.toml");
+
+    #[test]
+    fn loads_valid_rules_sorted_by_name() {
+        let rules = Rules::from_toml(VALID).unwrap();
+        let got: Vec<_> = rules
+            .fields()
+            .iter()
+            .map(|f| (f.name.as_str(), f.selector.as_str(), f.attr.as_deref(), f.all))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("author", "div.byline a[rel=author]", None, false),
+                ("image", "div.product img.main", Some("src"), false),
+                ("price", "span.price", Some("content"), false),
+                ("tags", "ul.tags li", None, true),
+            ]
+        );
+        assert_eq!(rules.compiled().count(), 4);
+    }
+
+    #[test]
+    fn default_rules_are_empty_with_a_fixed_hash() {
+        let rules = Rules::default();
+        assert!(rules.fields().is_empty());
+        assert_eq!(rules.hash(), 0x55c0_fb95_1f5a_a9fb);
+        assert_eq!(Rules::from_toml("").unwrap().hash(), rules.hash());
+        assert_eq!(Rules::from_toml("[fields]\n").unwrap(), rules);
+    }
+
+    #[test]
+    fn hash_ignores_formatting_and_sees_every_change() {
+        let base = Rules::from_toml(VALID).unwrap();
+        let reordered = "[fields.tags]\nall = true\nselector = \"ul.tags li\"\n\
+            [fields.price]\nselector = \"span.price\"\nattr = \"CONTENT\"\n\
+            [fields.image]\nselector = \"div.product img.main\"\nattr = \"src\"\n\
+            [fields.author]\nselector = \"div.byline a[rel=author]\"\n";
+        assert_eq!(Rules::from_toml(reordered).unwrap().hash(), base.hash());
+        let changed = [
+            VALID.replace("span.price", "span.cost"),
+            VALID.replace("\"content\"", "\"data-price\""),
+            VALID.replace("all = true", "all = false"),
+            VALID.replace("[fields.price]", "[fields.prices]"),
+            VALID.replace("attr = \"content\"\n", ""),
+        ];
+        for text in changed {
+            let rules = Rules::from_toml(&text).unwrap();
+            assert_ne!(rules.hash(), base.hash(), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_selector_names_field_and_selector() {
+        let text = include_str!("../../tests/fixtures/rules/bad-selector.toml");
+        let err = Rules::from_toml(text).unwrap_err();
+        assert!(matches!(err, RulesError::Selector { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "field \"price\": invalid selector \"span.price >\": Dangling combinator in selector"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_at_every_level() {
+        let text = include_str!("../../tests/fixtures/rules/unknown-key.toml");
+        let err = Rules::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `attribute`"), "{err}");
+        let err = Rules::from_toml("[field.price]\nselector = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `field`"), "{err}");
+        let err = Rules::from_toml("[fields.price]\nall = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `selector`"), "{err}");
+        let err = Rules::from_toml("[fields.price]\nselector = \"a\"\nall = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn field_and_attr_names_are_checked() {
+        for name in ["1price", "price-usd", "\"\"", &"x".repeat(65), "\"pr ice\""] {
+            let err = Rules::from_toml(&format!("[fields.{name}]\nselector = \"a\"\n"))
+                .unwrap_err();
+            assert!(matches!(err, RulesError::FieldName { .. }), "{name}: {err:?}");
+        }
+        for name in ["_x", "Price2", &"x".repeat(64)] {
+            let text = format!("[fields.{name}]\nselector = \"a\"\n");
+            assert_eq!(Rules::from_toml(&text).unwrap().fields()[0].name, name);
+        }
+        for attr in [r#""""#, r#""a b""#, r#""a=b""#, r#""a>""#, r#""x\u0001""#] {
+            let text = format!("[fields.f]\nselector = \"a\"\nattr = {attr}\n");
+            let err = Rules::from_toml(&text).unwrap_err();
+            assert!(matches!(err, RulesError::Attr { .. }), "{attr:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn load_errors_name_the_path() {
+        let dir = std::env::temp_dir().join(format!("webspool-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.toml");
+        let err = Rules::load(&missing).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read rules file ") && err.contains("missing.toml"));
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[fields.x]\nselector = \"\"\n").unwrap();
+        let err = Rules::load(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("field \"x\""), "{err}");
+        let good = dir.join("good.toml");
+        std::fs::write(&good, VALID).unwrap();
+        assert_eq!(Rules::load(&good).unwrap(), Rules::from_toml(VALID).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rules_are_shareable_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Rules>();
+    }
+}

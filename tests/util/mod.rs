@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use webspool::fetch::FetchConfig;
 use webspool::journal::{Journal, Outcome, PageMeta};
+use webspool::parse::stage::ParseConfig;
+use webspool::parse::Rules;
 use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary, Input};
 use webspool::progress::ProgressMode;
 
@@ -46,19 +48,40 @@ pub async fn crawl_lines(
     lines: &[String],
     fetch: FetchConfig,
 ) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
+    crawl_lines_with_rules(lines, fetch, Arc::new(Rules::default())).await
+}
+
+/// Like [`crawl_lines`], parsing with `rules` alongside.
+pub async fn crawl_lines_with_rules(
+    lines: &[String],
+    fetch: FetchConfig,
+    rules: Arc<Rules>,
+) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = url_file(&dir, lines);
     let journal = Arc::new(Journal::open(&dir.path().join("journal")).expect("open journal"));
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let config = CrawlConfig {
+    let summary = crawl(
+        journal.clone(),
+        crawl_config(list, fetch, rules),
+        watch::channel(false).1,
+    )
+    .await
+    .expect("crawl");
+    (dir, journal, summary)
+}
+
+/// A crawl config reading `list`, with progress off and two parser threads.
+pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> CrawlConfig {
+    CrawlConfig {
         input: Input::File(list),
         fetch,
+        parse: ParseConfig {
+            rules,
+            threads: 2,
+            progress: ProgressMode::Off,
+        },
         progress: ProgressMode::Off,
-    };
-    let summary = crawl(journal.clone(), config, stop_rx)
-        .await
-        .expect("crawl");
-    (dir, journal, summary)
+    }
 }
 
 /// The page record of a URL (given in normalized form).
@@ -96,13 +119,8 @@ pub async fn crawl_in(dir: &std::path::Path, lines: &[String], fetch: FetchConfi
     let list = dir.join("urls.txt");
     std::fs::write(&list, lines.join("\n") + "\n").expect("write url list");
     let journal = Arc::new(Journal::open(&dir.join("journal")).expect("open journal"));
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let config = CrawlConfig {
-        input: Input::File(list),
-        fetch,
-        progress: ProgressMode::Off,
-    };
-    let summary = crawl(journal.clone(), config, stop_rx)
+    let config = crawl_config(list, fetch, Arc::new(Rules::default()));
+    let summary = crawl(journal.clone(), config, watch::channel(false).1)
         .await
         .expect("crawl");
     close(journal).await;
@@ -157,4 +175,16 @@ pub fn response_of(meta: &PageMeta) -> (&str, &str, u64) {
 /// A `Status::errors` map.
 pub fn errors(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
     pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+/// Whether no body is stored for a known URL.
+pub fn no_body(journal: &Journal, url: &str) -> bool {
+    let id = journal.find(url).unwrap().expect("url known");
+    journal.body(id).unwrap().is_none()
+}
+
+/// Asserts that `started` is less than `most` seconds ago.
+pub fn took(started: std::time::Instant, most: u64) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(most), "took {took:?}");
 }

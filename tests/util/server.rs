@@ -258,18 +258,50 @@ pub fn chunks(n: usize, size: usize) -> Body {
     streamed(move |i| (i < n).then(|| (std::time::Duration::ZERO, Bytes::from(vec![b'c'; size]))))
 }
 
-/// An endless gzip stream of zeros (a few KiB on the wire per MiB decoded), as a
-/// `Content-Encoding: gzip` response.
+/// An endless gzip stream of zeros (each 256 KiB decoded is well under 1 KiB on the
+/// wire), as a `Content-Encoding: gzip` response.
 pub fn gzip_bomb() -> Reply {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let zeros = vec![0u8; 1 << 20];
-    let body = streamed(move |_| loop {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let zeros = vec![0u8; 256 * 1024];
+    let body = streamed(move |_| {
         enc.write_all(&zeros).expect("gzip");
-        if !enc.get_ref().is_empty() {
-            let out = Bytes::from(std::mem::take(enc.get_mut()));
-            return Some((std::time::Duration::ZERO, out));
-        }
+        // A sync flush: what was written goes out now, not when the encoder's buffer fills.
+        enc.flush().expect("gzip");
+        let out = Bytes::from(std::mem::take(enc.get_mut()));
+        Some((std::time::Duration::ZERO, out))
     });
     with_headers(Response::new(body), &[("content-encoding", "gzip")])
+}
+
+/// A request header as text.
+pub fn header(req: &http::Request<hyper::body::Incoming>, name: &str) -> Option<String> {
+    let value = req.headers().get(name)?;
+    Some(value.to_str().expect("ascii header").to_string())
+}
+
+/// Requests in flight now, and the most seen at once.
+pub type Gauge = Arc<(
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+)>;
+
+/// A server taking 100 ms per request, counting requests in flight on every gauge.
+pub async fn slow_server(gauges: [Gauge; 2]) -> TestServer {
+    use std::sync::atomic::Ordering::SeqCst;
+    TestServer::start(move |_req| {
+        let gauges = gauges.clone();
+        async move {
+            for g in &gauges {
+                let now = g.0.fetch_add(1, SeqCst) + 1;
+                g.1.fetch_max(now, SeqCst);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            for g in &gauges {
+                g.0.fetch_sub(1, SeqCst);
+            }
+            reply(200, "slow")
+        }
+    })
+    .await
 }

@@ -1,0 +1,127 @@
+//! Link collection: resolution against the document base URL, http(s) only, no
+//! fragments, deduplicated (first occurrence wins), capped at [`MAX_LINKS`].
+
+use std::collections::{HashMap, HashSet};
+
+use url::Url;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::text::Collapse;
+use crate::parse::{Link, MAX_FIELD, MAX_LINKS};
+
+/// Longer `href`s are ignored: no crawler wants them, and parsing them costs.
+pub(super) const MAX_HREF: usize = 8192;
+
+pub(super) struct Links {
+    /// The document base URL: the page URL, or the first `<base href>` once seen.
+    base: Url,
+    base_seen: bool,
+    pub links: Vec<Link>,
+    /// xxh3 of a kept URL -> its index in `links` (strings compared on a hit).
+    kept: HashMap<u64, usize>,
+    /// xxh3 of URLs beyond the cap, so each distinct one is counted once.
+    dropped: HashSet<u64>,
+    /// The anchor whose text is being collected: index into `links` and its text.
+    current: Option<(usize, Collapse)>,
+}
+
+impl Links {
+    pub fn new(page_url: &Url) -> Self {
+        Links {
+            base: page_url.clone(),
+            base_seen: false,
+            links: Vec::new(),
+            kept: HashMap::new(),
+            dropped: HashSet::new(),
+            current: None,
+        }
+    }
+
+    /// `<base href>`: only the first one counts (as in browsers), and only when it
+    /// resolves to an http(s) URL. Links seen before it keep their page-URL resolution.
+    pub fn set_base(&mut self, href: &str) {
+        if std::mem::replace(&mut self.base_seen, true) {
+            return;
+        }
+        if let Some(url) = self.resolve(href) {
+            self.base = url;
+        }
+    }
+
+    /// Resolves an `href` (entities already decoded) to an absolute http(s) URL
+    /// without fragment.
+    pub fn resolve(&self, href: &str) -> Option<Url> {
+        if href.len() > MAX_HREF {
+            return None;
+        }
+        let mut url = self.base.join(href).ok()?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        url.set_fragment(None);
+        Some(url)
+    }
+
+    /// A link starts (`<a href>` or `<area href>`), ending collection of the previous
+    /// anchor's text. `area_alt` is `Some` (the `alt` text) for an `<area>`; an `<a>`'s
+    /// text arrives through [`Links::text`].
+    pub fn start(&mut self, href: &str, rel: Option<&str>, area_alt: Option<String>) {
+        self.finish_current();
+        let Some(url) = self.resolve(href) else {
+            return;
+        };
+        let url = String::from(url);
+        let hash = xxh3_64(url.as_bytes());
+        if let Some(&i) = self.kept.get(&hash) {
+            if self.links[i].url == url {
+                return;
+            }
+        }
+        if self.links.len() >= MAX_LINKS {
+            self.dropped.insert(hash);
+            return;
+        }
+        self.kept.entry(hash).or_insert(self.links.len());
+        let nofollow = rel.is_some_and(|rel| {
+            rel.split_ascii_whitespace().any(|token| {
+                ["nofollow", "ugc", "sponsored"]
+                    .iter()
+                    .any(|t| token.eq_ignore_ascii_case(t))
+            })
+        });
+        let is_anchor = area_alt.is_none();
+        self.links.push(Link {
+            url,
+            text: area_alt.unwrap_or_default(),
+            nofollow,
+            lastmod: None,
+        });
+        if is_anchor {
+            self.current = Some((self.links.len() - 1, Collapse::new(MAX_FIELD)));
+        }
+    }
+
+    /// Text inside the current `<a href>`, entities decoded. Nested elements' text
+    /// joins without a space, as in the DOM's `textContent`.
+    pub fn text(&mut self, s: &str) {
+        if let Some((_, c)) = &mut self.current {
+            if !c.is_full() {
+                c.push(s);
+            }
+        }
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((i, c)) = self.current.take() {
+            if let Some(link) = self.links.get_mut(i) {
+                link.text = c.finish();
+            }
+        }
+    }
+
+    /// The links, and how many distinct links were dropped beyond the cap.
+    pub fn finish(mut self) -> (Vec<Link>, u64) {
+        self.finish_current();
+        (self.links, self.dropped.len() as u64)
+    }
+}

@@ -1,0 +1,388 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::parse::{Link, MAX_LINKS};
+
+const HOSTILE: &[u8] = include_bytes!("../../../tests/fixtures/html/hostile.html");
+const TRUNCATED: &[u8] = include_bytes!("../../../tests/fixtures/html/truncated.html");
+const W1252: &[u8] = include_bytes!("../../../tests/fixtures/html/windows-1252.html");
+const SJIS: &[u8] = include_bytes!("../../../tests/fixtures/html/shift_jis.html");
+const GBK: &[u8] = include_bytes!("../../../tests/fixtures/html/gbk.html");
+const WRONG: &[u8] = include_bytes!("../../../tests/fixtures/html/wrong-charset.html");
+const BOM: &[u8] = include_bytes!("../../../tests/fixtures/html/bom.html");
+const PRODUCT: &[u8] = include_bytes!("../../../tests/fixtures/rules/product.html");
+const PRODUCT_RULES: &str = include_str!("../../../tests/fixtures/rules/rules.toml");
+
+fn page_url() -> Url {
+    Url::parse("https://example.test/dir/page.html").unwrap()
+}
+
+fn parse_with(body: &[u8], content_type: Option<&str>, rules: &Rules) -> Annotation {
+    let mut out = Annotation::default();
+    parse_html(body, content_type, &page_url(), rules, &mut out);
+    out
+}
+
+fn parse(body: &[u8]) -> Annotation {
+    parse_with(body, Some("text/html"), &Rules::default())
+}
+
+/// Like `parse_html`, but lol_html gets the text `chunk` bytes at a time.
+fn parse_chunked(body: &[u8], chunk: usize, rules: &Rules) -> Annotation {
+    let decoded = decode_html(body, None, None);
+    let state = RefCell::new(State::new(&page_url(), rules));
+    let result = rewrite(decoded.text.as_bytes(), chunk, &state, rules);
+    let mut out = Annotation {
+        charset: Some(decoded.encoding.name().to_string()),
+        ..Annotation::default()
+    };
+    state.into_inner().finish(&mut out);
+    if let Err(e) = result {
+        out.error = Some(format!("HTML parsing stopped early: {e}"));
+    }
+    out
+}
+
+fn link(url: &str, text: &str, nofollow: bool) -> Link {
+    Link {
+        url: url.into(),
+        text: text.into(),
+        nofollow,
+        lastmod: None,
+    }
+}
+
+fn urls(a: &Annotation) -> Vec<&str> {
+    a.links.iter().map(|l| l.url.as_str()).collect()
+}
+
+#[test]
+fn hostile_page_head() {
+    let a = parse(HOSTILE);
+    assert_eq!(a.error, None);
+    assert_eq!(a.charset.as_deref(), Some("UTF-8"));
+    assert_eq!(
+        a.title.as_deref(),
+        Some("Café & 'Bar' — <b>not bold</b> <b>raw</b>")
+    );
+    assert_eq!(a.lang.as_deref(), Some("en-GB"));
+    assert_eq!(a.description.as_deref(), Some("A \"hostile\" page & more"));
+    assert!(a.robots_noindex && a.robots_nofollow);
+    assert_eq!(
+        a.canonical.as_deref(),
+        Some("https://example.test/canonical?x=1&y=2")
+    );
+    assert_eq!(a.h1.as_deref(), Some("Main heading & more"));
+    assert!(a.fields.is_empty());
+}
+
+#[test]
+fn hostile_page_links() {
+    let a = parse(HOSTILE);
+    let expected = [
+        link("https://example.test/base/relative", "Relative", false),
+        link(
+            "https://example.test/unquoted?a=1&b=2",
+            "Unquoted & nofollow",
+            true,
+        ),
+        link("https://example.test/legacy?a=1&copy=2", "Legacy entity", false),
+        link("http://example.com/Path", "Normalized", false),
+        // A fragment-only href is the document's base URL (here the <base href>).
+        link("https://example.test/base/", "top", false),
+        link("https://example.test/dup", "first dup", false),
+        link("https://example.test/ugc", "ugc", true),
+        link("https://example.test/sponsored", "sponsored", true),
+        link("https://example.test/outer", "outer", false),
+        // lol_html keeps no tree: text after a nested anchor's end goes to it.
+        link("https://example.test/inner", "inner tail", false),
+        link("https://example.test/area", "Area & alt", false),
+        link("https://example.test/from-template", "template link", false),
+        link("https://example.test/spaced", "spaced href", false),
+    ];
+    assert_eq!(a.links, expected, "{:#?}", urls(&a));
+    assert_eq!(a.links_dropped, 0);
+    for not_a_link in [
+        "from-style",
+        "from-script",
+        "in-comment",
+        "from-noscript",
+        "from-textarea",
+        "after-comment",
+        "ignored-second-base",
+    ] {
+        assert!(!urls(&a).iter().any(|u| u.contains(not_a_link)), "{not_a_link}");
+    }
+}
+
+#[test]
+fn hostile_page_visible_text() {
+    let a = parse(HOSTILE);
+    // No-break spaces collapse like other whitespace; NUL is dropped; a stray byte in
+    // otherwise valid UTF-8 becomes U+FFFD.
+    let expected = "Main heading & more Second heading Tom & Jerry's café ☺ © x \
+        Naïve Ünïcödé 日本語, stray byte: \u{FFFD} bold both italic misnested \
+        Relative Unquoted & nofollow Legacy entity Normalized js mail top first dup \
+        second dup ugc sponsored outer inner tail not a link nulbyte huge attribute \
+        spaced href";
+    assert_eq!(a.text, expected);
+    for hidden in ["script", "from-style", "noscript", "template text", "typed", "Second title", "raw", "comment"] {
+        assert!(!a.text.contains(hidden), "{hidden} in {}", a.text);
+    }
+    assert_eq!(a.word_count, a.text.split(' ').count() as u64);
+}
+
+#[test]
+fn truncated_page_keeps_what_came_before_the_cut() {
+    let a = parse(TRUNCATED);
+    assert_eq!(a.error, None);
+    assert_eq!(a.title.as_deref(), Some("Cut short"));
+    assert_eq!(a.text, "Some text before the cut. kept");
+    assert_eq!(a.word_count, 6);
+    assert_eq!(a.links, [link("https://example.test/ok", "kept", false)]);
+}
+
+#[test]
+fn every_prefix_parses() {
+    let product_rules = Rules::from_toml(PRODUCT_RULES).unwrap();
+    for (doc, step) in [(TRUNCATED, 1), (PRODUCT, 1), (HOSTILE, 7)] {
+        let full = parse_with(doc, None, &product_rules);
+        for end in (0..doc.len()).step_by(step) {
+            let a = parse_with(&doc[..end], None, &product_rules);
+            assert_eq!(a.error, None, "prefix {end}");
+            assert!(a.links.len() <= full.links.len(), "prefix {end}");
+            assert!(a.word_count <= full.word_count + 1, "prefix {end}");
+        }
+    }
+}
+
+#[test]
+fn chunked_input_gives_the_same_annotation() {
+    let rules = Rules::from_toml(PRODUCT_RULES).unwrap();
+    for doc in [HOSTILE, PRODUCT, TRUNCATED] {
+        let whole = parse_chunked(doc, usize::MAX, &rules);
+        for chunk in [1, 2, 3, 5, 64] {
+            assert_eq!(parse_chunked(doc, chunk, &rules), whole, "chunk {chunk}");
+        }
+    }
+}
+
+#[test]
+fn charsets_from_fixtures() {
+    let a = parse_with(W1252, None, &Rules::default());
+    assert_eq!(a.charset.as_deref(), Some("windows-1252"));
+    assert_eq!(a.title.as_deref(), Some("Café “Déjà vu” – 5 €"));
+    assert_eq!(a.text, "Crème brûlée: 5 € — “délicieux”.");
+    assert_eq!(a.lang.as_deref(), Some("fr"));
+
+    let a = parse_with(SJIS, None, &Rules::default());
+    assert_eq!(a.charset.as_deref(), Some("Shift_JIS"));
+    assert_eq!(a.title.as_deref(), Some("日本語のページ"));
+    assert_eq!(a.h1.as_deref(), Some("こんにちは世界"));
+    assert_eq!(a.text, "こんにちは世界 これはテストです。");
+    assert_eq!(a.word_count, 2);
+
+    let a = parse_with(GBK, Some("text/html"), &Rules::default());
+    assert!(matches!(a.charset.as_deref(), Some("GBK" | "gb18030")), "{:?}", a.charset);
+    assert_eq!(a.title.as_deref(), Some("中文网页"));
+    assert!(a.text.starts_with("今天的天气很好，我们一起去公园散步。"), "{}", a.text);
+
+    let a = parse_with(WRONG, None, &Rules::default());
+    assert_eq!(a.charset.as_deref(), Some("windows-1252"));
+    assert_eq!(a.title.as_deref(), Some("Café naïve résumé"));
+    assert_eq!(a.text, "Façade à la crème – £ 5.");
+
+    let a = parse_with(BOM, Some("text/html; charset=iso-8859-2"), &Rules::default());
+    assert_eq!(a.charset.as_deref(), Some("UTF-8"));
+    assert_eq!(a.title.as_deref(), Some("Grüße, 世界"));
+    assert_eq!(a.text, "BOM first.");
+}
+
+#[test]
+fn product_fields_from_rules() {
+    let rules = Rules::from_toml(PRODUCT_RULES).unwrap();
+    let a = parse_with(PRODUCT, None, &rules);
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("author", vec!["Ada & Lovelace"]),
+        ("image", vec!["/images/widget.png?size=large&v=2"]),
+        ("price", vec!["19.99"]),
+        (
+            "tags",
+            vec!["blue", "widgets & gadgets", "on sale", "no end tag", "last"],
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(a.fields, expected);
+    assert_eq!(a.title.as_deref(), Some("Blue Widget"));
+
+    let none = Rules::from_toml("[fields.missing]\nselector = \"table td\"\n").unwrap();
+    let a = parse_with(PRODUCT, None, &none);
+    assert_eq!(a.fields, BTreeMap::from([("missing".to_string(), vec![])]));
+}
+
+#[test]
+fn field_values_are_capped() {
+    let rules = Rules::from_toml(
+        "[fields.data]\nselector = \"div\"\nattr = \"data-x\"\n\
+         [fields.text]\nselector = \"p\"\nall = true\n",
+    )
+    .unwrap();
+    let mut html = format!("<div data-x=\"{}\"></div>", "é".repeat(3 * MAX_FIELD));
+    for i in 0..fields::MAX_FIELD_VALUES + 10 {
+        html.push_str(&format!("<p>v{i}</p>"));
+    }
+    let a = parse_with(html.as_bytes(), None, &rules);
+    assert_eq!(a.fields["data"], vec!["é".repeat(MAX_FIELD / 2)]);
+    assert_eq!(a.fields["text"].len(), fields::MAX_FIELD_VALUES);
+    assert_eq!(a.fields["text"][999], "v999");
+}
+
+#[test]
+fn links_are_capped_and_deduplicated() {
+    let mut html = String::new();
+    for i in 0..MAX_LINKS + 5 {
+        html.push_str(&format!("<a href=/p{i}>x</a><a href=/p{i}#again>y</a>"));
+    }
+    html.push_str("<a href=/p1>again</a><a href=/p10004>again</a>");
+    let a = parse(html.as_bytes());
+    assert_eq!(a.links.len(), MAX_LINKS);
+    assert_eq!(a.links_dropped, 5);
+    assert_eq!(a.links[1], link("https://example.test/p1", "x", false));
+}
+
+#[test]
+fn base_rules() {
+    let a = parse(b"<a href=a>1</a><base href=/b/><a href=a>2</a><base href=/c/><a href=d>3</a>");
+    assert_eq!(
+        urls(&a),
+        ["https://example.test/dir/a", "https://example.test/b/a", "https://example.test/b/d"]
+    );
+    let a = parse(b"<base href='javascript:x'><a href=a>1</a>");
+    assert_eq!(urls(&a), ["https://example.test/dir/a"]);
+    let a = parse(b"<base href='https://other.test/x/'><a href=a>1</a><a href=//cdn.test/y>2</a>");
+    assert_eq!(urls(&a), ["https://other.test/x/a", "https://cdn.test/y"]);
+}
+
+#[test]
+fn robots_and_meta_variants() {
+    let a = parse(b"<meta name=robots content=none><meta name=description content='  '>");
+    assert!(a.robots_noindex && a.robots_nofollow);
+    assert_eq!(a.description, None);
+    let a = parse(b"<meta name=robots content='index,follow'><meta name=other content=noindex>");
+    assert!(!a.robots_noindex && !a.robots_nofollow);
+    let a = parse(b"<meta name=' GoogleBot ' content='NoIndex'>");
+    assert!(a.robots_noindex && !a.robots_nofollow);
+    let a = parse(b"<link rel=stylesheet href=/s.css><link rel='canonical' href='mailto:x'>");
+    assert_eq!(a.canonical, None);
+}
+
+#[test]
+fn long_values_are_cut_at_char_boundaries() {
+    let title = format!("<title>{}</title>", "€".repeat(MAX_FIELD));
+    let a = parse(title.as_bytes());
+    assert_eq!(a.title.as_deref().map(str::len), Some(MAX_FIELD - MAX_FIELD % 3));
+    let body = format!("<p>{}</p>", "wörd ".repeat(10_000));
+    let a = parse(body.as_bytes());
+    assert_eq!(a.word_count, 10_000);
+    // 341 words of 5 bytes and their spaces are 2045 bytes; " w" fits, "wö" would not.
+    assert_eq!(a.text.len(), MAX_TEXT_EXTRACT - 1);
+    assert!(a.text.ends_with("wörd wörd w"));
+}
+
+#[test]
+fn huge_attributes_and_nul_bytes() {
+    let mut html = b"<a href=\"/".to_vec();
+    html.extend(std::iter::repeat_n(b'x', 5 << 20));
+    html.extend_from_slice(b"\">too long</a><a href=/n\0ul>n\0ul</a><p title=\"\0\">\0</p>ok");
+    let a = parse(&html);
+    assert_eq!(a.error, None);
+    assert_eq!(a.links, [link("https://example.test/n%00ul", "nul", false)]);
+    assert_eq!(a.text, "too long nul ok");
+}
+
+#[test]
+fn deeply_nested_divs_do_not_blow_up() {
+    let mut html = String::from("<title>Deep</title><a href=/first>first</a>");
+    html.push_str(&"<div class=x>".repeat(800_000));
+    html.push_str("deep text<a href=/deep>deep</a>");
+    let started = std::time::Instant::now();
+    let rules = Rules::from_toml("[fields.d]\nselector = \"div.x a\"\n").unwrap();
+    let a = parse_with(html.as_bytes(), None, &rules);
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    assert_eq!(a.title.as_deref(), Some("Deep"));
+    assert_eq!(a.links[0], link("https://example.test/first", "first", false));
+    match &a.error {
+        None => assert_eq!(a.links.len(), 2),
+        Some(e) => assert!(e.contains("memory"), "{e}"),
+    }
+}
+
+#[test]
+fn script_and_comment_edge_cases() {
+    let html = b"<script>if (a<b) x='</scr'+'ipt><a href=/s1>';</script>\
+        <script><!--<script>--></script><a href=/ok>ok</a>\
+        <script type=text/template><a href=/s2></a></script>\
+        <!--> <a href=/after-empty-comment>c</a> --!> <a href=/x>x</a>";
+    let a = parse(html);
+    assert_eq!(
+        urls(&a),
+        ["https://example.test/ok", "https://example.test/after-empty-comment", "https://example.test/x"]
+    );
+    assert_eq!(a.text, "ok c --!> x");
+}
+
+#[test]
+fn ambiguous_markup_does_not_stop_the_parser() {
+    let a = parse(b"<select><xmp><script>\"x\";</script></xmp></select><a href=/after>after</a>");
+    assert_eq!(a.error, None);
+    assert_eq!(urls(&a), ["https://example.test/after"]);
+}
+
+/// Throughput on the Rust docs (the sysroot's `share/doc/rust/html`):
+/// `cargo test --release --lib parse::html::tests::throughput -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn throughput() {
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let root = std::path::PathBuf::from(String::from_utf8(sysroot.stdout).unwrap().trim())
+        .join("share/doc/rust/html");
+    let mut stack = vec![root.join("std"), root.join("book"), root.join("reference")];
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "html") && files.len() < 20_000 {
+                files.push(path);
+            }
+        }
+    }
+    let pages: Vec<Vec<u8>> = files.iter().step_by(files.len() / 400 + 1).map(|p| std::fs::read(p).unwrap()).collect();
+    let bytes: usize = pages.iter().map(Vec::len).sum();
+    let url = page_url();
+    let rules = Rules::default();
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let mut links = 0;
+        for page in &pages {
+            let mut out = Annotation::default();
+            parse_html(page, Some("text/html; charset=utf-8"), &url, &rules, &mut out);
+            links += out.links.len();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "round {round}: {} pages, {:.1} MB, {links} links, {:.3} s, {:.1} MB/s",
+            pages.len(),
+            bytes as f64 / 1e6,
+            secs,
+            bytes as f64 / 1e6 / secs
+        );
+    }
+}

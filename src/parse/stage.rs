@@ -1,0 +1,306 @@
+//! The parse stage: annotates journaled pages on worker threads (all cores), commits the
+//! annotations in order, and is resumable after kill -9.
+//!
+//! A reader (the calling thread) cuts the work into chunks of pages, workers decompress
+//! and annotate a chunk each, and a committer records chunks in the order they were cut,
+//! one transaction and one flush per chunk. What a crash costs is the chunks in flight:
+//!
+//! - `parse` takes its work from `pending_parse`; a page leaves it only in the
+//!   transaction that stores its annotation, so unfinished pages are simply parsed again.
+//! - `reparse` walks every stored response in id order. Its position is saved with each
+//!   chunk (`ReparseState`), so a killed reparse resumes after the last committed chunk,
+//!   as long as the parser version and the rules are the same; otherwise it starts over.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{annotate, Annotation, Rules, PARSER_VERSION};
+use crate::journal::{decompress_body, Journal, JournalError, ParseInput, ReparseState};
+use crate::progress::{per_sec, ProgressMode, Reporter, View};
+
+/// Pages per chunk, at most.
+const CHUNK_PAGES: usize = 64;
+/// Compressed body bytes per chunk, at most.
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// Which pages to annotate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Pages fetched but not parsed yet.
+    Pending,
+    /// Every stored page, again.
+    Reparse,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParseConfig {
+    pub rules: Arc<Rules>,
+    pub threads: usize,
+    pub progress: ProgressMode,
+}
+
+/// Shared flags between the parse stage and whoever runs it.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop taking new work; finish and commit what is in flight.
+    pub stop: AtomicBool,
+    /// When set, [`Mode::Pending`] keeps waiting for new pages until `fetch_done`.
+    pub follow: AtomicBool,
+    /// The fetch stage has finished: no new pages will come.
+    pub fetch_done: AtomicBool,
+    /// Pages annotated (durably) so far in this run.
+    pub parsed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct ParseSummary {
+    pub parsed: u64,
+    pub changed: u64,
+    /// Pages whose annotation records a parse error.
+    pub with_errors: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+struct Chunk {
+    seq: u64,
+    last_id: u64,
+    pages: Vec<ParseInput>,
+}
+
+struct Done {
+    seq: u64,
+    last_id: u64,
+    results: Result<Vec<(u64, Annotation)>, JournalError>,
+    bytes: u64,
+}
+
+/// Runs the parse stage until its work is done or `control.stop` is set.
+pub fn run(
+    journal: &Arc<Journal>,
+    config: &ParseConfig,
+    mode: Mode,
+    control: &Arc<Control>,
+) -> Result<ParseSummary, JournalError> {
+    let started = Instant::now();
+    let threads = config.threads.max(1);
+    let status = journal.status()?;
+    let total = Arc::new(AtomicU64::new(match mode {
+        Mode::Pending => status.pending_parse,
+        Mode::Reparse => status.fetched,
+    }));
+    let reporter = {
+        let (control, total) = (control.clone(), total.clone());
+        let label = if mode == Mode::Pending { "parse" } else { "reparse" };
+        Reporter::start(config.progress, label, move || {
+            let parsed = control.parsed.load(Ordering::Relaxed);
+            View {
+                done: parsed,
+                total: total.load(Ordering::Relaxed).max(parsed),
+                message: format!("{:.0} pages/s", per_sec(parsed, started)),
+            }
+        })
+    };
+
+    let (work_tx, work_rx) = sync_channel::<Chunk>(threads);
+    let (done_tx, done_rx) = sync_channel::<Done>(threads * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let mut workers = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (rx, tx, rules) = (work_rx.clone(), done_tx.clone(), config.rules.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("webspool-parse-{i}"))
+            .spawn(move || work(&rx, &tx, &rules))
+            .map_err(|e| JournalError::Encode(format!("cannot start a parse thread: {e}")))?;
+        workers.push(worker);
+    }
+    drop(done_tx);
+
+    let reparse_from = match mode {
+        Mode::Reparse => resume_point(journal, &config.rules)?,
+        Mode::Pending => None,
+    };
+    // Chunks committed so far; u64::MAX once the committer has stopped.
+    let committed = Arc::new(AtomicU64::new(0));
+    let committer = {
+        let (journal, control, rules_hash) = (journal.clone(), control.clone(), config.rules.hash());
+        let committed = committed.clone();
+        std::thread::Builder::new()
+            .name("webspool-parse-commit".into())
+            .spawn(move || {
+                let result = commit(&journal, done_rx, mode, rules_hash, &control, &committed);
+                committed.store(u64::MAX, Ordering::Release);
+                result
+            })
+            .map_err(|e| JournalError::Encode(format!("cannot start the parse committer: {e}")))?
+    };
+
+    let read = read(journal, mode, reparse_from, control, &work_tx, &total, &committed);
+    drop(work_tx);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let committed = committer
+        .join()
+        .map_err(|_| JournalError::Encode("the parse committer panicked".into()))?;
+    drop(reporter);
+    let interrupted = read?;
+    let mut summary = committed?;
+    if mode == Mode::Reparse && !interrupted {
+        journal.finish_reparse()?;
+        journal.flush_blocking()?;
+    }
+    summary.elapsed = started.elapsed();
+    summary.interrupted = interrupted;
+    Ok(summary)
+}
+
+/// Where a reparse with these rules starts: after the last chunk of an interrupted pass
+/// with the same parser and rules, else from the beginning.
+fn resume_point(journal: &Journal, rules: &Rules) -> Result<Option<u64>, JournalError> {
+    Ok(journal.reparse_state()?.and_then(|s| {
+        (s.parser_version == PARSER_VERSION && s.rules_hash == rules.hash()).then_some(s.done_through)
+    }))
+}
+
+/// Cuts the work into chunks; returns whether it stopped early.
+fn read(
+    journal: &Journal,
+    mode: Mode,
+    mut cursor: Option<u64>,
+    control: &Control,
+    work_tx: &SyncSender<Chunk>,
+    total: &AtomicU64,
+    committed: &AtomicU64,
+) -> Result<bool, JournalError> {
+    let mut seq = 0;
+    let mut found_in_pass = false;
+    loop {
+        if control.stop.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let ids = match mode {
+            Mode::Pending => journal.pending_parse_after(cursor, CHUNK_PAGES)?,
+            Mode::Reparse => journal.parseable_after(cursor, CHUNK_PAGES)?,
+        };
+        if ids.is_empty() {
+            if mode == Mode::Reparse {
+                return Ok(false);
+            }
+            // End of a pass over pending_parse. Pages committed while we read may have
+            // landed behind the cursor, so pass again until a pass finds nothing, and in
+            // follow mode until fetching is over too.
+            let fetch_over = !control.follow.load(Ordering::Acquire)
+                || control.fetch_done.load(Ordering::Acquire);
+            if !found_in_pass && fetch_over {
+                return Ok(false);
+            }
+            if !found_in_pass {
+                std::thread::sleep(Duration::from_millis(100));
+            } else {
+                // Let the chunks in flight commit before the next pass reads them again.
+                while committed.load(Ordering::Acquire) < seq {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            cursor = None;
+            found_in_pass = false;
+            total.store(
+                control.parsed.load(Ordering::Relaxed) + journal.status()?.pending_parse,
+                Ordering::Relaxed,
+            );
+            continue;
+        }
+        found_in_pass = true;
+        let mut pages = Vec::with_capacity(ids.len());
+        let mut bytes = 0;
+        for id in ids {
+            cursor = Some(id);
+            let input = journal.parse_input(id)?.ok_or_else(|| JournalError::Damaged {
+                what: format!("id {id} is pending parse but has no page record"),
+            })?;
+            bytes += input.compressed_body.len();
+            pages.push(input);
+            if bytes >= CHUNK_BYTES {
+                break;
+            }
+        }
+        let last_id = cursor.unwrap_or(0);
+        if work_tx.send(Chunk { seq, last_id, pages }).is_err() {
+            return Ok(true); // the workers are gone: the committer failed
+        }
+        seq += 1;
+    }
+}
+
+/// A worker: annotates whole chunks until the work channel closes.
+fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
+    loop {
+        let chunk = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(chunk) = chunk else { return };
+        let mut bytes = 0;
+        let results = chunk
+            .pages
+            .iter()
+            .map(|page| {
+                let body = decompress_body(page.id, &page.compressed_body)?;
+                bytes += body.len() as u64;
+                Ok((page.id, annotate(&page.meta, &body, rules)))
+            })
+            .collect();
+        let done = Done {
+            seq: chunk.seq,
+            last_id: chunk.last_id,
+            results,
+            bytes,
+        };
+        if tx.send(done).is_err() {
+            return;
+        }
+    }
+}
+
+/// Records finished chunks in the order they were cut, one transaction and flush each.
+fn commit(
+    journal: &Journal,
+    rx: Receiver<Done>,
+    mode: Mode,
+    rules_hash: u64,
+    control: &Control,
+    committed: &AtomicU64,
+) -> Result<ParseSummary, JournalError> {
+    let mut summary = ParseSummary::default();
+    let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut next = 0;
+    for done in rx {
+        waiting.insert(done.seq, done);
+        while let Some(done) = waiting.remove(&next) {
+            let results = done.results?;
+            let reparse = (mode == Mode::Reparse).then_some(ReparseState {
+                parser_version: PARSER_VERSION,
+                rules_hash,
+                done_through: done.last_id,
+            });
+            let report = journal.record_annotations(&results, reparse)?;
+            journal.flush_blocking()?;
+            // Durable from here on: count.
+            let n = results.len() as u64;
+            summary.parsed += n;
+            summary.changed += report.changed;
+            summary.bytes += done.bytes;
+            summary.with_errors += results.iter().filter(|(_, a)| a.error.is_some()).count() as u64;
+            control.parsed.fetch_add(n, Ordering::Relaxed);
+            tracing::debug!(target: "webspool::committed", through = done.last_id, "{n} pages annotated");
+            next += 1;
+            committed.store(next, Ordering::Release);
+        }
+    }
+    Ok(summary)
+}

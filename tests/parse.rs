@@ -1,0 +1,217 @@
+//! The parse stage end to end: crawl with parsing alongside, `parse`, `reparse` after a
+//! rules change, and kill -9 in the middle of a reparse.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use webspool::journal::Journal;
+use webspool::parse::stage::{self, Control, Mode, ParseConfig};
+use webspool::parse::{DocKind, Rules};
+use webspool::progress::ProgressMode;
+
+use crate::util::{self, server};
+
+fn product(name: &str, price_class: &str, value: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=en><head><title>{name}</title>\
+         <meta name=description content=\"About {name}\"></head>\
+         <body><h1>{name}</h1><span class={price_class}>{value}</span>\
+         <a href=\"/other#x\" rel=nofollow>Other</a> <a href=\"https://example.test/\">Out</a>\
+         </body></html>"
+    )
+}
+
+async fn shop() -> util::TestServer {
+    util::TestServer::start(|req| async move {
+        let mut r = match req.uri().path() {
+            "/a" => server::reply(200, product("A", "price", "10")),
+            "/b" => server::reply(200, product("B", "cost", "5")),
+            "/c" => server::reply(200, product("C", "none", "-")),
+            "/sitemap.xml" => server::reply(
+                200,
+                "<?xml version=\"1.0\"?><urlset><url><loc>/a</loc><lastmod>2026-01-02</lastmod></url></urlset>",
+            ),
+            "/img" => server::reply(200, vec![0x89u8, b'P', b'N', b'G', 0, 1, 2]),
+            _ => server::reply(404, "no"),
+        };
+        let ct = match req.uri().path() {
+            "/sitemap.xml" => "application/xml",
+            "/img" => "image/png",
+            _ => "text/html; charset=utf-8",
+        };
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+        r
+    })
+    .await
+}
+
+fn rules(toml: &str) -> Arc<Rules> {
+    Arc::new(Rules::from_toml(toml).expect("rules"))
+}
+
+fn reparse(journal: &Arc<Journal>, rules: Arc<Rules>) -> stage::ParseSummary {
+    let config = ParseConfig {
+        rules,
+        threads: 2,
+        progress: ProgressMode::Off,
+    };
+    stage::run(journal, &config, Mode::Reparse, &Arc::new(Control::default())).expect("reparse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_parses_alongside_and_reparse_marks_only_changed_pages() {
+    let server = shop().await;
+    let paths = ["/a", "/b", "/c", "/sitemap.xml", "/img", "/missing"];
+    let lines: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+    let mut fetch = util::quick_fetch();
+    fetch.concurrency = 4;
+    let price = rules("[fields.price]\nselector = \"span.price\"\n");
+    let (_dir, journal, summary) = util::crawl_lines_with_rules(&lines, fetch, price.clone()).await;
+    assert_eq!(summary.parsed, 6);
+    let s = journal.status().unwrap();
+    assert_eq!((s.fetched, s.parsed, s.pending_parse, s.pending_sync), (6, 6, 0, 6));
+
+    let a = journal.annotation(journal.find(&lines[0]).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!(a.kind, Some(DocKind::Html));
+    assert_eq!(a.title.as_deref(), Some("A"));
+    assert_eq!(a.description.as_deref(), Some("About A"));
+    assert_eq!(a.lang.as_deref(), Some("en"));
+    assert_eq!(a.h1.as_deref(), Some("A"));
+    assert_eq!(a.fields.get("price"), Some(&vec!["10".to_string()]));
+    assert_eq!(a.rules_hash, price.hash());
+    let other = a.links.iter().find(|l| l.url == server.url("/other")).expect("link");
+    assert!(other.nofollow);
+    assert_eq!(other.text, "Other");
+
+    let sitemap = journal.annotation(journal.find(&lines[3]).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!(sitemap.kind, Some(DocKind::Sitemap));
+    assert_eq!(sitemap.links[0].url, server.url("/a"));
+    assert_eq!(sitemap.links[0].lastmod.as_deref(), Some("2026-01-02"));
+    let img = journal.annotation(journal.find(&lines[4]).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!((img.kind, img.size, img.content_type.as_deref()), (Some(DocKind::Other), 7, Some("image/png")));
+
+    // Same rules: nothing changes.
+    let same = reparse(&journal, price.clone());
+    assert_eq!((same.parsed, same.changed), (6, 0));
+    // New rules: only the pages whose extracted value changed (A loses its price, B
+    // gains one); C, the sitemap, the image and the 404 stay as they were.
+    let cost = rules("[fields.price]\nselector = \"span.cost\"\n");
+    let changed = reparse(&journal, cost.clone());
+    assert_eq!((changed.parsed, changed.changed), (6, 2));
+    let b = journal.annotation(journal.find(&lines[1]).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!(b.fields.get("price"), Some(&vec!["5".to_string()]));
+    assert_eq!(b.rules_hash, cost.hash(), "annotations record the rules they were made with");
+    assert!(journal.reparse_state().unwrap().is_none(), "a finished pass leaves no cursor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_rules_file_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[fields.price]\nselector = \"span[\"\n").unwrap();
+    let journal = dir.path().join("j");
+    let out = Command::new(util::bin())
+        .args(["crawl", "--quiet", "--urls", "-", "--rules"])
+        .arg(&rules)
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("price") && err.contains("span["), "{err}");
+    assert!(!journal.exists(), "no journal is created for a run that cannot start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
+    const PAGES: usize = 6000;
+    let server = util::TestServer::start(|req| async move {
+        let path = req.uri().path().to_string();
+        let words = "lorem ipsum dolor sit amet ".repeat(200);
+        let mut r = server::reply(
+            200,
+            format!("<html><title>{path}</title><body><p class=x>{path}</p><p>{words}</p><a href=/next>n</a></body></html>"),
+        );
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html"));
+        r
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..PAGES).map(|i| server.url(&format!("/p/{i}"))).collect();
+    let list = util::url_file(&dir, &lines);
+    let journal_dir = dir.path().join("journal");
+    let crawl = Command::new(util::bin())
+        .args(["crawl", "--quiet", "--urls"])
+        .arg(&list)
+        .arg("--journal")
+        .arg(&journal_dir)
+        .output()
+        .unwrap();
+    assert!(crawl.status.success(), "{}", String::from_utf8_lossy(&crawl.stderr));
+
+    let rules_file = dir.path().join("rules.toml");
+    std::fs::write(&rules_file, "[fields.x]\nselector = \"p.x\"\n").unwrap();
+    let log = dir.path().join("reparse.log");
+    let reparse = |log: &std::path::Path| {
+        Command::new(util::bin())
+            .args(["reparse", "--quiet", "--threads", "2", "--rules"])
+            .arg(&rules_file)
+            .arg("--journal")
+            .arg(&journal_dir)
+            .env("WEBSPOOL_LOG", "webspool::committed=debug")
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = reparse(&log);
+    // Kill once a few chunks are committed, long before the pass can end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(child.try_wait().unwrap().is_none(), "reparse ended before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "reparse made no progress");
+        let committed = std::fs::read_to_string(&log).unwrap().matches(" annotated").count();
+        if committed >= 3 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let journal = Journal::open(&journal_dir).unwrap();
+    let state = journal.reparse_state().unwrap().expect("a killed reparse leaves its cursor");
+    assert!(state.done_through > 0);
+    let done_before: usize = (1..=state.done_through)
+        .filter(|id| {
+            journal
+                .annotation(*id)
+                .unwrap()
+                .is_some_and(|a| a.fields.contains_key("x"))
+        })
+        .count();
+    assert!(done_before > 0 && done_before < PAGES, "{done_before}");
+    drop(journal);
+
+    let status = reparse(&log).wait().unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{err}");
+    let annotated: usize = err
+        .split("done: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {err}"));
+    assert_eq!(annotated, PAGES - done_before, "the resumed pass redid finished pages: {err}");
+
+    let journal = Journal::open(&journal_dir).unwrap();
+    assert!(journal.reparse_state().unwrap().is_none());
+    for (i, url) in lines.iter().enumerate() {
+        let a = journal.annotation(journal.find(url).unwrap().unwrap()).unwrap().unwrap();
+        assert_eq!(a.fields.get("x"), Some(&vec![format!("/p/{i}")]), "{url}");
+    }
+}
