@@ -12,6 +12,7 @@ use crate::parse::stage::ParseConfig;
 use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input};
 use crate::progress::ProgressMode;
+use crate::sync::{SyncConfig, SyncError, Target};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +36,8 @@ pub enum Command {
     /// Re-annotate every stored page from the journal, offline; only pages whose
     /// annotation changed become pending for sync.
     Reparse(ParseArgs),
+    /// Load pending pages into MySQL/MariaDB in bulk, exactly once in effect.
+    Sync(SyncArgs),
     /// Show counts and sizes of a journal.
     Status(StatusArgs),
 }
@@ -145,6 +148,74 @@ fn progress_mode(quiet: bool) -> ProgressMode {
 }
 
 #[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Target database: mysql://user:password@host:port/database. The password is never
+    /// printed, logged or shown in an error.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WEBSPOOL_MYSQL_URL",
+        hide_env_values = true
+    )]
+    pub mysql: String,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped; without it,
+    /// drain what is pending and exit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub every: Option<Duration>,
+    /// Leave page bodies out (the `body` column stays NULL).
+    #[arg(long)]
+    pub no_bodies: bool,
+    /// Pages per batch (one transaction), at most.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_rows: u32,
+    /// Bytes per batch, roughly, at most (a single larger page still goes alone).
+    #[arg(long, value_name = "N", default_value_t = 64 * 1024 * 1024)]
+    pub batch_bytes: u64,
+    /// Deadline for connecting and for writing one batch, in seconds.
+    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs)]
+    pub mysql_timeout: f64,
+}
+
+impl SyncArgs {
+    pub fn to_config(&self) -> Result<SyncConfig, SyncError> {
+        Ok(SyncConfig {
+            target: Target::parse(&self.mysql)?,
+            every: self.every,
+            bodies: !self.no_bodies,
+            batch_rows: self.batch_rows as usize,
+            batch_bytes: self.batch_bytes.max(1) as usize,
+            op_timeout: Duration::from_secs_f64(self.mysql_timeout),
+        })
+    }
+}
+
+/// `250ms`, `30s`, `5m`, `2h`; a bare number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if secs.is_finite() && secs > 0.0 && secs <= 7.0 * 86_400.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!("`{s}` must be more than 0 and at most a week"))
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub journal: JournalArg,
@@ -230,6 +301,16 @@ mod tests {
         assert_eq!(config.fetch.connect_timeout, Duration::from_secs(10));
         assert_eq!(config.fetch.max_body, 10 * 1024 * 1024);
         assert_eq!(config.fetch.max_redirects, 10);
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

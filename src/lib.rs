@@ -16,4 +16,5 @@ pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod sync;
 pub mod urls;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::sync::watch;
 
-use webspool::cli::{Cli, Command, CrawlArgs, ParseArgs, StatusArgs};
+use webspool::cli::{Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
 use webspool::journal::{Journal, Status};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
+use webspool::sync::{self, SyncControl};
 
 /// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
             Command::Crawl(args) => run_crawl(args).await,
             Command::Parse(args) => run_parse(args, Mode::Pending).await,
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
+            Command::Sync(args) => run_sync(args).await,
             Command::Status(args) => run_status(args),
         }
     });
@@ -110,6 +112,44 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
+async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = args.to_config()?;
+    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let control = Arc::new(SyncControl::default());
+    let stopper = control.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("stopping: finishing the batch in progress (press Ctrl-C again to exit now; MySQL and the journal stay consistent)");
+        stopper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
+        wait_for_signal().await;
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
+    let summary = sync::run(journal.clone(), &config, control).await?;
+    let secs = summary.elapsed.as_secs_f64().max(0.001);
+    eprintln!(
+        "{}: {} pages synced to {} in {} batches, {:.1}s ({:.0} pages/s); {} pending",
+        if summary.interrupted {
+            "interrupted"
+        } else {
+            "done"
+        },
+        summary.pages,
+        config.target,
+        summary.batches,
+        secs,
+        summary.pages as f64 / secs,
+        journal.status()?.pending_sync,
+    );
+    Ok(if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Opens a journal that must already exist (every command but `crawl`).
 fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
     if !path.exists() {
@@ -169,6 +209,16 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A rough "how long ago" for a timestamp in milliseconds since the epoch.
+fn ago(at_ms: u64) -> String {
+    let secs = webspool::journal::now_ms().saturating_sub(at_ms) / 1000;
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
 fn print_status(journal: &Journal, s: &Status) {
     println!("journal        {}", journal.path().display());
     println!("urls           {}", s.urls);
@@ -181,6 +231,15 @@ fn print_status(journal: &Journal, s: &Status) {
     println!("pending parse  {}", s.pending_parse);
     println!("parsed         {}", s.parsed);
     println!("pending sync   {}", s.pending_sync);
+    match &s.last_sync {
+        Some(last) => println!(
+            "last sync      {} pages, {} ago (watermark {})",
+            last.pages,
+            ago(last.at_ms),
+            last.watermark
+        ),
+        None => println!("last sync      never"),
+    }
     println!("raw bytes      {}", s.raw_bytes);
     println!("stored bodies  {}", s.stored_body_bytes);
     println!("disk bytes     {}", s.disk_bytes);

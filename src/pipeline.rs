@@ -176,7 +176,8 @@ pub async fn crawl(
     };
 
     let parser = {
-        let (journal, config, control) = (journal.clone(), config.parse.clone(), parse_control.clone());
+        let (journal, config, control) =
+            (journal.clone(), config.parse.clone(), parse_control.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("webspool-parse".into())

@@ -78,8 +78,11 @@ impl Reporter {
 
 fn bar(label: &str, stop: &AtomicBool, view: &dyn Fn() -> View) {
     let bar = ProgressBar::new(0);
-    let template = format!("{{spinner}} {label} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}");
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let template =
+        format!("{{spinner}} {label} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     while !stop.load(Ordering::Acquire) {
         let v = view();
         bar.set_length(v.total);

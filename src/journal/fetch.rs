@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use sled::Transactional;
 
 use super::record::{decode_page, decode_url, encode_page, encode_url, id_key, key_id};
+use super::sync::mark_for_sync;
 use super::{
-    abort, decompress_body, bump, counter, flatten, now_ms, read_u64, AddReport, FetchedPage, Journal,
-    JournalError, NewUrl, Outcome, PageMeta, UrlEntry,
+    abort, bump, counter, decompress_body, flatten, now_ms, read_u64, AddReport, FetchedPage,
+    Journal, JournalError, NewUrl, Outcome, PageMeta, UrlEntry,
 };
 
 impl Journal {
@@ -73,42 +74,44 @@ impl Journal {
                 &self.pages,
                 &self.bodies,
                 &self.pending_parse,
-                &self.pending_sync,
+                &*self.db,
+                &self.sync_queue,
+                &self.sync_seq,
                 &self.counters,
             );
-            let result = trees.transaction(|(pending, pages, bodies, pending_parse, sync, counters)| {
-                let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-                for (page, meta_bytes) in batch.iter().zip(&encoded) {
-                    let key = id_key(page.id);
-                    if pending.remove(&key)?.is_none() {
-                        continue;
-                    }
-                    pages.insert(&key, meta_bytes.as_slice())?;
-                    match &page.meta.outcome {
-                        Outcome::Response { body_len, .. } => {
-                            *deltas.entry(counter::FETCHED.into()).or_default() += 1;
-                            *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
-                                *body_len as i64;
-                            let body = page.compressed_body.as_deref().unwrap_or_default();
-                            *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
-                                body.len() as i64;
-                            bodies.insert(&key, body)?;
-                            pending_parse.insert(&key, &[])?;
-                            *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
+            let result = trees.transaction(
+                |(pending, pages, bodies, pending_parse, meta, queue, seqs, counters)| {
+                    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+                    for (page, meta_bytes) in batch.iter().zip(&encoded) {
+                        let key = id_key(page.id);
+                        if pending.remove(&key)?.is_none() {
+                            continue;
                         }
-                        Outcome::Error { kind, .. } => {
-                            *deltas.entry(counter::FAILED.into()).or_default() += 1;
-                            let name = format!("{}{}", counter::ERROR_PREFIX, kind.as_str());
-                            *deltas.entry(name).or_default() += 1;
-                            // Nothing to parse: the failure itself is what gets synced.
-                            if sync.insert(&key, &[])?.is_none() {
-                                *deltas.entry(counter::PENDING_SYNC.into()).or_default() += 1;
+                        pages.insert(&key, meta_bytes.as_slice())?;
+                        match &page.meta.outcome {
+                            Outcome::Response { body_len, .. } => {
+                                *deltas.entry(counter::FETCHED.into()).or_default() += 1;
+                                *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
+                                    *body_len as i64;
+                                let body = page.compressed_body.as_deref().unwrap_or_default();
+                                *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
+                                    body.len() as i64;
+                                bodies.insert(&key, body)?;
+                                pending_parse.insert(&key, &[])?;
+                                *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
+                            }
+                            Outcome::Error { kind, .. } => {
+                                *deltas.entry(counter::FAILED.into()).or_default() += 1;
+                                let name = format!("{}{}", counter::ERROR_PREFIX, kind.as_str());
+                                *deltas.entry(name).or_default() += 1;
+                                // Nothing to parse: the failure itself is what gets synced.
+                                mark_for_sync(meta, queue, seqs, &key, &mut deltas)?;
                             }
                         }
                     }
-                }
-                bump(counters, &deltas)
-            });
+                    bump(counters, &deltas)
+                },
+            );
             flatten(result)
         })
     }

@@ -36,6 +36,7 @@
 mod fetch;
 mod parse;
 mod record;
+mod sync;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use parse::{decompress_body, AnnotationReport, ParseInput, ReparseState};
 pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
+pub use sync::{LastSync, SyncItem};
 
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
@@ -115,6 +117,8 @@ pub struct Status {
     /// The journal's size on disk.
     pub disk_bytes: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The last sync that committed, if any.
+    pub last_sync: Option<LastSync>,
 }
 
 mod counter {
@@ -139,12 +143,13 @@ pub struct Journal {
     bodies: sled::Tree,
     pending_parse: sled::Tree,
     annotations: sled::Tree,
-    pending_sync: sled::Tree,
+    sync_queue: sled::Tree,
+    sync_seq: sled::Tree,
     counters: sled::Tree,
     poisoned: AtomicBool,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<JournalError>>;
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<JournalError>>;
 
 fn abort<T>(e: JournalError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
@@ -238,7 +243,8 @@ impl Journal {
             bodies: db.open_tree("bodies")?,
             pending_parse: db.open_tree("pending_parse")?,
             annotations: db.open_tree("annotations")?,
-            pending_sync: db.open_tree("pending_sync")?,
+            sync_queue: db.open_tree("sync_queue")?,
+            sync_seq: db.open_tree("sync_seq")?,
             counters: db.open_tree("counters")?,
             db,
             path,
@@ -365,6 +371,7 @@ impl Journal {
             stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
             disk_bytes: self.db.size_on_disk()?,
             errors,
+            last_sync: self.last_sync()?,
         })
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
+use super::sync::mark_for_sync;
 use super::{abort, bump, counter, flatten, Journal, JournalError, Outcome, PageMeta};
 use crate::parse::Annotation;
 
@@ -155,42 +156,41 @@ impl Journal {
                 &*self.db,
                 &self.annotations,
                 &self.pending_parse,
-                &self.pending_sync,
+                &self.sync_queue,
+                &self.sync_seq,
                 &self.counters,
             );
-            let result = trees.transaction(|(meta, annotations, pending, sync, counters)| {
-                let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-                let mut report = AnnotationReport::default();
-                for ((id, annotation), bytes) in batch.iter().zip(&encoded) {
-                    let key = id_key(*id);
-                    if pending.remove(&key)?.is_some() {
-                        *deltas.entry(counter::PENDING_PARSE.into()).or_default() -= 1;
+            let result =
+                trees.transaction(|(meta, annotations, pending, queue, seqs, counters)| {
+                    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+                    let mut report = AnnotationReport::default();
+                    for ((id, annotation), bytes) in batch.iter().zip(&encoded) {
+                        let key = id_key(*id);
+                        if pending.remove(&key)?.is_some() {
+                            *deltas.entry(counter::PENDING_PARSE.into()).or_default() -= 1;
+                        }
+                        let old = annotations.insert(&key, bytes.as_slice())?;
+                        match &old {
+                            None => *deltas.entry(counter::PARSED.into()).or_default() += 1,
+                            Some(old) if old.as_ref() == bytes.as_slice() => continue,
+                            // Same findings under a new parser version or rules hash: kept
+                            // up to date, but nothing for sync to do.
+                            Some(old) => match decode_annotation(old) {
+                                Ok(old) if old.same_content(annotation) => continue,
+                                Ok(_) => {}
+                                Err(e) => return abort(e),
+                            },
+                        }
+                        report.changed += 1;
+                        mark_for_sync(meta, queue, seqs, &key, &mut deltas)?;
                     }
-                    let old = annotations.insert(&key, bytes.as_slice())?;
-                    match &old {
-                        None => *deltas.entry(counter::PARSED.into()).or_default() += 1,
-                        Some(old) if old.as_ref() == bytes.as_slice() => continue,
-                        // Same findings under a new parser version or rules hash: kept
-                        // up to date, but nothing for sync to do.
-                        Some(old) => match decode_annotation(old) {
-                            Ok(old) if old.same_content(annotation) => continue,
-                            Ok(_) => {}
-                            Err(e) => return abort(e),
-                        },
+                    if let Some(state) = &reparse {
+                        meta.insert("reparse", state.as_slice())?;
                     }
-                    report.changed += 1;
-                    if sync.insert(&key, &[])?.is_none() {
-                        *deltas.entry(counter::PENDING_SYNC.into()).or_default() += 1;
-                    }
-                }
-                if let Some(state) = &reparse {
-                    meta.insert("reparse", state.as_slice())?;
-                }
-                bump(counters, &deltas)?;
-                Ok(report)
-            });
+                    bump(counters, &deltas)?;
+                    Ok(report)
+                });
             flatten(result)
         })
     }
 }
-

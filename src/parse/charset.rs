@@ -148,7 +148,10 @@ fn detect(body: &[u8], tld: Option<&[u8]>) -> (&'static Encoding, CharsetSource)
             && t.iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
     });
-    (detector.guess(tld, Utf8Detection::Allow), CharsetSource::Detected)
+    (
+        detector.guess(tld, Utf8Detection::Allow),
+        CharsetSource::Detected,
+    )
 }
 
 /// The WHATWG "prescan a byte stream to determine its encoding", over the first 1024
@@ -176,9 +179,7 @@ pub fn meta_charset(body: &[u8]) -> Option<&'static Encoding> {
         let after_lt = rest.get(1).copied();
         let letter_at = |i: usize| rest.get(i).is_some_and(u8::is_ascii_alphabetic);
         if rest[0] == b'<' && (letter_at(1) || (after_lt == Some(b'/') && letter_at(2))) {
-            pos += b[pos..]
-                .iter()
-                .position(|c| is_space(*c) || *c == b'>')?;
+            pos += b[pos..].iter().position(|c| is_space(*c) || *c == b'>')?;
             while get_attribute(b, &mut pos)?.is_some() {}
         } else if rest[0] == b'<' && matches!(after_lt, Some(b'!' | b'/' | b'?')) {
             pos += rest.iter().position(|c| *c == b'>')?;
@@ -275,20 +276,21 @@ fn get_attribute(b: &[u8], pos: &mut usize) -> Option<Option<(Vec<u8>, Vec<u8>)>
             let c = *b.get(*pos)?;
             if c == quote {
                 *pos += 1;
-                return Some(Some((name, value)));
+                break;
             }
             value.push(c.to_ascii_lowercase());
         },
-        b'>' => return Some(Some((name, value))),
+        b'>' => {}
         _ => loop {
             let c = *b.get(*pos)?;
             if is_space(c) || c == b'>' {
-                return Some(Some((name, value)));
+                break;
             }
             value.push(c.to_ascii_lowercase());
             *pos += 1;
         },
     }
+    Some(Some((name, value)))
 }
 
 /// WHATWG "extract a character encoding from a meta element" (`value` is lowercased).
@@ -342,8 +344,15 @@ mod tests {
     #[test]
     fn bom_beats_header_and_meta() {
         let d = decode_html(BOM, Some("text/html; charset=iso-8859-2"), None);
-        assert_eq!((d.encoding, d.source, d.had_errors), (UTF_8, CharsetSource::Bom, false));
-        assert!(d.text.starts_with("<html><head>"), "BOM stripped: {:?}", &d.text[..12]);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (UTF_8, CharsetSource::Bom, false)
+        );
+        assert!(
+            d.text.starts_with("<html><head>"),
+            "BOM stripped: {:?}",
+            &d.text[..12]
+        );
         assert!(d.text.contains("<title>Grüße, 世界</title>"));
 
         let mut utf16 = vec![0xFF, 0xFE];
@@ -384,8 +393,15 @@ mod tests {
         // Shift_JIS bytes served as windows-1252: mojibake, but what the server said
         // (windows-1252 decodes every byte, so there is no error to override it).
         let d = decode_html(SJIS, Some("text/html; charset=windows-1252"), None);
-        assert_eq!((d.encoding, d.source), (WINDOWS_1252, CharsetSource::Header));
-        let d = decode_html(b"<meta charset=koi8-r>\xE9", Some("text/html; charset=latin2"), None);
+        assert_eq!(
+            (d.encoding, d.source),
+            (WINDOWS_1252, CharsetSource::Header)
+        );
+        let d = decode_html(
+            b"<meta charset=koi8-r>\xE9",
+            Some("text/html; charset=latin2"),
+            None,
+        );
         assert_eq!((d.encoding, d.source), (ISO_8859_2, CharsetSource::Header));
         assert_eq!(d.text, "<meta charset=koi8-r>é");
     }
@@ -393,21 +409,47 @@ mod tests {
     #[test]
     fn meta_declarations_from_fixtures() {
         let d = decode_html(W1252, Some("text/html"), None);
-        assert_eq!((d.encoding, d.source, d.had_errors), (WINDOWS_1252, CharsetSource::Meta, false));
-        assert!(d.text.contains("<title>Café “Déjà vu” – 5 €</title>"), "{}", d.text);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (WINDOWS_1252, CharsetSource::Meta, false)
+        );
+        assert!(
+            d.text.contains("<title>Café “Déjà vu” – 5 €</title>"),
+            "{}",
+            d.text
+        );
         assert!(d.text.contains("Crème brûlée: 5 € — “délicieux”."));
 
         let d = decode_html(SJIS, None, None);
-        assert_eq!((d.encoding, d.source, d.had_errors), (SHIFT_JIS, CharsetSource::Meta, false));
-        assert!(d.text.contains("<title>日本語のページ</title>"), "{}", d.text);
-        assert!(d.text.contains("<h1>こんにちは世界</h1><p>これはテストです。</p>"));
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (SHIFT_JIS, CharsetSource::Meta, false)
+        );
+        assert!(
+            d.text.contains("<title>日本語のページ</title>"),
+            "{}",
+            d.text
+        );
+        assert!(d
+            .text
+            .contains("<h1>こんにちは世界</h1><p>これはテストです。</p>"));
     }
 
     #[test]
     fn detection_finds_undeclared_gbk() {
-        for tld in [None, Some(&b"cn"[..]), Some(b"C.N"), Some(b"\xFF"), Some(b"")] {
+        for tld in [
+            None,
+            Some(&b"cn"[..]),
+            Some(b"C.N"),
+            Some(b"\xFF"),
+            Some(b""),
+        ] {
             let d = decode_html(GBK_PAGE, Some("text/html"), tld);
-            assert!(d.encoding == GBK || d.encoding == GB18030, "{}", d.encoding.name());
+            assert!(
+                d.encoding == GBK || d.encoding == GB18030,
+                "{}",
+                d.encoding.name()
+            );
             assert_eq!((d.source, d.had_errors), (CharsetSource::Detected, false));
             assert!(d.text.contains("<title>中文网页</title>"), "{}", d.text);
             assert!(d.text.contains("今天的天气很好，我们一起去公园散步。"));
@@ -417,18 +459,37 @@ mod tests {
     #[test]
     fn wrong_declaration_is_overridden_by_a_clean_guess() {
         let d = decode_html(WRONG, None, None);
-        assert_eq!((d.encoding, d.source, d.had_errors), (WINDOWS_1252, CharsetSource::Detected, false));
-        assert!(d.text.contains("<title>Café naïve résumé</title>"), "{}", d.text);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (WINDOWS_1252, CharsetSource::Detected, false)
+        );
+        assert!(
+            d.text.contains("<title>Café naïve résumé</title>"),
+            "{}",
+            d.text
+        );
         assert!(d.text.contains("Façade à la crème – £ 5."));
         // Same bytes, wrong charset in the header instead of the meta.
         let d = decode_html(WRONG, Some("text/html; charset=utf-8"), None);
-        assert_eq!((d.encoding, d.source), (WINDOWS_1252, CharsetSource::Detected));
+        assert_eq!(
+            (d.encoding, d.source),
+            (WINDOWS_1252, CharsetSource::Detected)
+        );
         // A right declaration with a stray byte stays, with one U+FFFD.
-        let mut body = "<meta charset=utf-8><p>naïve café 日本語 ".as_bytes().to_vec();
+        let mut body = "<meta charset=utf-8><p>naïve café 日本語 "
+            .as_bytes()
+            .to_vec();
         body.push(0xFF);
         let d = decode_html(&body, None, None);
-        assert_eq!((d.encoding, d.source, d.had_errors), (UTF_8, CharsetSource::Meta, true));
-        assert!(d.text.ends_with("<p>naïve café 日本語 \u{FFFD}"), "{}", d.text);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (UTF_8, CharsetSource::Meta, true)
+        );
+        assert!(
+            d.text.ends_with("<p>naïve café 日本語 \u{FFFD}"),
+            "{}",
+            d.text
+        );
         // A correct declaration is kept even when detection would say otherwise.
         let d = decode_html("<p>é</p>".as_bytes(), Some("text/html;charset=utf-8"), None);
         assert_eq!((d.encoding, d.source), (UTF_8, CharsetSource::Header));
@@ -437,9 +498,15 @@ mod tests {
     #[test]
     fn nothing_declared() {
         let d = decode_html(b"", None, None);
-        assert_eq!((d.encoding, d.source, d.text.as_ref()), (WINDOWS_1252, CharsetSource::Default, ""));
+        assert_eq!(
+            (d.encoding, d.source, d.text.as_ref()),
+            (WINDOWS_1252, CharsetSource::Default, "")
+        );
         let d = decode_html(b"<p>plain ascii</p>", None, Some(b"jp"));
-        assert_eq!((d.encoding, d.source), (WINDOWS_1252, CharsetSource::Default));
+        assert_eq!(
+            (d.encoding, d.source),
+            (WINDOWS_1252, CharsetSource::Default)
+        );
         assert!(matches!(d.text, Cow::Borrowed("<p>plain ascii</p>")));
         let d = decode_html("<p>naïve ☺</p>".as_bytes(), None, None);
         assert_eq!((d.encoding, d.source), (UTF_8, CharsetSource::Detected));
@@ -450,23 +517,57 @@ mod tests {
     fn prescan_follows_whatwg() {
         let pragma = r#"<meta http-equiv="Content-Type" content="text/html; charset=koi8-r">"#;
         assert_eq!(meta(pragma), Some("KOI8-R"));
-        assert_eq!(meta(r#"<meta content="text/html; charset=koi8-r">"#), None, "needs the pragma");
-        assert_eq!(meta(r#"<meta content='charset = "gbk"' http-equiv=content-type>"#), Some("GBK"));
-        assert_eq!(meta("<meta content=\"xcharsetx charset=big5;\" http-equiv=Content-Type>"), Some("Big5"));
-        assert_eq!(meta("<meta content=\"charset='big5\" http-equiv=content-type>"), None);
+        assert_eq!(
+            meta(r#"<meta content="text/html; charset=koi8-r">"#),
+            None,
+            "needs the pragma"
+        );
+        assert_eq!(
+            meta(r#"<meta content='charset = "gbk"' http-equiv=content-type>"#),
+            Some("GBK")
+        );
+        assert_eq!(
+            meta("<meta content=\"xcharsetx charset=big5;\" http-equiv=Content-Type>"),
+            Some("Big5")
+        );
+        assert_eq!(
+            meta("<meta content=\"charset='big5\" http-equiv=content-type>"),
+            None
+        );
         assert_eq!(meta("<META CHARSET='Big5'>"), Some("Big5"));
         assert_eq!(meta("<meta charset=\"utf-16le\">"), Some("UTF-8"));
         assert_eq!(meta("<meta charset=UTF-16>"), Some("UTF-8"));
         assert_eq!(meta("<meta charset=x-user-defined>"), Some("windows-1252"));
         assert_eq!(meta("<meta/charset=koi8-r>"), Some("KOI8-R"));
-        assert_eq!(meta("<meta name=x charset = windows-1251 >"), Some("windows-1251"));
-        assert_eq!(meta("<meta charset=bogus charset=utf-8><meta charset=gbk>"), Some("GBK"));
-        assert_eq!(meta("<meta charset=hz-gb-2312><meta charset=euc-jp>"), Some("EUC-JP"));
-        assert_eq!(meta("<!-- <meta charset=koi8-r> --><meta charset=euc-jp>"), Some("EUC-JP"));
+        assert_eq!(
+            meta("<meta name=x charset = windows-1251 >"),
+            Some("windows-1251")
+        );
+        assert_eq!(
+            meta("<meta charset=bogus charset=utf-8><meta charset=gbk>"),
+            Some("GBK")
+        );
+        assert_eq!(
+            meta("<meta charset=hz-gb-2312><meta charset=euc-jp>"),
+            Some("EUC-JP")
+        );
+        assert_eq!(
+            meta("<!-- <meta charset=koi8-r> --><meta charset=euc-jp>"),
+            Some("EUC-JP")
+        );
         assert_eq!(meta("<!--><meta charset=euc-jp>"), Some("EUC-JP"));
-        assert_eq!(meta("<div title=\"<meta charset=koi8-r>\"><meta charset=iso-8859-2>"), Some("ISO-8859-2"));
-        assert_eq!(meta("<!doctype html><?x <meta charset=koi8-r>?></p <meta charset=gbk>"), None);
-        assert_eq!(meta("<metal charset=koi8-r><meta charset=gbk>"), Some("GBK"));
+        assert_eq!(
+            meta("<div title=\"<meta charset=koi8-r>\"><meta charset=iso-8859-2>"),
+            Some("ISO-8859-2")
+        );
+        assert_eq!(
+            meta("<!doctype html><?x <meta charset=koi8-r>?></p <meta charset=gbk>"),
+            None
+        );
+        assert_eq!(
+            meta("<metal charset=koi8-r><meta charset=gbk>"),
+            Some("GBK")
+        );
         assert_eq!(meta("<p>x</p><meta charset=\"koi8"), None, "cut off");
         assert_eq!(meta("<!-- never closed <meta charset=gbk>"), None);
         let late = format!("{}<meta charset=gbk>", " ".repeat(1020));
@@ -484,16 +585,40 @@ mod tests {
             seed
         };
         let alphabet: &[&[u8]] = &[
-            b"<", b">", b"<meta ", b"charset=", b"\"", b"'", b"=", b" ", b"/", b"<!--", b"-->",
-            b"http-equiv=content-type", b"content=", b"utf-8", b"gbk", b"\xEF\xBB\xBF", b"\xFF",
-            b"\xE9", b"\x1B$B", b"\x00", b"\xA4\xA2", b";", b"x",
+            b"<",
+            b">",
+            b"<meta ",
+            b"charset=",
+            b"\"",
+            b"'",
+            b"=",
+            b" ",
+            b"/",
+            b"<!--",
+            b"-->",
+            b"http-equiv=content-type",
+            b"content=",
+            b"utf-8",
+            b"gbk",
+            b"\xEF\xBB\xBF",
+            b"\xFF",
+            b"\xE9",
+            b"\x1B$B",
+            b"\x00",
+            b"\xA4\xA2",
+            b";",
+            b"x",
         ];
         for _ in 0..5000 {
             let mut body = Vec::new();
             for _ in 0..(next() % 40) {
                 body.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
             }
-            let cts = [None, Some("text/html; charset=utf-8"), Some("text/html; charset=\"")];
+            let cts = [
+                None,
+                Some("text/html; charset=utf-8"),
+                Some("text/html; charset=\""),
+            ];
             let ct = cts[(next() % 3) as usize];
             let d = decode_html(&body, ct, Some(b"jp"));
             assert!(d.text.len() <= body.len() * 3 + 3);

@@ -177,8 +177,15 @@ mod tests {
             message: "slow".into(),
         };
         assert!(annotate(&failed, b"", &Rules::default()).error.is_some());
-        let a = annotate(&page(Some("application/gzip")), b"\x1f\x8bnot gzip", &Rules::default());
+        let a = annotate(
+            &page(Some("application/gzip")),
+            b"\x1f\x8bnot gzip",
+            &Rules::default(),
+        );
         assert_eq!(a.kind, Some(DocKind::Other));
-        assert!(a.error.as_deref().unwrap_or("").starts_with("gzip"), "{a:?}");
+        assert!(
+            a.error.as_deref().unwrap_or("").starts_with("gzip"),
+            "{a:?}"
+        );
     }
 }

@@ -29,9 +29,11 @@
 
 mod fields;
 mod links;
-mod text;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throughput;
+mod text;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -160,7 +162,10 @@ impl State {
         };
         let href = html_escape::decode_html_entities(&href);
         let rel = el.get_attribute("rel");
-        let alt = area.then(|| el.get_attribute("alt").map_or_else(String::new, |a| attr_text(&a, MAX_FIELD)));
+        let alt = area.then(|| {
+            el.get_attribute("alt")
+                .map_or_else(String::new, |a| attr_text(&a, MAX_FIELD))
+        });
         self.links.start(&href, rel.as_deref(), alt);
     }
 
@@ -198,7 +203,10 @@ struct Builtin {
 fn builtin() -> &'static Builtin {
     static BUILTIN: OnceLock<Builtin> = OnceLock::new();
     BUILTIN.get_or_init(|| {
-        let s = |css: &str| css.parse::<Selector>().expect("built-in selectors are valid");
+        let s = |css: &str| {
+            css.parse::<Selector>()
+                .expect("built-in selectors are valid")
+        };
         Builtin {
             title: s("title"),
             h1: s("h1"),
@@ -247,15 +255,22 @@ fn rewrite(
     };
     let mut settings = Settings::new()
         .with_strict(false)
-        .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(MAX_PARSER_MEMORY))
+        .with_memory_settings(
+            MemorySettings::new().with_max_allowed_memory_usage(MAX_PARSER_MEMORY),
+        )
         .append_element_content_handler(on(
             &b.title,
-            element(|st, _| st.titles += 1)
-                .text(text_into(|st, s| st.title.push(s), |st| st.titles == 1 && !st.title.is_full())),
+            element(|st, _| st.titles += 1).text(text_into(
+                |st, s| st.title.push(s),
+                |st| st.titles == 1 && !st.title.is_full(),
+            )),
         ))
         .append_element_content_handler(on(
             &b.h1,
-            element(|st, _| st.h1s += 1).text(text_into(|st, s| st.h1.push(s), |st| st.h1s == 1 && !st.h1.is_full())),
+            element(|st, _| st.h1s += 1).text(text_into(
+                |st, s| st.h1.push(s),
+                |st| st.h1s == 1 && !st.h1.is_full(),
+            )),
         ))
         .append_element_content_handler(on(&b.meta, element(State::meta)))
         .append_element_content_handler(on(&b.link, element(State::link)))
@@ -271,13 +286,17 @@ fn rewrite(
             &b.html,
             element(|st, el| {
                 if st.lang.is_none() {
-                    st.lang = el.get_attribute("lang").map(|l| attr_value(&l, MAX_FIELD)).filter(|l| !l.is_empty());
+                    st.lang = el
+                        .get_attribute("lang")
+                        .map(|l| attr_value(&l, MAX_FIELD))
+                        .filter(|l| !l.is_empty());
                 }
             }),
         ))
         .append_element_content_handler(on(
             &b.a,
-            element(|st, el| st.anchor(el, false)).text(text_into(|st, s| st.links.text(s), |_| true)),
+            element(|st, el| st.anchor(el, false))
+                .text(text_into(|st, s| st.links.text(s), |_| true)),
         ))
         .append_element_content_handler(on(&b.area, element(|st, el| st.anchor(el, true))))
         .append_element_content_handler(on(
@@ -309,7 +328,10 @@ fn rewrite(
     settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(
         move |t: &mut lol_html::html_content::TextChunk<'_>| {
             let mut st = state.borrow_mut();
-            let visible = matches!(t.text_type(), TextType::Data | TextType::PlainText | TextType::CDataSection);
+            let visible = matches!(
+                t.text_type(),
+                TextType::Data | TextType::PlainText | TextType::CDataSection
+            );
             if !std::mem::take(&mut st.in_template) && visible {
                 node.feed(t, |s, last| {
                     st.visible.push(s);

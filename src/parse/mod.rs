@@ -9,11 +9,11 @@
 //! why; parsing never panics on and never stops at a bad page.
 
 pub mod charset;
+mod document;
 pub mod html;
 pub mod rules;
 pub mod stage;
 pub mod xml;
-mod document;
 
 pub use document::annotate;
 

@@ -108,13 +108,15 @@ impl Rules {
             if !valid_field_name(&name) {
                 return Err(RulesError::FieldName { name });
             }
-            let compiled = field.selector.parse::<Selector>().map_err(|e| {
-                RulesError::Selector {
-                    field: name.clone(),
-                    selector: field.selector.clone(),
-                    reason: e.to_string().trim_end_matches('.').to_string(),
-                }
-            })?;
+            let compiled =
+                field
+                    .selector
+                    .parse::<Selector>()
+                    .map_err(|e| RulesError::Selector {
+                        field: name.clone(),
+                        selector: field.selector.clone(),
+                        reason: e.to_string().trim_end_matches('.').to_string(),
+                    })?;
             let attr = match field.attr {
                 Some(attr) if valid_attr_name(&attr) => Some(attr.to_ascii_lowercase()),
                 Some(attr) => return Err(RulesError::Attr { field: name, attr }),
@@ -210,7 +212,14 @@ mod tests {
         let got: Vec<_> = rules
             .fields()
             .iter()
-            .map(|f| (f.name.as_str(), f.selector.as_str(), f.attr.as_deref(), f.all))
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.selector.as_str(),
+                    f.attr.as_deref(),
+                    f.all,
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -287,9 +296,12 @@ mod tests {
     #[test]
     fn field_and_attr_names_are_checked() {
         for name in ["1price", "price-usd", "\"\"", &"x".repeat(65), "\"pr ice\""] {
-            let err = Rules::from_toml(&format!("[fields.{name}]\nselector = \"a\"\n"))
-                .unwrap_err();
-            assert!(matches!(err, RulesError::FieldName { .. }), "{name}: {err:?}");
+            let err =
+                Rules::from_toml(&format!("[fields.{name}]\nselector = \"a\"\n")).unwrap_err();
+            assert!(
+                matches!(err, RulesError::FieldName { .. }),
+                "{name}: {err:?}"
+            );
         }
         for name in ["_x", "Price2", &"x".repeat(64)] {
             let text = format!("[fields.{name}]\nselector = \"a\"\n");
@@ -312,10 +324,16 @@ mod tests {
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "[fields.x]\nselector = \"\"\n").unwrap();
         let err = Rules::load(&bad).unwrap_err().to_string();
-        assert!(err.contains("bad.toml") && err.contains("field \"x\""), "{err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("field \"x\""),
+            "{err}"
+        );
         let good = dir.join("good.toml");
         std::fs::write(&good, VALID).unwrap();
-        assert_eq!(Rules::load(&good).unwrap(), Rules::from_toml(VALID).unwrap());
+        assert_eq!(
+            Rules::load(&good).unwrap(),
+            Rules::from_toml(VALID).unwrap()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -95,7 +95,11 @@ pub fn run(
     }));
     let reporter = {
         let (control, total) = (control.clone(), total.clone());
-        let label = if mode == Mode::Pending { "parse" } else { "reparse" };
+        let label = if mode == Mode::Pending {
+            "parse"
+        } else {
+            "reparse"
+        };
         Reporter::start(config.progress, label, move || {
             let parsed = control.parsed.load(Ordering::Relaxed);
             View {
@@ -127,7 +131,8 @@ pub fn run(
     // Chunks committed so far; u64::MAX once the committer has stopped.
     let committed = Arc::new(AtomicU64::new(0));
     let committer = {
-        let (journal, control, rules_hash) = (journal.clone(), control.clone(), config.rules.hash());
+        let (journal, control, rules_hash) =
+            (journal.clone(), control.clone(), config.rules.hash());
         let committed = committed.clone();
         std::thread::Builder::new()
             .name("webspool-parse-commit".into())
@@ -139,7 +144,15 @@ pub fn run(
             .map_err(|e| JournalError::Encode(format!("cannot start the parse committer: {e}")))?
     };
 
-    let read = read(journal, mode, reparse_from, control, &work_tx, &total, &committed);
+    let read = read(
+        journal,
+        mode,
+        reparse_from,
+        control,
+        &work_tx,
+        &total,
+        &committed,
+    );
     drop(work_tx);
     for worker in workers {
         let _ = worker.join();
@@ -163,7 +176,8 @@ pub fn run(
 /// with the same parser and rules, else from the beginning.
 fn resume_point(journal: &Journal, rules: &Rules) -> Result<Option<u64>, JournalError> {
     Ok(journal.reparse_state()?.and_then(|s| {
-        (s.parser_version == PARSER_VERSION && s.rules_hash == rules.hash()).then_some(s.done_through)
+        (s.parser_version == PARSER_VERSION && s.rules_hash == rules.hash())
+            .then_some(s.done_through)
     }))
 }
 
@@ -220,9 +234,11 @@ fn read(
         let mut bytes = 0;
         for id in ids {
             cursor = Some(id);
-            let input = journal.parse_input(id)?.ok_or_else(|| JournalError::Damaged {
-                what: format!("id {id} is pending parse but has no page record"),
-            })?;
+            let input = journal
+                .parse_input(id)?
+                .ok_or_else(|| JournalError::Damaged {
+                    what: format!("id {id} is pending parse but has no page record"),
+                })?;
             bytes += input.compressed_body.len();
             pages.push(input);
             if bytes >= CHUNK_BYTES {
@@ -230,7 +246,14 @@ fn read(
             }
         }
         let last_id = cursor.unwrap_or(0);
-        if work_tx.send(Chunk { seq, last_id, pages }).is_err() {
+        if work_tx
+            .send(Chunk {
+                seq,
+                last_id,
+                pages,
+            })
+            .is_err()
+        {
             return Ok(true); // the workers are gone: the committer failed
         }
         seq += 1;

@@ -21,6 +21,10 @@ pub(super) struct Links {
     kept: HashMap<u64, usize>,
     /// xxh3 of URLs beyond the cap, so each distinct one is counted once.
     dropped: HashSet<u64>,
+    /// xxh3 of every raw `href` already handled under the current base: a repeat
+    /// resolves to the same URL, so it is skipped without parsing (link-dense pages
+    /// repeat most of their hrefs). 64-bit hashes: a collision is not a concern.
+    seen_raw: HashSet<u64>,
     /// The anchor whose text is being collected: index into `links` and its text.
     current: Option<(usize, Collapse)>,
 }
@@ -33,6 +37,7 @@ impl Links {
             links: Vec::new(),
             kept: HashMap::new(),
             dropped: HashSet::new(),
+            seen_raw: HashSet::new(),
             current: None,
         }
     }
@@ -45,6 +50,7 @@ impl Links {
         }
         if let Some(url) = self.resolve(href) {
             self.base = url;
+            self.seen_raw.clear();
         }
     }
 
@@ -67,6 +73,9 @@ impl Links {
     /// text arrives through [`Links::text`].
     pub fn start(&mut self, href: &str, rel: Option<&str>, area_alt: Option<String>) {
         self.finish_current();
+        if !self.seen_raw.insert(xxh3_64(href.as_bytes())) {
+            return;
+        }
         let Some(url) = self.resolve(href) else {
             return;
         };

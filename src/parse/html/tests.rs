@@ -86,7 +86,11 @@ fn hostile_page_links() {
             "Unquoted & nofollow",
             true,
         ),
-        link("https://example.test/legacy?a=1&copy=2", "Legacy entity", false),
+        link(
+            "https://example.test/legacy?a=1&copy=2",
+            "Legacy entity",
+            false,
+        ),
         link("http://example.com/Path", "Normalized", false),
         // A fragment-only href is the document's base URL (here the <base href>).
         link("https://example.test/base/", "top", false),
@@ -111,7 +115,10 @@ fn hostile_page_links() {
         "after-comment",
         "ignored-second-base",
     ] {
-        assert!(!urls(&a).iter().any(|u| u.contains(not_a_link)), "{not_a_link}");
+        assert!(
+            !urls(&a).iter().any(|u| u.contains(not_a_link)),
+            "{not_a_link}"
+        );
     }
 }
 
@@ -126,7 +133,16 @@ fn hostile_page_visible_text() {
         second dup ugc sponsored outer inner tail not a link nulbyte huge attribute \
         spaced href";
     assert_eq!(a.text, expected);
-    for hidden in ["script", "from-style", "noscript", "template text", "typed", "Second title", "raw", "comment"] {
+    for hidden in [
+        "script",
+        "from-style",
+        "noscript",
+        "template text",
+        "typed",
+        "Second title",
+        "raw",
+        "comment",
+    ] {
         assert!(!a.text.contains(hidden), "{hidden} in {}", a.text);
     }
     assert_eq!(a.word_count, a.text.split(' ').count() as u64);
@@ -183,16 +199,28 @@ fn charsets_from_fixtures() {
     assert_eq!(a.word_count, 2);
 
     let a = parse_with(GBK, Some("text/html"), &Rules::default());
-    assert!(matches!(a.charset.as_deref(), Some("GBK" | "gb18030")), "{:?}", a.charset);
+    assert!(
+        matches!(a.charset.as_deref(), Some("GBK" | "gb18030")),
+        "{:?}",
+        a.charset
+    );
     assert_eq!(a.title.as_deref(), Some("中文网页"));
-    assert!(a.text.starts_with("今天的天气很好，我们一起去公园散步。"), "{}", a.text);
+    assert!(
+        a.text.starts_with("今天的天气很好，我们一起去公园散步。"),
+        "{}",
+        a.text
+    );
 
     let a = parse_with(WRONG, None, &Rules::default());
     assert_eq!(a.charset.as_deref(), Some("windows-1252"));
     assert_eq!(a.title.as_deref(), Some("Café naïve résumé"));
     assert_eq!(a.text, "Façade à la crème – £ 5.");
 
-    let a = parse_with(BOM, Some("text/html; charset=iso-8859-2"), &Rules::default());
+    let a = parse_with(
+        BOM,
+        Some("text/html; charset=iso-8859-2"),
+        &Rules::default(),
+    );
     assert_eq!(a.charset.as_deref(), Some("UTF-8"));
     assert_eq!(a.title.as_deref(), Some("Grüße, 世界"));
     assert_eq!(a.text, "BOM first.");
@@ -257,7 +285,11 @@ fn base_rules() {
     let a = parse(b"<a href=a>1</a><base href=/b/><a href=a>2</a><base href=/c/><a href=d>3</a>");
     assert_eq!(
         urls(&a),
-        ["https://example.test/dir/a", "https://example.test/b/a", "https://example.test/b/d"]
+        [
+            "https://example.test/dir/a",
+            "https://example.test/b/a",
+            "https://example.test/b/d"
+        ]
     );
     let a = parse(b"<base href='javascript:x'><a href=a>1</a>");
     assert_eq!(urls(&a), ["https://example.test/dir/a"]);
@@ -282,7 +314,10 @@ fn robots_and_meta_variants() {
 fn long_values_are_cut_at_char_boundaries() {
     let title = format!("<title>{}</title>", "€".repeat(MAX_FIELD));
     let a = parse(title.as_bytes());
-    assert_eq!(a.title.as_deref().map(str::len), Some(MAX_FIELD - MAX_FIELD % 3));
+    assert_eq!(
+        a.title.as_deref().map(str::len),
+        Some(MAX_FIELD - MAX_FIELD % 3)
+    );
     let body = format!("<p>{}</p>", "wörd ".repeat(10_000));
     let a = parse(body.as_bytes());
     assert_eq!(a.word_count, 10_000);
@@ -312,7 +347,10 @@ fn deeply_nested_divs_do_not_blow_up() {
     let a = parse_with(html.as_bytes(), None, &rules);
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
     assert_eq!(a.title.as_deref(), Some("Deep"));
-    assert_eq!(a.links[0], link("https://example.test/first", "first", false));
+    assert_eq!(
+        a.links[0],
+        link("https://example.test/first", "first", false)
+    );
     match &a.error {
         None => assert_eq!(a.links.len(), 2),
         Some(e) => assert!(e.contains("memory"), "{e}"),
@@ -328,7 +366,11 @@ fn script_and_comment_edge_cases() {
     let a = parse(html);
     assert_eq!(
         urls(&a),
-        ["https://example.test/ok", "https://example.test/after-empty-comment", "https://example.test/x"]
+        [
+            "https://example.test/ok",
+            "https://example.test/after-empty-comment",
+            "https://example.test/x"
+        ]
     );
     assert_eq!(a.text, "ok c --!> x");
 }
@@ -338,51 +380,4 @@ fn ambiguous_markup_does_not_stop_the_parser() {
     let a = parse(b"<select><xmp><script>\"x\";</script></xmp></select><a href=/after>after</a>");
     assert_eq!(a.error, None);
     assert_eq!(urls(&a), ["https://example.test/after"]);
-}
-
-/// Throughput on the Rust docs (the sysroot's `share/doc/rust/html`):
-/// `cargo test --release --lib parse::html::tests::throughput -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn throughput() {
-    let sysroot = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap();
-    let root = std::path::PathBuf::from(String::from_utf8(sysroot.stdout).unwrap().trim())
-        .join("share/doc/rust/html");
-    let mut stack = vec![root.join("std"), root.join("book"), root.join("reference")];
-    let mut files = Vec::new();
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "html") && files.len() < 20_000 {
-                files.push(path);
-            }
-        }
-    }
-    let pages: Vec<Vec<u8>> = files.iter().step_by(files.len() / 400 + 1).map(|p| std::fs::read(p).unwrap()).collect();
-    let bytes: usize = pages.iter().map(Vec::len).sum();
-    let url = page_url();
-    let rules = Rules::default();
-    for round in 0..5 {
-        let started = std::time::Instant::now();
-        let mut links = 0;
-        for page in &pages {
-            let mut out = Annotation::default();
-            parse_html(page, Some("text/html; charset=utf-8"), &url, &rules, &mut out);
-            links += out.links.len();
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "round {round}: {} pages, {:.1} MB, {links} links, {:.3} s, {:.1} MB/s",
-            pages.len(),
-            bytes as f64 / 1e6,
-            secs,
-            bytes as f64 / 1e6 / secs
-        );
-    }
 }

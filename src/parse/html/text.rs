@@ -83,20 +83,26 @@ impl Collapse {
     /// Appends text; a word continues across calls unless [`Collapse::boundary`] was
     /// called in between.
     pub fn push(&mut self, s: &str) {
+        let bytes = s.as_bytes();
         let mut start = None;
-        for (i, c) in s.char_indices() {
-            if c.is_whitespace() {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            // ASCII fast path; other characters are decoded for Unicode White_Space.
+            let (space, nul, len) = if b < 0x80 {
+                (matches!(b, b'\t'..=b'\r' | b' '), b == 0, 1)
+            } else {
+                let c = s[i..].chars().next().unwrap_or_default();
+                (c.is_whitespace(), false, c.len_utf8())
+            };
+            if space || nul {
                 if let Some(st) = start.take() {
                     self.word_part(&s[st..i]);
                 }
-                self.in_word = false;
-            } else if c == '\0' {
-                if let Some(st) = start.take() {
-                    self.word_part(&s[st..i]);
-                }
+                self.in_word &= nul;
             } else if start.is_none() {
                 start = Some(i);
             }
+            i += len;
         }
         if let Some(st) = start {
             self.word_part(&s[st..]);
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn collapses_whitespace_and_counts_words() {
         assert_eq!(collapse(&["  a \n\t b  "], 100), ("a b".into(), 2));
-        assert_eq!(collapse(&["Hel", "lo", " world"], 100), ("Hello world".into(), 2));
+        assert_eq!(
+            collapse(&["Hel", "lo", " world"], 100),
+            ("Hello world".into(), 2)
+        );
         assert_eq!(collapse(&["a\u{a0}b\u{3000}c"], 100), ("a b c".into(), 3));
         assert_eq!(collapse(&["nul\0byte \0 x"], 100), ("nulbyte x".into(), 2));
         assert_eq!(collapse(&["", " ", "\0"], 100), (String::new(), 0));

@@ -1,0 +1,324 @@
+//! The sync stage: loads the journal's pending pages into MySQL/MariaDB in bulk,
+//! exactly once in effect.
+//!
+//! Each batch (a run of the journal's sync queue) is written in one transaction with
+//! the journal's watermark, the highest sync sequence number it holds, in
+//! `webspool_sync_state`. MySQL is the source of truth: on start and after every
+//! reconnect the watermark is read back, and the local queue up to it is dropped. A
+//! commit whose outcome was lost with the connection is thus either seen (and skipped)
+//! or replayed, and replays are idempotent upserts. Errors are retried with backoff when
+//! they are about the connection or the server's state (outage, killed connection,
+//! deadlock); anything else stops the stage with the error.
+
+mod batch;
+mod schema;
+mod target;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+pub use batch::url_hash;
+pub use schema::SCHEMA_VERSION;
+pub use target::Target;
+
+use crate::journal::{now_ms, Journal, JournalError, LastSync};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("MySQL schema: {0}")]
+    Schema(String),
+    #[error("MySQL, {context}: {message}")]
+    Mysql {
+        context: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl SyncError {
+    fn mysql(context: &'static str, e: mysql_async::Error) -> SyncError {
+        SyncError::Mysql {
+            context,
+            retryable: retryable(&e),
+            message: e.to_string(),
+        }
+    }
+
+    fn timeout(context: &'static str, after: Duration) -> SyncError {
+        SyncError::Mysql {
+            context,
+            message: format!("no answer within {}s", after.as_secs()),
+            retryable: true,
+        }
+    }
+
+    /// Whether trying again later (on a new connection) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Mysql {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Errors about the connection or the server's momentary state are retried; errors
+/// about the request or the configuration (access denied, unknown database, bad data)
+/// are not.
+fn retryable(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_)
+        | mysql_async::Error::Driver(_)
+        | mysql_async::Error::Other(_) => true,
+        mysql_async::Error::Url(_) => false,
+        mysql_async::Error::Server(s) => matches!(
+            s.code,
+            1040 | 1053
+                | 1077
+                | 1078
+                | 1079
+                | 1080
+                | 1152
+                | 1153
+                | 1154
+                | 1155
+                | 1156
+                | 1157
+                | 1158
+                | 1159
+                | 1160
+                | 1161
+                | 1180
+                | 1181
+                | 1205
+                | 1213
+                | 1290
+                | 1317
+                | 1836
+                | 1927
+                | 2006
+                | 2013
+                | 4031
+        ),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub target: Target,
+    /// Keep syncing on this schedule until stopped; `None`: drain once and return.
+    pub every: Option<Duration>,
+    pub bodies: bool,
+    pub batch_rows: usize,
+    pub batch_bytes: usize,
+    /// Deadline for connecting and for each statement.
+    pub op_timeout: Duration,
+}
+
+/// Shared flags between the sync stage and whoever runs it.
+#[derive(Debug, Default)]
+pub struct SyncControl {
+    pub stop: AtomicBool,
+    /// When set, sync keeps waiting for new pages until `upstream_done` (crawl --sync).
+    pub follow: AtomicBool,
+    pub upstream_done: AtomicBool,
+    /// Pages synced (committed in MySQL) so far in this run.
+    pub synced: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct SyncSummary {
+    pub pages: u64,
+    pub batches: u64,
+    pub elapsed: Duration,
+    pub interrupted: bool,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+struct Session {
+    conn: Conn,
+    watermark: u64,
+    packet: usize,
+}
+
+/// Runs the sync stage until the queue is drained (and, with `every` or `follow`,
+/// beyond), or until `control.stop` is set.
+pub async fn run(
+    journal: Arc<Journal>,
+    config: &SyncConfig,
+    control: Arc<SyncControl>,
+) -> Result<SyncSummary, SyncError> {
+    let started = Instant::now();
+    let journal_id = journal.journal_id()?;
+    let mut summary = SyncSummary::default();
+    let mut session: Option<Session> = None;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if control.stop.load(Ordering::Acquire) {
+            summary.interrupted = true;
+            break;
+        }
+        let live = match session.as_mut() {
+            Some(live) => live,
+            None => match connect(&journal, config, &journal_id).await {
+                Ok(new) => session.insert(new),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        "sync: {} unavailable ({e}); retrying in {}s",
+                        config.target,
+                        backoff.as_secs()
+                    );
+                    pause(&control, backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let limits = batch::Limits {
+            rows: config.batch_rows,
+            bytes: config.batch_bytes,
+            bodies: config.bodies,
+            packet: live.packet,
+        };
+        let next = {
+            let (journal, id, watermark) = (journal.clone(), journal_id.clone(), live.watermark);
+            tokio::task::spawn_blocking(move || batch::build(&journal, &id, watermark, limits))
+                .await
+                .map_err(|e| SyncError::Config(format!("batch builder died: {e}")))??
+        };
+        let Some(batch) = next else {
+            if let Some(every) = config.every {
+                pause(&control, every).await;
+                continue;
+            }
+            let following = control.follow.load(Ordering::Acquire)
+                && !control.upstream_done.load(Ordering::Acquire);
+            if following {
+                pause(&control, Duration::from_millis(250)).await;
+                continue;
+            }
+            // The upstream may have queued pages between our look and its "done" flag:
+            // one more look after it is set.
+            if control.follow.load(Ordering::Acquire) && journal.status()?.pending_sync > 0 {
+                continue;
+            }
+            break;
+        };
+        let written = tokio::time::timeout(
+            config.op_timeout,
+            batch::write(&mut live.conn, &batch, &journal_id, live.packet),
+        )
+        .await
+        .map_err(|_| SyncError::timeout("writing a batch", config.op_timeout))
+        .and_then(|r| r.map_err(|e| SyncError::mysql("writing a batch", e)));
+        match written {
+            Ok(()) => {
+                live.watermark = batch.last_seq;
+                backoff = Duration::from_secs(1);
+                summary.pages += batch.pages as u64;
+                summary.batches += 1;
+                control
+                    .synced
+                    .fetch_add(batch.pages as u64, Ordering::Relaxed);
+                let (journal, watermark, pages) = (journal.clone(), batch.last_seq, summary.pages);
+                tokio::task::spawn_blocking(move || {
+                    journal.complete_sync(watermark)?;
+                    journal.record_last_sync(&LastSync {
+                        at_ms: now_ms(),
+                        watermark,
+                        pages,
+                    })
+                })
+                .await
+                .map_err(|e| SyncError::Config(format!("journal cleanup died: {e}")))??;
+                tracing::debug!(target: "webspool::committed", watermark, "{} pages synced", batch.pages);
+            }
+            Err(e) if e.is_retryable() => {
+                // The commit may or may not have happened: the next session reads the
+                // watermark back from MySQL and goes on from there.
+                tracing::warn!(
+                    "sync: batch failed ({e}); reconnecting in {}s",
+                    backoff.as_secs()
+                );
+                session = None;
+                pause(&control, backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Sleeps for `d`, waking early when the stage is told to stop.
+async fn pause(control: &SyncControl, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !control.stop.load(Ordering::Acquire) {
+        tokio::time::sleep(
+            until
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        )
+        .await;
+    }
+}
+
+/// Opens a connection, migrates the schema, and reads this journal's watermark back.
+async fn connect(
+    journal: &Arc<Journal>,
+    config: &SyncConfig,
+    journal_id: &str,
+) -> Result<Session, SyncError> {
+    let deadline = config.op_timeout;
+    let step = async {
+        let mut conn = Conn::new(config.target.opts().clone())
+            .await
+            .map_err(|e| SyncError::mysql("connecting", e))?;
+        schema::migrate(&mut conn).await?;
+        let watermark: Option<u64> = conn
+            .exec_first(
+                "SELECT watermark FROM webspool_sync_state WHERE journal_id = ?",
+                (journal_id,),
+            )
+            .await
+            .map_err(|e| SyncError::mysql("reading the watermark", e))?;
+        let packet: Option<u64> = conn
+            .query_first("SELECT @@max_allowed_packet")
+            .await
+            .map_err(|e| SyncError::mysql("reading max_allowed_packet", e))?;
+        Ok::<_, SyncError>((
+            conn,
+            watermark.unwrap_or(0),
+            packet.unwrap_or(16 << 20) as usize,
+        ))
+    };
+    let (conn, watermark, packet) = tokio::time::timeout(deadline, step)
+        .await
+        .map_err(|_| SyncError::timeout("connecting", deadline))??;
+    let cleanup = journal.clone();
+    tokio::task::spawn_blocking(move || cleanup.complete_sync(watermark))
+        .await
+        .map_err(|e| SyncError::Config(format!("journal cleanup died: {e}")))??;
+    tracing::info!(
+        "sync: connected to {}; this journal is synced through {watermark}",
+        config.target
+    );
+    Ok(Session {
+        conn,
+        watermark,
+        packet,
+    })
+}
