@@ -57,7 +57,13 @@ fn reparse(journal: &Arc<Journal>, rules: Arc<Rules>) -> stage::ParseSummary {
         threads: 2,
         progress: ProgressMode::Off,
     };
-    stage::run(journal, &config, Mode::Reparse, &Arc::new(Control::default())).expect("reparse")
+    stage::run(
+        journal,
+        &config,
+        Mode::Reparse,
+        &Arc::new(Control::default()),
+    )
+    .expect("reparse")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,9 +77,15 @@ async fn crawl_parses_alongside_and_reparse_marks_only_changed_pages() {
     let (_dir, journal, summary) = util::crawl_lines_with_rules(&lines, fetch, price.clone()).await;
     assert_eq!(summary.parsed, 6);
     let s = journal.status().unwrap();
-    assert_eq!((s.fetched, s.parsed, s.pending_parse, s.pending_sync), (6, 6, 0, 6));
+    assert_eq!(
+        (s.fetched, s.parsed, s.pending_parse, s.pending_sync),
+        (6, 6, 0, 6)
+    );
 
-    let a = journal.annotation(journal.find(&lines[0]).unwrap().unwrap()).unwrap().unwrap();
+    let a = journal
+        .annotation(journal.find(&lines[0]).unwrap().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(a.kind, Some(DocKind::Html));
     assert_eq!(a.title.as_deref(), Some("A"));
     assert_eq!(a.description.as_deref(), Some("About A"));
@@ -81,16 +93,29 @@ async fn crawl_parses_alongside_and_reparse_marks_only_changed_pages() {
     assert_eq!(a.h1.as_deref(), Some("A"));
     assert_eq!(a.fields.get("price"), Some(&vec!["10".to_string()]));
     assert_eq!(a.rules_hash, price.hash());
-    let other = a.links.iter().find(|l| l.url == server.url("/other")).expect("link");
+    let other = a
+        .links
+        .iter()
+        .find(|l| l.url == server.url("/other"))
+        .expect("link");
     assert!(other.nofollow);
     assert_eq!(other.text, "Other");
 
-    let sitemap = journal.annotation(journal.find(&lines[3]).unwrap().unwrap()).unwrap().unwrap();
+    let sitemap = journal
+        .annotation(journal.find(&lines[3]).unwrap().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(sitemap.kind, Some(DocKind::Sitemap));
     assert_eq!(sitemap.links[0].url, server.url("/a"));
     assert_eq!(sitemap.links[0].lastmod.as_deref(), Some("2026-01-02"));
-    let img = journal.annotation(journal.find(&lines[4]).unwrap().unwrap()).unwrap().unwrap();
-    assert_eq!((img.kind, img.size, img.content_type.as_deref()), (Some(DocKind::Other), 7, Some("image/png")));
+    let img = journal
+        .annotation(journal.find(&lines[4]).unwrap().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (img.kind, img.size, img.content_type.as_deref()),
+        (Some(DocKind::Other), 7, Some("image/png"))
+    );
 
     // Same rules: nothing changes.
     let same = reparse(&journal, price.clone());
@@ -100,10 +125,20 @@ async fn crawl_parses_alongside_and_reparse_marks_only_changed_pages() {
     let cost = rules("[fields.price]\nselector = \"span.cost\"\n");
     let changed = reparse(&journal, cost.clone());
     assert_eq!((changed.parsed, changed.changed), (6, 2));
-    let b = journal.annotation(journal.find(&lines[1]).unwrap().unwrap()).unwrap().unwrap();
+    let b = journal
+        .annotation(journal.find(&lines[1]).unwrap().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(b.fields.get("price"), Some(&vec!["5".to_string()]));
-    assert_eq!(b.rules_hash, cost.hash(), "annotations record the rules they were made with");
-    assert!(journal.reparse_state().unwrap().is_none(), "a finished pass leaves no cursor");
+    assert_eq!(
+        b.rules_hash,
+        cost.hash(),
+        "annotations record the rules they were made with"
+    );
+    assert!(
+        journal.reparse_state().unwrap().is_none(),
+        "a finished pass leaves no cursor"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +158,10 @@ async fn an_invalid_rules_file_is_refused_before_any_work() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("price") && err.contains("span["), "{err}");
-    assert!(!journal.exists(), "no journal is created for a run that cannot start");
+    assert!(
+        !journal.exists(),
+        "no journal is created for a run that cannot start"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +190,11 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
         .arg(&journal_dir)
         .output()
         .unwrap();
-    assert!(crawl.status.success(), "{}", String::from_utf8_lossy(&crawl.stderr));
+    assert!(
+        crawl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&crawl.stderr)
+    );
 
     let rules_file = dir.path().join("rules.toml");
     std::fs::write(&rules_file, "[fields.x]\nselector = \"p.x\"\n").unwrap();
@@ -173,9 +215,18 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(child.try_wait().unwrap().is_none(), "reparse ended before it could be killed");
-        assert!(std::time::Instant::now() < deadline, "reparse made no progress");
-        let committed = std::fs::read_to_string(&log).unwrap().matches(" annotated").count();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "reparse ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reparse made no progress"
+        );
+        let committed = std::fs::read_to_string(&log)
+            .unwrap()
+            .matches(" annotated")
+            .count();
         if committed >= 3 {
             break;
         }
@@ -184,7 +235,10 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
     child.wait().unwrap();
 
     let journal = Journal::open(&journal_dir).unwrap();
-    let state = journal.reparse_state().unwrap().expect("a killed reparse leaves its cursor");
+    let state = journal
+        .reparse_state()
+        .unwrap()
+        .expect("a killed reparse leaves its cursor");
     assert!(state.done_through > 0);
     let done_before: usize = (1..=state.done_through)
         .filter(|id| {
@@ -206,12 +260,19 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no summary in {err}"));
-    assert_eq!(annotated, PAGES - done_before, "the resumed pass redid finished pages: {err}");
+    assert_eq!(
+        annotated,
+        PAGES - done_before,
+        "the resumed pass redid finished pages: {err}"
+    );
 
     let journal = Journal::open(&journal_dir).unwrap();
     assert!(journal.reparse_state().unwrap().is_none());
     for (i, url) in lines.iter().enumerate() {
-        let a = journal.annotation(journal.find(url).unwrap().unwrap()).unwrap().unwrap();
+        let a = journal
+            .annotation(journal.find(url).unwrap().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(a.fields.get("x"), Some(&vec![format!("/p/{i}")]), "{url}");
     }
 }

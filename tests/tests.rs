@@ -8,4 +8,5 @@ mod crash;
 mod fetch;
 mod journal_model;
 mod parse;
+mod sync;
 mod tls;

@@ -2,7 +2,7 @@
 //! body decoded to UTF-8 by [`super::charset`], filling an [`Annotation`].
 //!
 //! What is taken, and how:
-//! - `title`: the first `<title>`; `h1`: the first `<h1>` (its `textContent`);
+//! - `title`: the first `<title>`; `h1`: the text of the first `<h1>`;
 //!   `description`: the first `<meta name=description>`; `lang`: `<html lang>`;
 //!   `robots_noindex`/`robots_nofollow`: any `<meta name=robots|googlebot>` saying
 //!   `noindex`/`nofollow`/`none`; `canonical`: the first `<link rel=canonical>`,
@@ -14,9 +14,12 @@
 //! - visible text (`word_count`, `text`): character data outside `<script>`, `<style>`,
 //!   `<title>`, `<textarea>`, `<noscript>`, `<template>` and the other raw-text elements
 //!   (`<iframe>`, `<xmp>`, `<noembed>`, `<noframes>`), i.e. what lol_html reports as
-//!   data text outside templates. Every tag ends a word (`<td>a</td><td>b</td>` is two
-//!   words; the rarer `Hel<b>lo</b>` is two as well). A word is a maximal run of
-//!   non-whitespace, so unspaced CJK text counts one word per run.
+//!   data text outside templates. Text on either side of a block-level or line-breaking
+//!   tag (`<p>`, `</div>`, `<br>`, `<td>`, ... see [`text::markup_separates`]) is
+//!   separate words; inline tags join text as rendered (`Hel<b>lo</b>` is one word,
+//!   `<td>a</td><td>b</td>` two). A word is a maximal run of non-whitespace, so
+//!   unspaced CJK text counts one word per run. The same rule separates words in
+//!   titles, headings, anchor texts and extracted fields.
 //! - `fields`: per extraction rule, see [`fields`]; every rule's name is present, with no
 //!   values when nothing matched.
 //!
@@ -31,15 +34,15 @@ mod fields;
 mod links;
 #[cfg(test)]
 mod tests;
+mod text;
 #[cfg(test)]
 mod throughput;
-mod text;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use lol_html::html_content::{Element, TextType};
+use lol_html::html_content::{Element, TextChunk, TextType};
 use lol_html::{
     DocumentContentHandlers, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector,
     Settings,
@@ -243,12 +246,12 @@ fn rewrite(
         })
     };
     // Text collected into one of the state's values while a condition holds.
-    let text_into = |f: fn(&mut State, &str), when: fn(&State) -> bool| {
-        let mut node = NodeBuffer::default();
-        move |t: &mut lol_html::html_content::TextChunk<'_>| {
+    let text_into = |f: fn(&mut State, &str, bool), when: fn(&State) -> bool| {
+        let mut node = NodeBuffer::new(html);
+        move |t: &mut TextChunk<'_>| {
             let mut st = state.borrow_mut();
             if when(&st) {
-                node.feed(t, |s, _| f(&mut st, s));
+                node.feed(t, |s, sep| f(&mut st, s, sep));
             }
             Ok(())
         }
@@ -260,15 +263,15 @@ fn rewrite(
         )
         .append_element_content_handler(on(
             &b.title,
-            element(|st, _| st.titles += 1).text(text_into(
-                |st, s| st.title.push(s),
+            element(|st, _| st.titles = st.titles.saturating_add(1)).text(text_into(
+                |st, s, sep| st.title.feed(s, sep),
                 |st| st.titles == 1 && !st.title.is_full(),
             )),
         ))
         .append_element_content_handler(on(
             &b.h1,
-            element(|st, _| st.h1s += 1).text(text_into(
-                |st, s| st.h1.push(s),
+            element(|st, _| st.h1s = st.h1s.saturating_add(1)).text(text_into(
+                |st, s, sep| st.h1.feed(s, sep),
                 |st| st.h1s == 1 && !st.h1.is_full(),
             )),
         ))
@@ -296,12 +299,12 @@ fn rewrite(
         .append_element_content_handler(on(
             &b.a,
             element(|st, el| st.anchor(el, false))
-                .text(text_into(|st, s| st.links.text(s), |_| true)),
+                .text(text_into(|st, s, sep| st.links.text(s, sep), |_| true)),
         ))
         .append_element_content_handler(on(&b.area, element(|st, el| st.anchor(el, true))))
         .append_element_content_handler(on(
             &b.template,
-            Handlers::default().text(|_: &mut lol_html::html_content::TextChunk<'_>| {
+            Handlers::default().text(|_: &mut TextChunk<'_>| {
                 state.borrow_mut().in_template = true;
                 Ok(())
             }),
@@ -314,31 +317,26 @@ fn rewrite(
             Ok(())
         });
         if rule.attr.is_none() {
-            let mut node = NodeBuffer::default();
-            h = h.text(move |t: &mut lol_html::html_content::TextChunk<'_>| {
+            let mut node = NodeBuffer::new(html);
+            h = h.text(move |t: &mut TextChunk<'_>| {
                 if let Some(f) = state.borrow_mut().fields.get_mut(i) {
-                    node.feed(t, |s, _| f.text(s));
+                    node.feed(t, |s, sep| f.text(s, sep));
                 }
                 Ok(())
             });
         }
         settings = settings.append_element_content_handler(on(selector, h));
     }
-    let mut node = NodeBuffer::default();
+    let mut node = NodeBuffer::new(html);
     settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(
-        move |t: &mut lol_html::html_content::TextChunk<'_>| {
+        move |t: &mut TextChunk<'_>| {
             let mut st = state.borrow_mut();
             let visible = matches!(
                 t.text_type(),
                 TextType::Data | TextType::PlainText | TextType::CDataSection
             );
             if !std::mem::take(&mut st.in_template) && visible {
-                node.feed(t, |s, last| {
-                    st.visible.push(s);
-                    if last {
-                        st.visible.boundary();
-                    }
-                });
+                node.feed(t, |s, sep| st.visible.feed(s, sep));
             }
             Ok(())
         },

@@ -293,7 +293,7 @@ pub async fn write(
     // fetched_at is bound as milliseconds since the epoch; the session is in UTC.
     let page_values = format!(
         "({}, FROM_UNIXTIME(? / 1000), {}, NOW(3))",
-        vec!["?"; 8].join(", "),
+        ["?"; 8].join(", "),
         vec!["?"; PAGE_COLUMNS.len() - 9].join(", ")
     );
     for rows in statements(&batch.page_rows, PAGE_COLUMNS.len(), packet) {

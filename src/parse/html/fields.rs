@@ -1,7 +1,7 @@
 //! Applying extraction [`Rules`](crate::parse::Rules) during the HTML pass.
 //!
-//! A match's text is the text inside the matched element (descendants included, joined
-//! as in the DOM's `textContent`, then whitespace-collapsed) up to the start of the next
+//! A match's text is the text inside the matched element (descendants included, words
+//! separated as in the page's visible text, see [`super`]) up to the start of the next
 //! match of the same rule. That is exact for the usual, non-nested matches and keeps
 //! sibling matches apart when their end tags are omitted (`<li>a<li>b`); for a match
 //! nested inside another match of the same rule, the outer value stops where the inner
@@ -56,10 +56,10 @@ impl FieldState {
     }
 
     /// Text inside a match (entities decoded).
-    pub fn text(&mut self, s: &str) {
+    pub fn text(&mut self, s: &str, separated: bool) {
         if let Some(c) = &mut self.current {
             if !c.is_full() {
-                c.push(s);
+                c.feed(s, separated);
             }
         }
     }

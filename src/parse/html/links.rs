@@ -110,12 +110,12 @@ impl Links {
         }
     }
 
-    /// Text inside the current `<a href>`, entities decoded. Nested elements' text
-    /// joins without a space, as in the DOM's `textContent`.
-    pub fn text(&mut self, s: &str) {
+    /// Text inside the current `<a href>`, entities decoded; `separated` as from
+    /// [`super::text::NodeBuffer`].
+    pub fn text(&mut self, s: &str, separated: bool) {
         if let Some((_, c)) = &mut self.current {
             if !c.is_full() {
-                c.push(s);
+                c.feed(s, separated);
             }
         }
     }

@@ -330,7 +330,7 @@ fn long_values_are_cut_at_char_boundaries() {
 fn huge_attributes_and_nul_bytes() {
     let mut html = b"<a href=\"/".to_vec();
     html.extend(std::iter::repeat_n(b'x', 5 << 20));
-    html.extend_from_slice(b"\">too long</a><a href=/n\0ul>n\0ul</a><p title=\"\0\">\0</p>ok");
+    html.extend_from_slice(b"\">too long</a> <a href=/n\0ul>n\0ul</a><p title=\"\0\">\0</p>ok");
     let a = parse(&html);
     assert_eq!(a.error, None);
     assert_eq!(a.links, [link("https://example.test/n%00ul", "nul", false)]);
@@ -339,12 +339,26 @@ fn huge_attributes_and_nul_bytes() {
 
 #[test]
 fn deeply_nested_divs_do_not_blow_up() {
-    let mut html = String::from("<title>Deep</title><a href=/first>first</a>");
-    html.push_str(&"<div class=x>".repeat(800_000));
-    html.push_str("deep text<a href=/deep>deep</a>");
-    let started = std::time::Instant::now();
     let rules = Rules::from_toml("[fields.d]\nselector = \"div.x a\"\n").unwrap();
-    let a = parse_with(html.as_bytes(), None, &rules);
+    let nested = |depth: usize| {
+        let mut html = String::from("<title>Deep</title><a href=/first>first</a>");
+        html.push_str(&"<div class=x>".repeat(depth));
+        html.push_str("deep text <a href=/deep>deep</a>");
+        html
+    };
+    // 1.3 MB of unclosed divs: parsed completely.
+    let a = parse_with(nested(100_000).as_bytes(), None, &rules);
+    assert_eq!(a.error, None);
+    assert_eq!(
+        urls(&a),
+        ["https://example.test/first", "https://example.test/deep"]
+    );
+    assert_eq!(a.fields["d"], ["deep"]);
+    assert_eq!(a.text, "first deep text deep");
+    // 10 MB: lol_html's open-element stack hits the memory limit (no recursion, no
+    // unbounded growth); what came before is kept and the error says why.
+    let started = std::time::Instant::now();
+    let a = parse_with(nested(800_000).as_bytes(), None, &rules);
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
     assert_eq!(a.title.as_deref(), Some("Deep"));
     assert_eq!(
@@ -353,7 +367,7 @@ fn deeply_nested_divs_do_not_blow_up() {
     );
     match &a.error {
         None => assert_eq!(a.links.len(), 2),
-        Some(e) => assert!(e.contains("memory"), "{e}"),
+        Some(e) => assert!(e.contains("memory limit"), "{e}"),
     }
 }
 
@@ -373,6 +387,37 @@ fn script_and_comment_edge_cases() {
         ]
     );
     assert_eq!(a.text, "ok c --!> x");
+}
+
+#[test]
+fn block_tags_separate_words_and_inline_tags_do_not() {
+    let html = b"<p>Hel<b>lo</b> wor<span>ld</span><!-- c -->s</p><p>next</p>\
+        <table><tr><td>a</td><td>b</td></tr></table>c<br>d<img src=x>e\
+        <a href=/card><h3>Title</h3><p>Desc</p></a>\
+        <div class=price><sup>$</sup>19<sup>99</sup></div>";
+    let rules = Rules::from_toml("[fields.price]\nselector = \".price\"\n").unwrap();
+    for chunk in [usize::MAX, 1, 3] {
+        let a = parse_chunked(html, chunk, &rules);
+        assert_eq!(a.text, "Hello worlds next a b c d e Title Desc $1999", "chunk {chunk}");
+        assert_eq!(a.word_count, 11);
+        assert_eq!(a.links, [link("https://example.test/card", "Title Desc", false)]);
+        assert_eq!(a.fields["price"], ["$1999"]);
+    }
+}
+
+#[test]
+fn text_cut_off_at_the_end_is_kept() {
+    for chunk in [usize::MAX, 1, 4] {
+        let a = parse_chunked(
+            b"<h1>x &amp; y<p>caf&eacute; &amp",
+            chunk,
+            &Rules::default(),
+        );
+        assert_eq!(a.text, "x & y café &amp", "chunk {chunk}");
+        assert_eq!(a.h1.as_deref(), Some("x & y café &amp"), "chunk {chunk}");
+        let a = parse_chunked(b"<h1>x &amp; y<b>caf&eacute; &amp", chunk, &Rules::default());
+        assert_eq!(a.h1.as_deref(), Some("x & ycafé &amp"), "chunk {chunk}");
+    }
 }
 
 #[test]

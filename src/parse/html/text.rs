@@ -8,31 +8,145 @@ use html_escape::decode_html_entities;
 use lol_html::html_content::{TextChunk, TextType};
 
 /// Reassembles a text node from lol_html's chunks (which may split it anywhere, even
-/// inside an entity) and hands the whole node, entities decoded if its context allows
-/// them, to a callback. Owns one reusable buffer, so steady-state parsing allocates
+/// inside an entity) and passes it on, entities decoded if its context allows them,
+/// with whether markup separates it from the previous node this buffer saw (see
+/// [`markup_separates`]). Owns one reusable buffer: steady-state parsing allocates
 /// nothing per chunk.
-#[derive(Default)]
-pub(super) struct NodeBuffer {
+pub(super) struct NodeBuffer<'a> {
+    /// The whole document lol_html is reading (chunk locations index into it).
+    html: &'a [u8],
     buf: String,
+    /// End of the last chunk seen.
+    prev_end: Option<usize>,
+    at_node_start: bool,
+    /// The current node is separated from the previous one (until passed on).
+    sep: bool,
 }
 
-impl NodeBuffer {
-    /// Feeds one chunk; calls `f` with the decoded node once the node is complete.
-    /// Chunks without `&` are passed on at once when nothing is buffered: they cannot
-    /// hold part of an entity, and [`Collapse`] keeps its state across calls.
+impl<'a> NodeBuffer<'a> {
+    pub fn new(html: &'a [u8]) -> Self {
+        NodeBuffer {
+            html,
+            buf: String::new(),
+            prev_end: None,
+            at_node_start: true,
+            sep: false,
+        }
+    }
+
+    /// Feeds one chunk; calls `f(text, separated)` with the node's text, at once for
+    /// chunks without `&` when nothing is buffered (they cannot hold part of an entity,
+    /// and [`Collapse`] keeps its state across calls), else once the node is complete.
     pub fn feed(&mut self, chunk: &TextChunk<'_>, mut f: impl FnMut(&str, bool)) {
+        let at = chunk.source_location().bytes();
+        if self.at_node_start {
+            self.sep = self
+                .prev_end
+                .is_some_and(|end| self.html.get(end..at.start).is_none_or(markup_separates));
+        }
+        self.prev_end = Some(at.end);
         let text = chunk.as_str();
         let last = chunk.last_in_text_node();
+        self.at_node_start = last;
         if self.buf.is_empty() && !text.contains('&') {
-            f(text, last);
+            if !text.is_empty() {
+                f(text, std::mem::take(&mut self.sep));
+            }
             return;
         }
         self.buf.push_str(text);
         if last {
-            f(&decode_entities(chunk.text_type(), &self.buf), true);
+            f(
+                &decode_entities(chunk.text_type(), &self.buf),
+                std::mem::take(&mut self.sep),
+            );
             self.buf.clear();
         }
     }
+}
+
+/// Elements that start a new line or cell when rendered: text on either side of their
+/// start or end tag are separate words. Other tags (`<b>`, `<span>`, `<a>`, comments)
+/// join text as in the DOM's `textContent`, so `Hel<b>lo</b>` is one word.
+const SEPARATING: &[&[u8]] = &[
+    b"address",
+    b"article",
+    b"aside",
+    b"blockquote",
+    b"body",
+    b"br",
+    b"button",
+    b"caption",
+    b"dd",
+    b"details",
+    b"dialog",
+    b"div",
+    b"dl",
+    b"dt",
+    b"fieldset",
+    b"figcaption",
+    b"figure",
+    b"footer",
+    b"form",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"head",
+    b"header",
+    b"hgroup",
+    b"hr",
+    b"html",
+    b"iframe",
+    b"img",
+    b"input",
+    b"li",
+    b"main",
+    b"nav",
+    b"noscript",
+    b"ol",
+    b"option",
+    b"p",
+    b"pre",
+    b"section",
+    b"select",
+    b"summary",
+    b"table",
+    b"tbody",
+    b"td",
+    b"template",
+    b"textarea",
+    b"tfoot",
+    b"th",
+    b"thead",
+    b"title",
+    b"tr",
+    b"ul",
+    b"video",
+];
+
+/// Whether the markup between two text nodes holds a start or end tag of a
+/// [`SEPARATING`] element.
+pub(super) fn markup_separates(gap: &[u8]) -> bool {
+    let mut rest = gap;
+    while let Some(lt) = rest.iter().position(|&b| b == b'<') {
+        rest = &rest[lt + 1..];
+        let name = rest.strip_prefix(b"/").unwrap_or(rest);
+        let len = name
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if (1..=10).contains(&len)
+            && SEPARATING
+                .iter()
+                .any(|tag| tag.eq_ignore_ascii_case(&name[..len]))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Decodes character references where the HTML context has them (data and RCDATA,
@@ -78,6 +192,15 @@ impl Collapse {
     /// Ends the current word: what follows starts a new one.
     pub fn boundary(&mut self) {
         self.in_word = false;
+    }
+
+    /// Appends a piece of a text node from [`NodeBuffer`]; `separated` starts a new
+    /// word.
+    pub fn feed(&mut self, s: &str, separated: bool) {
+        if separated {
+            self.boundary();
+        }
+        self.push(s);
     }
 
     /// Appends text; a word continues across calls unless [`Collapse::boundary`] was
@@ -214,6 +337,35 @@ mod tests {
         assert_eq!(collapse(&["€€"], 5), ("€".into(), 1));
         let (text, words) = collapse(&["w "; 10_000], 2048);
         assert_eq!((text.len(), words), (2047, 10_000));
+    }
+
+    #[test]
+    fn separating_markup() {
+        let separating = [
+            "</p>",
+            "<br>",
+            "<BR/>",
+            "</td>\n<td class=x>",
+            "<b></b><div>",
+            "<img src=x>",
+            "<pre",
+            // A plain scan: tags in comments count too.
+            "<!-- <p> -->",
+        ];
+        for gap in separating {
+            assert!(markup_separates(gap.as_bytes()), "{gap}");
+        }
+        for gap in [
+            "",
+            "<b>",
+            "</span><em>",
+            "<!-- x -->",
+            "<a href='/p'>",
+            "<brr>",
+            "< p>",
+        ] {
+            assert!(!markup_separates(gap.as_bytes()), "{gap}");
+        }
     }
 
     #[test]
