@@ -50,11 +50,23 @@ pub struct JournalArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["urls", "from_mysql"])))]
 pub struct CrawlArgs {
     /// File with one URL per line, or `-` for stdin. Blank lines and `#` comments are
     /// skipped; invalid lines are reported with their number and skipped.
     #[arg(long, value_name = "FILE|-")]
-    pub urls: String,
+    pub urls: Option<String>,
+    /// Seed from MySQL instead: run `--query` there and crawl its rows, (key, url); the
+    /// key is kept with the page and synced as `source_key`.
+    #[arg(long, value_name = "URL", requires = "query")]
+    pub from_mysql: Option<String>,
+    /// The seeding query, e.g. "SELECT id, url FROM sites WHERE ...".
+    #[arg(long, value_name = "SQL", requires = "from_mysql")]
+    pub query: Option<String>,
+    /// Also sync to this MySQL database as pages are parsed; the crawl ends when
+    /// everything is fetched, parsed and synced.
+    #[arg(long, value_name = "URL")]
+    pub sync: Option<String>,
     #[command(flatten)]
     pub journal: JournalArg,
     /// Fetches in flight at once, over all hosts.
@@ -231,6 +243,10 @@ pub enum ConfigError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("crawl needs --urls or --from-mysql with --query")]
+    NoInput,
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -250,11 +266,29 @@ impl CrawlArgs {
             Some(path) => load_pem_certs(path)?,
             None => Vec::new(),
         };
-        let input = if self.urls == "-" {
-            Input::Stdin
-        } else {
-            Input::File(PathBuf::from(&self.urls))
+        let input = match (&self.urls, &self.from_mysql, &self.query) {
+            (_, Some(url), Some(query)) => Input::Mysql {
+                target: Target::parse(url)?,
+                query: query.clone(),
+            },
+            (Some(path), ..) if path == "-" => Input::Stdin,
+            (Some(path), ..) => Input::File(PathBuf::from(path)),
+            _ => return Err(ConfigError::NoInput),
         };
+        let sync = self
+            .sync
+            .as_deref()
+            .map(|url| {
+                Ok::<_, SyncError>(SyncConfig {
+                    target: Target::parse(url)?,
+                    every: None,
+                    bodies: true,
+                    batch_rows: 1000,
+                    batch_bytes: 64 * 1024 * 1024,
+                    op_timeout: Duration::from_secs(120),
+                })
+            })
+            .transpose()?;
         Ok(CrawlConfig {
             input,
             fetch: FetchConfig {
@@ -273,6 +307,7 @@ impl CrawlArgs {
                 threads: default_threads(),
                 progress: ProgressMode::Off,
             },
+            sync,
             progress: progress_mode(self.quiet),
         })
     }

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod fetch;
 pub mod input;
+mod intake;
 pub mod journal;
 pub mod parse;
 pub mod pipeline;

@@ -177,7 +177,7 @@ fn print_summary(s: &CrawlSummary) {
     let secs = s.elapsed.as_secs_f64().max(0.001);
     let pages = s.fetched + s.failed;
     eprintln!(
-        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
         if s.interrupted { "interrupted" } else { "done" },
         s.added,
         s.duplicates,
@@ -185,6 +185,7 @@ fn print_summary(s: &CrawlSummary) {
         s.fetched,
         s.failed,
         s.parsed,
+        s.synced,
         secs,
         pages as f64 / secs,
         s.bytes as f64 / secs / 1e6,

@@ -14,8 +14,6 @@
 //!   durable at any moment: that is what a kill -9 can cost.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,16 +22,16 @@ use tokio::sync::{mpsc, watch, Notify};
 use url::Url;
 
 use crate::fetch::{FetchConfig, FetchError, Fetched, Fetcher};
-use crate::input::{Line, UrlLines};
+pub use crate::intake::Input;
+use crate::intake::{self, Signals};
 use crate::journal::{
-    now_ms, ErrorKind, FetchedPage, Journal, JournalError, NewUrl, Outcome, PageMeta, Status,
+    now_ms, ErrorKind, FetchedPage, Journal, JournalError, Outcome, PageMeta, Status,
 };
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
+use crate::sync::{self, SyncConfig, SyncControl, SyncError};
 use crate::urls::{host_key, normalize, redact};
 
-/// URLs per intake transaction.
-const INTAKE_BATCH: usize = 1024;
 /// Pages per commit group, at most.
 const COMMIT_BATCH: usize = 256;
 /// Body bytes (decoded) per commit group, at most.
@@ -41,19 +39,15 @@ const COMMIT_BYTES: usize = 32 * 1024 * 1024;
 /// zstd level for bodies: fast, and HTML still shrinks several times.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Where the URL list comes from.
-#[derive(Clone, Debug)]
-pub enum Input {
-    Stdin,
-    File(PathBuf),
-}
-
 #[derive(Clone, Debug)]
 pub struct CrawlConfig {
     pub input: Input,
     pub fetch: FetchConfig,
     /// The parse stage runs alongside fetching, on its own threads.
     pub parse: ParseConfig,
+    /// With a target, the sync stage runs alongside too, and the crawl ends only when
+    /// everything is synced.
+    pub sync: Option<SyncConfig>,
     pub progress: ProgressMode,
 }
 
@@ -68,6 +62,10 @@ pub enum CrawlError {
         path: String,
         source: std::io::Error,
     },
+    #[error("seeding from MySQL, {0}")]
+    Seed(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -83,6 +81,8 @@ pub struct CrawlSummary {
     pub bytes: u64,
     /// Pages annotated by the parse stage during the crawl.
     pub parsed: u64,
+    /// Pages synced to MySQL during the crawl (with `--sync`).
+    pub synced: u64,
     pub elapsed: Duration,
     /// Stopped by a shutdown signal with work left pending.
     pub interrupted: bool,
@@ -143,13 +143,15 @@ pub async fn crawl(
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
     let intake_notify = Arc::new(Notify::new());
-    let mut intake = spawn_intake(
+    let mut intake = intake::spawn(
         journal.clone(),
         config.input.clone(),
-        counts.clone(),
-        stop_intake.clone(),
-        intake_done.clone(),
-        intake_notify.clone(),
+        Signals {
+            counts: counts.clone(),
+            stop: stop_intake.clone(),
+            done: intake_done.clone(),
+            notify: intake_notify.clone(),
+        },
     )?;
 
     let (commit_tx, commit_rx) = mpsc::channel(commit_queue(config.fetch.concurrency));
@@ -190,6 +192,13 @@ pub async fn crawl(
         rx
     };
 
+    let sync_control = Arc::new(SyncControl::default());
+    sync_control.follow.store(true, Ordering::Release);
+    let syncer = config.sync.clone().map(|sync_config| {
+        let (journal, control) = (journal.clone(), sync_control.clone());
+        tokio::spawn(async move { sync::run(journal, &sync_config, control).await })
+    });
+
     let mut scheduler = Scheduler {
         journal: journal.clone(),
         fetcher,
@@ -226,6 +235,19 @@ pub async fn crawl(
     let parsed = parser
         .await
         .map_err(|_| CrawlError::Internal("the parse stage died".into()))??;
+    // Every page is annotated: the sync stage drains what is queued and stops.
+    sync_control.upstream_done.store(true, Ordering::Release);
+    if interrupted {
+        sync_control.stop.store(true, Ordering::Release);
+    }
+    let synced = match syncer {
+        Some(task) => {
+            task.await
+                .map_err(|_| CrawlError::Internal("the sync stage died".into()))??
+                .pages
+        }
+        None => 0,
+    };
     drop(reporter);
 
     // When interrupted, intake may be blocked reading stdin: do not wait for it.
@@ -245,105 +267,11 @@ pub async fn crawl(
         failed: counts.failed.load(Ordering::Relaxed),
         bytes: counts.bytes.load(Ordering::Relaxed),
         parsed: parsed.parsed,
+        synced,
         elapsed: started.elapsed(),
         interrupted,
         status: journal.status()?,
     })
-}
-
-#[derive(Debug, Default)]
-struct IntakeReport {
-    added: u64,
-    duplicates: u64,
-    invalid: u64,
-}
-
-fn spawn_intake(
-    journal: Arc<Journal>,
-    input: Input,
-    counts: Arc<Counts>,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    notify: Arc<Notify>,
-) -> Result<tokio::sync::oneshot::Receiver<Result<IntakeReport, CrawlError>>, CrawlError> {
-    let (name, reader): (String, Box<dyn BufRead + Send>) = match &input {
-        Input::Stdin => (
-            "-".into(),
-            Box::new(std::io::BufReader::new(std::io::stdin())),
-        ),
-        Input::File(path) => {
-            let file = std::fs::File::open(path).map_err(|source| CrawlError::Input {
-                path: path.display().to_string(),
-                source,
-            })?;
-            (
-                path.display().to_string(),
-                Box::new(std::io::BufReader::with_capacity(256 * 1024, file)),
-            )
-        }
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("webspool-intake".into())
-        .spawn(move || {
-            let result = intake_loop(&journal, &name, reader, &counts, &stop, &notify);
-            drop(journal);
-            done.store(true, Ordering::Release);
-            notify.notify_one();
-            let _ = tx.send(result);
-        })
-        .map_err(|e| CrawlError::Internal(format!("cannot start intake: {e}")))?;
-    Ok(rx)
-}
-
-fn intake_loop(
-    journal: &Journal,
-    name: &str,
-    reader: Box<dyn BufRead + Send>,
-    counts: &Counts,
-    stop: &AtomicBool,
-    notify: &Notify,
-) -> Result<IntakeReport, CrawlError> {
-    let mut report = IntakeReport::default();
-    let mut batch = Vec::with_capacity(INTAKE_BATCH);
-    let flush = |batch: &mut Vec<NewUrl>, report: &mut IntakeReport| {
-        if batch.is_empty() {
-            return Ok::<_, CrawlError>(());
-        }
-        let added = journal.add_urls(batch)?;
-        batch.clear();
-        report.added += added.added;
-        report.duplicates += added.duplicates;
-        counts.total.fetch_add(added.added, Ordering::Relaxed);
-        notify.notify_one();
-        Ok(())
-    };
-    for line in UrlLines::new(reader) {
-        if stop.load(Ordering::Acquire) {
-            break;
-        }
-        let line = line.map_err(|source| CrawlError::Input {
-            path: name.to_string(),
-            source,
-        })?;
-        match line {
-            Line::Url { url, .. } => {
-                batch.push(NewUrl {
-                    url: url.into(),
-                    source_key: None,
-                });
-                if batch.len() >= INTAKE_BATCH {
-                    flush(&mut batch, &mut report)?;
-                }
-            }
-            Line::Invalid { line, text, reason } => {
-                report.invalid += 1;
-                tracing::warn!("{name}:{line}: skipped {text:?}: {reason}");
-            }
-        }
-    }
-    flush(&mut batch, &mut report)?;
-    Ok(report)
 }
 
 /// A finished fetch on its way to the committer.

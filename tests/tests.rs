@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod crash;
+mod crawl_sync;
 mod fetch;
 mod journal_model;
 mod parse;

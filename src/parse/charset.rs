@@ -37,7 +37,7 @@ pub enum CharsetSource {
     Default,
 }
 
-/// A body decoded to UTF-8 (borrowed when the body already was valid UTF-8).
+/// A body decoded to UTF-8 (borrowed when no conversion was needed).
 #[derive(Debug)]
 pub struct Decoded<'a> {
     pub text: Cow<'a, str>,

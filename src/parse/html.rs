@@ -9,8 +9,8 @@
 //!   resolved like links.
 //! - `links`: `<a href>` and `<area href>` resolved against the first `<base href>` (for
 //!   links after it) or the page URL, http(s) only, fragment dropped, first occurrence
-//!   of each URL kept with its text (`textContent`, or an area's `alt`), `nofollow` from
-//!   `rel` tokens `nofollow`/`ugc`/`sponsored`; see [`links`].
+//!   of each URL kept with its text (words separated as below; an area's `alt`),
+//!   `nofollow` from `rel` tokens `nofollow`/`ugc`/`sponsored`; see [`links`].
 //! - visible text (`word_count`, `text`): character data outside `<script>`, `<style>`,
 //!   `<title>`, `<textarea>`, `<noscript>`, `<template>` and the other raw-text elements
 //!   (`<iframe>`, `<xmp>`, `<noembed>`, `<noframes>`), i.e. what lol_html reports as
@@ -51,7 +51,7 @@ use url::Url;
 
 use self::fields::FieldState;
 use self::links::Links;
-use self::text::{attr_text, attr_value, Collapse, NodeBuffer};
+use self::text::{attr_text, attr_value, Collapse, Gap, NodeBuffer};
 use super::charset::decode_html;
 use super::{Annotation, Rules, MAX_FIELD, MAX_TEXT_EXTRACT};
 
@@ -135,6 +135,7 @@ impl State {
                 self.description = Some(attr_text(&content, MAX_FIELD)).filter(|d| !d.is_empty());
             }
         } else if name.eq_ignore_ascii_case("robots") || name.eq_ignore_ascii_case("googlebot") {
+            let content = html_escape::decode_html_entities(&content);
             for token in content.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
                 let none = token.eq_ignore_ascii_case("none");
                 self.noindex |= none || token.eq_ignore_ascii_case("noindex");
@@ -246,7 +247,7 @@ fn rewrite(
         })
     };
     // Text collected into one of the state's values while a condition holds.
-    let text_into = |f: fn(&mut State, &str, bool), when: fn(&State) -> bool| {
+    let text_into = |f: fn(&mut State, &str, Gap<'_>), when: fn(&State) -> bool| {
         let mut node = NodeBuffer::new(html);
         move |t: &mut TextChunk<'_>| {
             let mut st = state.borrow_mut();

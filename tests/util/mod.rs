@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mysql;
+pub mod proxy;
 pub mod server;
 
 use std::path::PathBuf;
@@ -81,6 +82,7 @@ pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> Cra
             threads: 2,
             progress: ProgressMode::Off,
         },
+        sync: None,
         progress: ProgressMode::Off,
     }
 }

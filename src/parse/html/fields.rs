@@ -10,7 +10,7 @@
 
 use lol_html::html_content::Element;
 
-use super::text::{attr_value, Collapse};
+use super::text::{attr_value, Collapse, Gap};
 use crate::parse::MAX_FIELD;
 
 /// Most values kept for one `all` rule on one page; further matches are ignored.
@@ -56,10 +56,10 @@ impl FieldState {
     }
 
     /// Text inside a match (entities decoded).
-    pub fn text(&mut self, s: &str, separated: bool) {
+    pub fn text(&mut self, s: &str, gap: Gap<'_>) {
         if let Some(c) = &mut self.current {
             if !c.is_full() {
-                c.feed(s, separated);
+                c.feed(s, gap);
             }
         }
     }

@@ -6,17 +6,17 @@ use std::collections::{HashMap, HashSet};
 use url::Url;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::text::Collapse;
+use super::text::{Collapse, Gap};
 use crate::parse::{Link, MAX_FIELD, MAX_LINKS};
 
 /// Longer `href`s are ignored: no crawler wants them, and parsing them costs.
-pub(super) const MAX_HREF: usize = 8192;
+const MAX_HREF: usize = 8192;
 
 pub(super) struct Links {
     /// The document base URL: the page URL, or the first `<base href>` once seen.
     base: Url,
     base_seen: bool,
-    pub links: Vec<Link>,
+    links: Vec<Link>,
     /// xxh3 of a kept URL -> its index in `links` (strings compared on a hit).
     kept: HashMap<u64, usize>,
     /// xxh3 of URLs beyond the cap, so each distinct one is counted once.
@@ -110,12 +110,11 @@ impl Links {
         }
     }
 
-    /// Text inside the current `<a href>`, entities decoded; `separated` as from
-    /// [`super::text::NodeBuffer`].
-    pub fn text(&mut self, s: &str, separated: bool) {
+    /// Text inside the current `<a href>`, entities decoded, with the markup before it.
+    pub fn text(&mut self, s: &str, gap: Gap<'_>) {
         if let Some((_, c)) = &mut self.current {
             if !c.is_full() {
-                c.feed(s, separated);
+                c.feed(s, gap);
             }
         }
     }

@@ -398,9 +398,15 @@ fn block_tags_separate_words_and_inline_tags_do_not() {
     let rules = Rules::from_toml("[fields.price]\nselector = \".price\"\n").unwrap();
     for chunk in [usize::MAX, 1, 3] {
         let a = parse_chunked(html, chunk, &rules);
-        assert_eq!(a.text, "Hello worlds next a b c d e Title Desc $1999", "chunk {chunk}");
+        assert_eq!(
+            a.text, "Hello worlds next a b c d e Title Desc $1999",
+            "chunk {chunk}"
+        );
         assert_eq!(a.word_count, 11);
-        assert_eq!(a.links, [link("https://example.test/card", "Title Desc", false)]);
+        assert_eq!(
+            a.links,
+            [link("https://example.test/card", "Title Desc", false)]
+        );
         assert_eq!(a.fields["price"], ["$1999"]);
     }
 }
@@ -415,7 +421,11 @@ fn text_cut_off_at_the_end_is_kept() {
         );
         assert_eq!(a.text, "x & y café &amp", "chunk {chunk}");
         assert_eq!(a.h1.as_deref(), Some("x & y café &amp"), "chunk {chunk}");
-        let a = parse_chunked(b"<h1>x &amp; y<b>caf&eacute; &amp", chunk, &Rules::default());
+        let a = parse_chunked(
+            b"<h1>x &amp; y<b>caf&eacute; &amp",
+            chunk,
+            &Rules::default(),
+        );
         assert_eq!(a.h1.as_deref(), Some("x & ycafé &amp"), "chunk {chunk}");
     }
 }

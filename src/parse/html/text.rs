@@ -9,9 +9,8 @@ use lol_html::html_content::{TextChunk, TextType};
 
 /// Reassembles a text node from lol_html's chunks (which may split it anywhere, even
 /// inside an entity) and passes it on, entities decoded if its context allows them,
-/// with whether markup separates it from the previous node this buffer saw (see
-/// [`markup_separates`]). Owns one reusable buffer: steady-state parsing allocates
-/// nothing per chunk.
+/// with the markup between it and the previous node this buffer saw (see [`Gap`]).
+/// Owns one reusable buffer: steady-state parsing allocates nothing per chunk.
 pub(super) struct NodeBuffer<'a> {
     /// The whole document lol_html is reading (chunk locations index into it).
     html: &'a [u8],
@@ -19,8 +18,8 @@ pub(super) struct NodeBuffer<'a> {
     /// End of the last chunk seen.
     prev_end: Option<usize>,
     at_node_start: bool,
-    /// The current node is separated from the previous one (until passed on).
-    sep: bool,
+    /// The current node's gap, until passed on with its first text.
+    gap: Gap<'a>,
 }
 
 impl<'a> NodeBuffer<'a> {
@@ -30,19 +29,23 @@ impl<'a> NodeBuffer<'a> {
             buf: String::new(),
             prev_end: None,
             at_node_start: true,
-            sep: false,
+            gap: Gap::None,
         }
     }
 
-    /// Feeds one chunk; calls `f(text, separated)` with the node's text, at once for
-    /// chunks without `&` when nothing is buffered (they cannot hold part of an entity,
-    /// and [`Collapse`] keeps its state across calls), else once the node is complete.
-    pub fn feed(&mut self, chunk: &TextChunk<'_>, mut f: impl FnMut(&str, bool)) {
+    /// Feeds one chunk; calls `f(text, gap)` with the node's text: at once for chunks
+    /// without `&` when nothing is buffered (they cannot hold part of an entity, and
+    /// [`Collapse`] keeps its state across calls), else once the node is complete.
+    pub fn feed(&mut self, chunk: &TextChunk<'_>, mut f: impl FnMut(&str, Gap<'a>)) {
         let at = chunk.source_location().bytes();
         if self.at_node_start {
-            self.sep = self
-                .prev_end
-                .is_some_and(|end| self.html.get(end..at.start).is_none_or(markup_separates));
+            self.gap = match self.prev_end {
+                None => Gap::None,
+                Some(end) => self
+                    .html
+                    .get(end..at.start)
+                    .map_or(Gap::Unknown, Gap::Markup),
+            };
         }
         self.prev_end = Some(at.end);
         let text = chunk.as_str();
@@ -50,87 +53,48 @@ impl<'a> NodeBuffer<'a> {
         self.at_node_start = last;
         if self.buf.is_empty() && !text.contains('&') {
             if !text.is_empty() {
-                f(text, std::mem::take(&mut self.sep));
+                f(text, std::mem::take(&mut self.gap));
             }
             return;
         }
         self.buf.push_str(text);
         if last {
-            f(
-                &decode_entities(chunk.text_type(), &self.buf),
-                std::mem::take(&mut self.sep),
-            );
+            let gap = std::mem::take(&mut self.gap);
+            f(&decode_entities(chunk.text_type(), &self.buf), gap);
             self.buf.clear();
         }
     }
 }
 
-/// Elements that start a new line or cell when rendered: text on either side of their
-/// start or end tag are separate words. Other tags (`<b>`, `<span>`, `<a>`, comments)
-/// join text as in the DOM's `textContent`, so `Hel<b>lo</b>` is one word.
-const SEPARATING: &[&[u8]] = &[
-    b"address",
-    b"article",
-    b"aside",
-    b"blockquote",
-    b"body",
-    b"br",
-    b"button",
-    b"caption",
-    b"dd",
-    b"details",
-    b"dialog",
-    b"div",
-    b"dl",
-    b"dt",
-    b"fieldset",
-    b"figcaption",
-    b"figure",
-    b"footer",
-    b"form",
-    b"h1",
-    b"h2",
-    b"h3",
-    b"h4",
-    b"h5",
-    b"h6",
-    b"head",
-    b"header",
-    b"hgroup",
-    b"hr",
-    b"html",
-    b"iframe",
-    b"img",
-    b"input",
-    b"li",
-    b"main",
-    b"nav",
-    b"noscript",
-    b"ol",
-    b"option",
-    b"p",
-    b"pre",
-    b"section",
-    b"select",
-    b"summary",
-    b"table",
-    b"tbody",
-    b"td",
-    b"template",
-    b"textarea",
-    b"tfoot",
-    b"th",
-    b"thead",
-    b"title",
-    b"tr",
-    b"ul",
-    b"video",
-];
+/// What lies between a text node and the previous one: decides whether the two are
+/// separate words. Examined lazily: only when a word would otherwise continue.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) enum Gap<'a> {
+    /// Nothing before (or the same node continuing).
+    #[default]
+    None,
+    Markup(&'a [u8]),
+    /// Locations that do not line up; counts as separating.
+    Unknown,
+}
 
-/// Whether the markup between two text nodes holds a start or end tag of a
-/// [`SEPARATING`] element.
-pub(super) fn markup_separates(gap: &[u8]) -> bool {
-    let mut rest = gap;
+impl Gap<'_> {
+    pub fn separates(self) -> bool {
+        match self {
+            Gap::None => false,
+            Gap::Markup(markup) => markup_separates(markup),
+            Gap::Unknown => true,
+        }
+    }
+}
+
+/// Whether markup holds a start or end tag of an element that starts a new line or
+/// cell when rendered (`<p>`, `</div>`, `<br>`, `<td>`, `<img>`, ...): text on either
+/// side is separate words. Other tags (`<b>`, `<span>`, `<a>`) and comments join text
+/// as rendered, so `Hel<b>lo</b>` is one word. A plain scan: a tag inside a comment
+/// counts too.
+pub(super) fn markup_separates(markup: &[u8]) -> bool {
+    let mut rest = markup;
     while let Some(lt) = rest.iter().position(|&b| b == b'<') {
         rest = &rest[lt + 1..];
         let name = rest.strip_prefix(b"/").unwrap_or(rest);
@@ -138,11 +102,72 @@ pub(super) fn markup_separates(gap: &[u8]) -> bool {
             .iter()
             .take_while(|b| b.is_ascii_alphanumeric())
             .count();
-        if (1..=10).contains(&len)
-            && SEPARATING
-                .iter()
-                .any(|tag| tag.eq_ignore_ascii_case(&name[..len]))
-        {
+        let mut lower = [0u8; 10];
+        let Some(lower) = lower.get_mut(..len) else {
+            continue; // longer than any separating name
+        };
+        lower.copy_from_slice(&name[..len]);
+        lower.make_ascii_lowercase();
+        let separating = matches!(
+            &*lower,
+            b"address"
+                | b"article"
+                | b"aside"
+                | b"blockquote"
+                | b"body"
+                | b"br"
+                | b"button"
+                | b"caption"
+                | b"dd"
+                | b"details"
+                | b"dialog"
+                | b"div"
+                | b"dl"
+                | b"dt"
+                | b"fieldset"
+                | b"figcaption"
+                | b"figure"
+                | b"footer"
+                | b"form"
+                | b"h1"
+                | b"h2"
+                | b"h3"
+                | b"h4"
+                | b"h5"
+                | b"h6"
+                | b"head"
+                | b"header"
+                | b"hgroup"
+                | b"hr"
+                | b"html"
+                | b"iframe"
+                | b"img"
+                | b"input"
+                | b"li"
+                | b"main"
+                | b"nav"
+                | b"noscript"
+                | b"ol"
+                | b"option"
+                | b"p"
+                | b"pre"
+                | b"section"
+                | b"select"
+                | b"summary"
+                | b"table"
+                | b"tbody"
+                | b"td"
+                | b"template"
+                | b"textarea"
+                | b"tfoot"
+                | b"th"
+                | b"thead"
+                | b"title"
+                | b"tr"
+                | b"ul"
+                | b"video"
+        );
+        if separating {
             return true;
         }
     }
@@ -194,10 +219,11 @@ impl Collapse {
         self.in_word = false;
     }
 
-    /// Appends a piece of a text node from [`NodeBuffer`]; `separated` starts a new
-    /// word.
-    pub fn feed(&mut self, s: &str, separated: bool) {
-        if separated {
+    /// Appends a piece of a text node from [`NodeBuffer`], starting a new word if the
+    /// markup before it separates words (looked at only when a word would otherwise
+    /// continue: the last text ended and this one starts with a non-space).
+    pub fn feed(&mut self, s: &str, gap: Gap<'_>) {
+        if self.in_word && s.starts_with(|c: char| !c.is_whitespace()) && gap.separates() {
             self.boundary();
         }
         self.push(s);
