@@ -39,10 +39,15 @@ pub fn redact(url: &Url) -> String {
 }
 
 /// Best-effort redaction of text that failed to parse as a URL: anything between
-/// `scheme://` and an `@` in the authority is hidden.
+/// `scheme://` and an `@` in the authority is hidden, and without `://`, anything
+/// before an `@`.
 pub fn redact_text(text: &str) -> String {
     let Some(start) = text.find("://").map(|i| i + 3) else {
-        return text.to_string();
+        // No recognizable authority: hide whatever stands before an `@`.
+        return match text.rfind('@') {
+            Some(at) => format!("***{}", &text[at..]),
+            None => text.to_string(),
+        };
     };
     let authority_end = text[start..]
         .find(['/', '?', '#'])
@@ -91,5 +96,6 @@ mod tests {
             "https://***@ex ample.com/x"
         );
         assert_eq!(redact_text("garbage"), "garbage");
+        assert_eq!(redact_text("mysql//bob:secret@h"), "***@h");
     }
 }
