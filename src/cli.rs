@@ -151,7 +151,7 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn progress_mode(quiet: bool) -> ProgressMode {
+pub fn progress_mode(quiet: bool) -> ProgressMode {
     if quiet {
         ProgressMode::Off
     } else {
@@ -188,6 +188,9 @@ pub struct SyncArgs {
     /// Deadline for connecting and for writing one batch, in seconds.
     #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs)]
     pub mysql_timeout: f64,
+    /// No progress bar or progress lines, only the summary.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 impl SyncArgs {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio::sync::watch;
 
-use webspool::cli::{Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
+use webspool::cli::{progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
 use webspool::journal::{Journal, Status};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
+use webspool::progress::{per_sec, Reporter, View};
 use webspool::sync::{self, SyncControl};
 
 /// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
@@ -127,7 +128,20 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         wait_for_signal().await;
         std::process::exit(EXIT_INTERRUPTED.into());
     });
+    let pending = journal.status()?.pending_sync;
+    let reporter = {
+        let (control, started) = (control.clone(), std::time::Instant::now());
+        Reporter::start(progress_mode(args.quiet), "sync", move || {
+            let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
+            View {
+                done: synced,
+                total: pending.max(synced),
+                message: format!("{:.0} pages/s", per_sec(synced, started)),
+            }
+        })
+    };
     let summary = sync::run(journal.clone(), &config, control).await?;
+    drop(reporter);
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages synced to {} in {} batches, {:.1}s ({:.0} pages/s); {} pending",

@@ -35,6 +35,8 @@ pub enum SyncError {
     Journal(#[from] JournalError),
     #[error("MySQL schema: {0}")]
     Schema(String),
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("MySQL, {context}: {message}")]
     Mysql {
         context: &'static str,
@@ -196,7 +198,7 @@ pub async fn run(
             let (journal, id, watermark) = (journal.clone(), journal_id.clone(), live.watermark);
             tokio::task::spawn_blocking(move || batch::build(&journal, &id, watermark, limits))
                 .await
-                .map_err(|e| SyncError::Config(format!("batch builder died: {e}")))??
+                .map_err(|e| SyncError::Internal(format!("batch builder died: {e}")))??
         };
         let Some(batch) = next else {
             if let Some(every) = config.every {
@@ -242,7 +244,7 @@ pub async fn run(
                     })
                 })
                 .await
-                .map_err(|e| SyncError::Config(format!("journal cleanup died: {e}")))??;
+                .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
                 tracing::debug!(target: "webspool::committed", watermark, "{} pages synced", batch.pages);
             }
             Err(e) if e.is_retryable() => {
@@ -311,7 +313,7 @@ async fn connect(
     let cleanup = journal.clone();
     tokio::task::spawn_blocking(move || cleanup.complete_sync(watermark))
         .await
-        .map_err(|e| SyncError::Config(format!("journal cleanup died: {e}")))??;
+        .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
     tracing::info!(
         "sync: connected to {}; this journal is synced through {watermark}",
         config.target
