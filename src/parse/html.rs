@@ -36,8 +36,6 @@ mod links;
 mod tests;
 mod text;
 #[cfg(test)]
-mod throughput;
-
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
