@@ -35,7 +35,7 @@ mod links;
 #[cfg(test)]
 mod tests;
 mod text;
-#[cfg(test)]
+
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
