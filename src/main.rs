@@ -61,12 +61,8 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let journal = Arc::new(Journal::open(&args.journal.journal)?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("stopping: finishing pages in flight (press Ctrl-C again to exit now; the journal stays consistent)");
+    on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
-        wait_for_signal().await;
-        std::process::exit(EXIT_INTERRUPTED.into());
     });
     let summary = crawl(journal, config, stop_rx).await?;
     print_summary(&summary);
@@ -83,14 +79,10 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let journal = Arc::new(open_existing(&args.journal.journal)?);
     let control = Arc::new(Control::default());
     let stopper = control.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("stopping: committing pages in progress (press Ctrl-C again to exit now; the journal stays consistent)");
+    on_interrupt("committing pages in progress", move || {
         stopper
             .stop
-            .store(true, std::sync::atomic::Ordering::Release);
-        wait_for_signal().await;
-        std::process::exit(EXIT_INTERRUPTED.into());
+            .store(true, std::sync::atomic::Ordering::Release)
     });
     let summary =
         tokio::task::spawn_blocking(move || stage::run(&journal, &config, mode, &control))
@@ -119,14 +111,10 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let journal = Arc::new(open_existing(&args.journal.journal)?);
     let control = Arc::new(SyncControl::default());
     let stopper = control.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("stopping: finishing the batch in progress (press Ctrl-C again to exit now; MySQL and the journal stay consistent)");
+    on_interrupt("finishing the batch in progress", move || {
         stopper
             .stop
-            .store(true, std::sync::atomic::Ordering::Release);
-        wait_for_signal().await;
-        std::process::exit(EXIT_INTERRUPTED.into());
+            .store(true, std::sync::atomic::Ordering::Release)
     });
     let pending = journal.status()?.pending_sync;
     let reporter = {
@@ -170,6 +158,20 @@ fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
         anyhow::bail!("no journal at {} (crawl creates one)", path.display());
     }
     Ok(Journal::open(path)?)
+}
+
+/// On the first Ctrl-C (or SIGTERM) logs `what` and calls `stop`; on the second, exits
+/// at once, which is safe because nothing is reported done before it is durable.
+fn on_interrupt(what: &'static str, stop: impl FnOnce() + Send + 'static) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!(
+            "stopping: {what} (press Ctrl-C again to exit now; everything reported done is kept)"
+        );
+        stop();
+        wait_for_signal().await;
+        std::process::exit(EXIT_INTERRUPTED.into());
+    });
 }
 
 async fn wait_for_signal() {

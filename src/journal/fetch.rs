@@ -122,13 +122,9 @@ impl Journal {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, UrlEntry)>, JournalError> {
-        let iter = match after {
-            Some(id) => self.pending_fetch.range(id_key(id.saturating_add(1))..),
-            None => self.pending_fetch.iter(),
-        };
         let mut out = Vec::new();
-        for item in iter {
-            if out.len() >= limit || after == Some(u64::MAX) {
+        for item in super::entries_after(&self.pending_fetch, after) {
+            if out.len() >= limit {
                 break;
             }
             let (key, _) = item?;

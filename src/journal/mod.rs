@@ -376,6 +376,15 @@ impl Journal {
     }
 }
 
+/// Entries of an id-keyed tree with ids strictly after `after`, in id order.
+fn entries_after(tree: &sled::Tree, after: Option<u64>) -> sled::Iter {
+    match after {
+        None => tree.iter(),
+        // Ids start at 1 and never reach u64::MAX, so saturating is exact.
+        Some(id) => tree.range(record::id_key(id.saturating_add(1))..),
+    }
+}
+
 fn is_lock_error(io: &std::io::Error) -> bool {
     io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
 }

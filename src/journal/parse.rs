@@ -8,7 +8,9 @@ use sled::Transactional;
 
 use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
 use super::sync::mark_for_sync;
-use super::{abort, bump, counter, flatten, Journal, JournalError, Outcome, PageMeta};
+use super::{
+    abort, bump, counter, entries_after, flatten, Journal, JournalError, Outcome, PageMeta,
+};
 use crate::parse::Annotation;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread
@@ -54,12 +56,8 @@ impl Journal {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, JournalError> {
-        let iter = match after {
-            Some(u64::MAX) => return Ok(Vec::new()),
-            Some(id) => self.pending_parse.range(id_key(id + 1)..),
-            None => self.pending_parse.iter(),
-        };
-        iter.keys()
+        entries_after(&self.pending_parse, after)
+            .keys()
             .take(limit)
             .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
             .collect()
@@ -72,13 +70,8 @@ impl Journal {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<u64>, JournalError> {
-        let iter = match after {
-            Some(u64::MAX) => return Ok(Vec::new()),
-            Some(id) => self.pages.range(id_key(id + 1)..),
-            None => self.pages.iter(),
-        };
         let mut out = Vec::new();
-        for item in iter {
+        for item in entries_after(&self.pages, after) {
             if out.len() >= limit {
                 break;
             }

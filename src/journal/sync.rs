@@ -152,14 +152,11 @@ impl Journal {
         let mut after = None;
         let mut marked = 0;
         loop {
-            let ids: Vec<u64> = match after {
-                None => self.pages.iter(),
-                Some(id) => self.pages.range(id_key(id + 1)..),
-            }
-            .keys()
-            .take(1024)
-            .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
-            .collect::<Result<_, _>>()?;
+            let ids: Vec<u64> = super::entries_after(&self.pages, after)
+                .keys()
+                .take(1024)
+                .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
+                .collect::<Result<_, _>>()?;
             let Some(last) = ids.last().copied() else {
                 return Ok(marked);
             };
