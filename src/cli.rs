@@ -96,6 +96,10 @@ pub struct CrawlArgs {
     pub user_agent: String,
     #[command(flatten)]
     pub rules: RulesArg,
+    /// Only fetch; parse later with `webspool parse`. (Cannot be combined with --sync,
+    /// which syncs parsed pages.)
+    #[arg(long, conflicts_with_all = ["sync", "rules"])]
+    pub no_parse: bool,
     /// No progress bar or progress lines, only the summary.
     #[arg(long)]
     pub quiet: bool,
@@ -305,10 +309,13 @@ impl CrawlArgs {
                 user_agent: self.user_agent.clone(),
                 extra_roots,
             },
-            parse: ParseConfig {
-                rules: Arc::new(self.rules.load()?),
-                threads: default_threads(),
-                progress: ProgressMode::Off,
+            parse: match self.no_parse {
+                true => None,
+                false => Some(ParseConfig {
+                    rules: Arc::new(self.rules.load()?),
+                    threads: default_threads(),
+                    progress: ProgressMode::Off,
+                }),
             },
             sync,
             progress: progress_mode(self.quiet),

@@ -43,8 +43,9 @@ const ZSTD_LEVEL: i32 = 3;
 pub struct CrawlConfig {
     pub input: Input,
     pub fetch: FetchConfig,
-    /// The parse stage runs alongside fetching, on its own threads.
-    pub parse: ParseConfig,
+    /// The parse stage runs alongside fetching, on its own threads (`None`: not in this
+    /// run; `webspool parse` does it later).
+    pub parse: Option<ParseConfig>,
     /// With a target, the sync stage runs alongside too, and the crawl ends only when
     /// everything is synced.
     pub sync: Option<SyncConfig>,
@@ -177,19 +178,21 @@ pub async fn crawl(
         rx
     };
 
-    let parser = {
-        let (journal, config, control) =
-            (journal.clone(), config.parse.clone(), parse_control.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("webspool-parse".into())
-            .spawn(move || {
-                let result = stage::run(&journal, &config, Mode::Pending, &control);
-                drop(journal);
-                let _ = tx.send(result);
-            })
-            .map_err(|e| CrawlError::Internal(format!("cannot start the parse stage: {e}")))?;
-        rx
+    let parser = match config.parse.clone() {
+        None => None,
+        Some(parse_config) => {
+            let (journal, control) = (journal.clone(), parse_control.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("webspool-parse".into())
+                .spawn(move || {
+                    let result = stage::run(&journal, &parse_config, Mode::Pending, &control);
+                    drop(journal);
+                    let _ = tx.send(result);
+                })
+                .map_err(|e| CrawlError::Internal(format!("cannot start the parse stage: {e}")))?;
+            Some(rx)
+        }
     };
 
     let sync_control = Arc::new(SyncControl::default());
@@ -232,9 +235,14 @@ pub async fn crawl(
     if interrupted {
         parse_control.stop.store(true, Ordering::Release);
     }
-    let parsed = parser
-        .await
-        .map_err(|_| CrawlError::Internal("the parse stage died".into()))??;
+    let parsed = match parser {
+        Some(rx) => {
+            rx.await
+                .map_err(|_| CrawlError::Internal("the parse stage died".into()))??
+                .parsed
+        }
+        None => 0,
+    };
     // Every page is annotated: the sync stage drains what is queued and stops.
     sync_control.upstream_done.store(true, Ordering::Release);
     if interrupted {
@@ -266,7 +274,7 @@ pub async fn crawl(
         fetched: counts.fetched.load(Ordering::Relaxed),
         failed: counts.failed.load(Ordering::Relaxed),
         bytes: counts.bytes.load(Ordering::Relaxed),
-        parsed: parsed.parsed,
+        parsed,
         synced,
         elapsed: started.elapsed(),
         interrupted,

@@ -276,3 +276,48 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
         assert_eq!(a.fields.get("x"), Some(&vec![format!("/p/{i}")]), "{url}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_no_parse_leaves_pages_for_parse() {
+    let server = shop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = ["/a", "/b", "/sitemap.xml"]
+        .iter()
+        .map(|p| server.url(p))
+        .collect();
+    let list = util::url_file(&dir, &lines);
+    let journal = dir.path().join("j");
+    let run = |args: &[&str]| {
+        let out = Command::new(util::bin())
+            .args(args)
+            .arg("--journal")
+            .arg(&journal)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "crawl",
+        "--quiet",
+        "--no-parse",
+        "--urls",
+        list.to_str().unwrap(),
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    assert_eq!(
+        (status["pending_parse"].as_u64(), status["parsed"].as_u64()),
+        (Some(3), Some(0))
+    );
+    run(&["parse", "--quiet"]);
+    let status: serde_json::Value = serde_json::from_str(&run(&["status", "--json"])).unwrap();
+    assert_eq!(
+        (status["pending_parse"].as_u64(), status["parsed"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(status["pending_sync"].as_u64(), Some(3));
+}

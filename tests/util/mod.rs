@@ -77,11 +77,11 @@ pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> Cra
     CrawlConfig {
         input: Input::File(list),
         fetch,
-        parse: ParseConfig {
+        parse: Some(ParseConfig {
             rules,
             threads: 2,
             progress: ProgressMode::Off,
-        },
+        }),
         sync: None,
         progress: ProgressMode::Off,
     }
