@@ -401,3 +401,76 @@ async fn the_password_appears_in_no_output() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
 }
+
+/// Restores the server's global max_allowed_packet when dropped, even on panic.
+struct PacketGuard(u64);
+
+impl Drop for PacketGuard {
+    fn drop(&mut self) {
+        let old = self.0;
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let admin = std::env::var("MYSQL_URL")
+                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+                let mut conn = crate::util::mysql::connect(&admin).await;
+                let _ = conn
+                    .query_drop(format!("SET GLOBAL max_allowed_packet = {old}"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_max_allowed_packet_is_flagged_and_does_not_block_the_batch() {
+    let db = TestDb::new().await;
+    let big = vec![b'x'; 3 << 20];
+    let served = big.clone();
+    let server = util::TestServer::start(move |req| {
+        let served = served.clone();
+        async move {
+            match req.uri().path() {
+                "/big" => server::reply(200, served),
+                path => server::reply(200, format!("small {path}")),
+            }
+        }
+    })
+    .await;
+    let lines: Vec<String> = ["/a", "/big", "/b"].iter().map(|p| server.url(p)).collect();
+    let (_dir, journal, _) = util::crawl_lines(&lines, util::quick_fetch()).await;
+
+    let mut admin = db.conn().await;
+    let old: u64 = admin
+        .query_first("SELECT @@GLOBAL.max_allowed_packet")
+        .await
+        .unwrap()
+        .unwrap();
+    let _restore = PacketGuard(old);
+    admin
+        .query_drop("SET GLOBAL max_allowed_packet = 1048576")
+        .await
+        .unwrap();
+    // New connections see the smaller packet; the sync opens its own.
+    assert_eq!(sync_all(&journal, &config(&db, 10)).await.pages, 3);
+    drop(_restore);
+
+    let mut conn = db.conn().await;
+    let rows: Vec<(String, Option<u64>, Option<String>)> = conn
+        .query("SELECT url, LENGTH(body), body_omitted FROM pages ORDER BY url")
+        .await
+        .unwrap();
+    let by_url: BTreeMap<_, _> = rows.into_iter().map(|(u, l, o)| (u, (l, o))).collect();
+    assert_eq!(by_url[&lines[0]], (Some(8), None));
+    assert_eq!(by_url[&lines[2]], (Some(8), None));
+    let (len, why) = &by_url[&lines[1]];
+    assert_eq!(*len, None);
+    assert!(
+        why.as_deref().unwrap_or("").contains("max_allowed_packet"),
+        "{why:?}"
+    );
+}
