@@ -13,7 +13,7 @@
 //!   count the pages as fetched. At most [`max_unflushed`] pages are fetched but not yet
 //!   durable at any moment: that is what a kill -9 can cost.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,9 +156,6 @@ pub async fn crawl(
     )?;
 
     let (commit_tx, commit_rx) = mpsc::channel(commit_queue(config.fetch.concurrency));
-    // Ids whose results are durable, back to the scheduler, which may only forget them
-    // then: until committed they are still in `pending_fetch`.
-    let (committed_tx, committed_rx) = mpsc::unbounded_channel::<Vec<u64>>();
     let committer_failed = Arc::new(AtomicBool::new(false));
     let committer = {
         let journal = journal.clone();
@@ -168,7 +165,7 @@ pub async fn crawl(
         std::thread::Builder::new()
             .name("webspool-commit".into())
             .spawn(move || {
-                let result = commit_loop(&journal, commit_rx, &counts, &committed_tx);
+                let result = commit_loop(&journal, commit_rx, &counts);
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
                 }
@@ -216,10 +213,6 @@ pub async fn crawl(
         queued: 0,
         active: 0,
         cursor: None,
-        known: HashSet::new(),
-        committed_rx,
-        pass_skipped: false,
-        last_rescan: Instant::now(),
     };
     let interrupted = scheduler
         .run(
@@ -300,8 +293,10 @@ fn commit_loop(
     journal: &Journal,
     mut rx: mpsc::Receiver<Done>,
     counts: &Counts,
-    committed: &mpsc::UnboundedSender<Vec<u64>>,
 ) -> Result<(), JournalError> {
+    // One compression context for the whole crawl, not one per page.
+    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+        .map_err(|e| JournalError::Encode(format!("zstd: {e}")))?;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group[0].fetched.body.as_ref().map_or(0, Vec::len);
@@ -318,7 +313,8 @@ fn commit_loop(
         for done in &group {
             let compressed_body = match &done.fetched.body {
                 Some(body) => Some(
-                    zstd::bulk::compress(body, ZSTD_LEVEL)
+                    compressor
+                        .compress(body)
                         .map_err(|e| JournalError::Encode(format!("zstd: {e}")))?,
                 ),
                 None => None,
@@ -331,7 +327,6 @@ fn commit_loop(
         }
         journal.record_fetches(&pages)?;
         journal.flush_blocking()?;
-        let _ = committed.send(group.iter().map(|done| done.id).collect());
         // Durable from here on: count and report.
         for done in &group {
             match &done.fetched.meta.outcome {
@@ -375,14 +370,8 @@ struct Scheduler {
     ready: VecDeque<String>,
     queued: usize,
     active: usize,
-    /// The last pending id looked at in the current pass over `pending_fetch`.
+    /// The last pending id loaded into the window.
     cursor: Option<u64>,
-    /// Ids queued, in flight, or fetched but not yet committed: never loaded twice.
-    known: HashSet<u64>,
-    committed_rx: mpsc::UnboundedReceiver<Vec<u64>>,
-    /// The current pass left URLs behind because their host's queue was full.
-    pass_skipped: bool,
-    last_rescan: Instant,
 }
 
 impl Scheduler {
@@ -410,7 +399,8 @@ impl Scheduler {
             } else {
                 if self.queued < window(self.concurrency) / 2 && !exhausted {
                     let intake_finished = intake_done.load(Ordering::Acquire);
-                    if self.refill()? && intake_finished {
+                    let loaded = self.refill()?;
+                    if loaded == 0 && intake_finished {
                         exhausted = true;
                     }
                 }
@@ -428,11 +418,6 @@ impl Scheduler {
                         self.finished(&host);
                     }
                 }
-                Some(ids) = self.committed_rx.recv() => {
-                    for id in ids {
-                        self.known.remove(&id);
-                    }
-                }
                 _ = intake_notify.notified(), if wait_for_intake => {}
                 changed = shutdown.changed(), if !stopping => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -445,60 +430,32 @@ impl Scheduler {
         }
     }
 
-    /// Loads pending URLs into the window, in id order from the cursor. A host whose
-    /// queue is full is passed over, so a slow host's backlog cannot fill the window and
-    /// starve the others; a pass that passed URLs over is followed by another from the
-    /// start (at most every 250 ms). Returns whether the journal has nothing pending that
-    /// is not already known.
-    fn refill(&mut self) -> Result<bool, CrawlError> {
-        let window = window(self.concurrency);
-        let host_cap = (self.per_host * 4).max(16);
-        let mut scanned = 0;
-        while self.queued < window && scanned < 4 * window {
-            let batch = self.journal.pending_fetch_after(self.cursor, 512)?;
-            if batch.is_empty() {
-                if !self.pass_skipped {
-                    return Ok(true);
-                }
-                if self.last_rescan.elapsed() < Duration::from_millis(250) {
-                    return Ok(false);
-                }
-                // Start over to pick up what was passed over.
-                self.cursor = None;
-                self.pass_skipped = false;
-                self.last_rescan = Instant::now();
-                continue;
-            }
-            scanned += batch.len();
-            for (id, entry) in batch {
-                self.cursor = Some(id);
-                if self.known.contains(&id) {
+    /// Loads pending URLs after the cursor into the window; returns how many.
+    fn refill(&mut self) -> Result<usize, CrawlError> {
+        let room = window(self.concurrency).saturating_sub(self.queued);
+        let journal = self.journal.clone();
+        let batch = journal.pending_fetch_after(self.cursor, room)?;
+        let loaded = batch.len();
+        for (id, entry) in batch {
+            self.cursor = Some(id);
+            let url = match normalize(&entry.url) {
+                Ok(url) => url,
+                Err(reason) => {
+                    // A record this build cannot request: record it as failed, don't stall.
+                    self.fail_now(id, &entry.url, reason)?;
                     continue;
                 }
-                let url = match normalize(&entry.url) {
-                    Ok(url) => url,
-                    Err(reason) => {
-                        // A record this build cannot request: record it as failed.
-                        self.fail_now(id, &entry.url, reason)?;
-                        continue;
-                    }
-                };
-                let key = host_key(&url);
-                let host = self.hosts.entry(key.clone()).or_default();
-                if host.queue.len() >= host_cap {
-                    self.pass_skipped = true;
-                    continue;
-                }
-                host.queue.push_back(Job { id, url });
-                self.known.insert(id);
-                self.queued += 1;
-                if !host.in_ready && host.active < self.per_host {
-                    host.in_ready = true;
-                    self.ready.push_back(key);
-                }
+            };
+            let key = host_key(&url);
+            let host = self.hosts.entry(key.clone()).or_default();
+            host.queue.push_back(Job { id, url });
+            self.queued += 1;
+            if !host.in_ready && host.active < self.per_host {
+                host.in_ready = true;
+                self.ready.push_back(key);
             }
         }
-        Ok(false)
+        Ok(loaded)
     }
 
     fn fail_now(&self, id: u64, url: &str, reason: String) -> Result<(), CrawlError> {

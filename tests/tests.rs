@@ -9,6 +9,5 @@ mod crawl_sync;
 mod fetch;
 mod journal_model;
 mod parse;
-mod schedule;
 mod sync;
 mod tls;

@@ -55,7 +55,7 @@ const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
 pub const FORMAT_VERSION: u32 = 1;
 /// sled's page cache: small on purpose, memory must not grow with the journal.
-const CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
