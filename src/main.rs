@@ -173,32 +173,53 @@ fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
 }
 
 /// On the first Ctrl-C (or SIGTERM) logs `what` and calls `stop`; on the second, exits
-/// at once, which is safe because nothing is reported done before it is durable.
+/// at once, which is safe because nothing is reported done before it is durable. The
+/// listeners are registered once, up front, so a second signal sent right after the
+/// first is not lost.
 fn on_interrupt(what: &'static str, stop: impl FnOnce() + Send + 'static) {
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let mut signals = Signals::new();
+        signals.recv().await;
         tracing::warn!(
             "stopping: {what} (press Ctrl-C again to exit now; everything reported done is kept)"
         );
         stop();
-        wait_for_signal().await;
+        signals.recv().await;
         std::process::exit(EXIT_INTERRUPTED.into());
     });
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, as one stream.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.streams.as_mut() {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn print_summary(s: &CrawlSummary) {

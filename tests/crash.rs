@@ -169,7 +169,7 @@ fn signal(child: &std::process::Child, sig: i32) {
 
 async fn slow_site() -> util::TestServer {
     util::TestServer::start(|req| async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         server::reply(200, body_for(req.uri().path()))
     })
     .await
@@ -236,7 +236,7 @@ async fn a_second_ctrl_c_exits_at_once_and_loses_nothing_reported() {
     let started = std::time::Instant::now();
     let status = wait_child(child).await;
     assert!(
-        started.elapsed() < Duration::from_millis(250),
+        started.elapsed() < Duration::from_millis(1000),
         "second Ctrl-C did not exit at once"
     );
     assert_eq!(status.code(), Some(130));
