@@ -49,14 +49,23 @@ def columns(conn, db, table):
         return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in cur.fetchall()]
 
 
-def export(conn, table, cols, key, path):
+# The order webspool writes rows in: its sync queue follows the crawl, i.e. the URL list,
+# which is in URL order; the primary keys (hashes) come in random order. Sorting the files
+# by primary key instead would let InnoDB append to its B-trees, an advantage webspool
+# does not get.
+QUERIES = {
+    "pages": "SELECT {cols} FROM pages ORDER BY url",
+    "links": "SELECT {cols} FROM links JOIN pages ON links.page_hash = pages.url_hash "
+    "ORDER BY pages.url, links.position",
+}
+
+
+def export(conn, table, cols, path):
     rows = 0
     with open(path, "wb", buffering=8 << 20) as out:
         cur = conn.cursor(pymysql.cursors.SSCursor)
         cur.execute(
-            "SELECT {} FROM {} ORDER BY {}".format(
-                ", ".join("`%s`" % c for c in cols), table, key
-            )
+            QUERIES[table].format(cols=", ".join("`%s`.`%s`" % (table, c) for c in cols))
         )
         for row in cur:
             out.write(b"\t".join(escape(v) for v in row))
@@ -92,11 +101,11 @@ def main():
         cur.execute("SET time_zone = '+00:00'")
     os.makedirs(a.out, exist_ok=True)
     result = {}
-    for table, key in (("pages", "url_hash"), ("links", "page_hash, position")):
+    for table in ("pages", "links"):
         cols = columns(conn, a.db, table)
         if not cols:
             sys.exit(f"export_tsv: no table {a.db}.{table}")
-        n = export(conn, table, cols, key, os.path.join(a.out, f"{table}.tsv"))
+        n = export(conn, table, cols, os.path.join(a.out, f"{table}.tsv"))
         result[table] = {"columns": cols, "rows": n}
     conn.close()
     with open(os.path.join(a.out, "columns.json"), "w") as f:

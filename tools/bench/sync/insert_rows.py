@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The way many users load crawl results today: one INSERT and one COMMIT per row, with
-pymysql. For each page (in url_hash order): INSERT the page, COMMIT, then INSERT each of
-its links, COMMIT after each.
+pymysql. For each page, in crawl order (URL order, as webspool writes them): INSERT the
+page, COMMIT, then INSERT each of its links, COMMIT after each.
 
 The rows come from a database webspool synced (the same rows), read into memory before
 the clock starts; only the INSERT/COMMIT loop is timed. The target tables must exist
@@ -59,15 +59,15 @@ def main():
         link_cols = [r[0] for r in cur.fetchall()]
         limit = f" LIMIT {a.pages}" if a.pages > 0 else ""
         cur.execute(
-            "SELECT {} FROM pages ORDER BY url_hash{}".format(
+            "SELECT {} FROM pages ORDER BY url{}".format(
                 ", ".join(f"`{c}`" for c in page_cols), limit
             )
         )
         pages = cur.fetchall()
         if a.pages > 0:
             cur.execute(
-                "SELECT {} FROM links JOIN (SELECT url_hash FROM pages ORDER BY url_hash{}) p "
-                "ON links.page_hash = p.url_hash ORDER BY page_hash, position".format(
+                "SELECT {} FROM links JOIN (SELECT url_hash, url FROM pages ORDER BY url{}) p "
+                "ON links.page_hash = p.url_hash ORDER BY p.url, position".format(
                     ", ".join(f"links.`{c}`" for c in link_cols), limit
                 )
             )
@@ -76,7 +76,7 @@ def main():
                 "SELECT {} FROM links ORDER BY page_hash, position".format(
                     ", ".join(f"`{c}`" for c in link_cols)
                 )
-            )
+            )  # grouped by page below; inserted in page order
         links = {}
         for row in cur.fetchall():
             links.setdefault(row[0], []).append(row)
