@@ -12,6 +12,21 @@ fn run(args: &[&str]) -> Output {
         .expect("run webspool")
 }
 
+/// A journal made by the binary from an empty URL list.
+fn empty_journal(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let journal = dir.path().join("j");
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        "-",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    journal
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -113,16 +128,7 @@ fn a_newer_format_version_is_refused() {
 #[test]
 fn a_damaged_journal_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        "-",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = empty_journal(&dir);
     // Overwrite the database file with garbage.
     let db = journal.join("db");
     let len = std::fs::metadata(&db).unwrap().len().max(4096) as usize;
@@ -146,16 +152,7 @@ fn a_journal_in_use_is_refused() {
 #[test]
 fn status_json_has_the_contract_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        "-",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = empty_journal(&dir);
     let out = run(&["status", "--json", "--journal", journal.to_str().unwrap()]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

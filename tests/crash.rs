@@ -167,6 +167,22 @@ fn signal(child: &std::process::Child, sig: i32) {
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
 
+/// Starts a crawl of 400 slow pages and sends it one SIGINT once it is under way.
+async fn interrupted_crawl() -> (util::TestServer, tempfile::TempDir, std::process::Child) {
+    let server = slow_site().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/p/{i}"))).collect();
+    let list = util::url_file(&dir, &lines);
+    let child = run_binary(
+        &list,
+        &dir.path().join("journal"),
+        &dir.path().join("stderr.log"),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    signal(&child, libc::SIGINT);
+    (server, dir, child)
+}
+
 async fn slow_site() -> util::TestServer {
     util::TestServer::start(|req| async move {
         tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -184,16 +200,12 @@ async fn wait_child(mut child: std::process::Child) -> std::process::ExitStatus 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_finishes_in_flight_pages_then_resume_completes() {
-    let server = slow_site().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/p/{i}"))).collect();
-    let list = util::url_file(&dir, &lines);
-    let journal_dir = dir.path().join("journal");
-    let log = dir.path().join("stderr.log");
-
-    let child = run_binary(&list, &journal_dir, &log);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    signal(&child, libc::SIGINT);
+    let (server, dir, child) = interrupted_crawl().await;
+    let (list, journal_dir, log) = (
+        dir.path().join("urls.txt"),
+        dir.path().join("journal"),
+        dir.path().join("stderr.log"),
+    );
     let status = wait_child(child).await;
     let stderr = std::fs::read_to_string(&log).expect("log");
     assert_eq!(status.code(), Some(130), "{stderr}");
@@ -221,16 +233,8 @@ async fn ctrl_c_finishes_in_flight_pages_then_resume_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_exits_at_once_and_loses_nothing_reported() {
-    let server = slow_site().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/p/{i}"))).collect();
-    let list = util::url_file(&dir, &lines);
-    let journal_dir = dir.path().join("journal");
-    let log = dir.path().join("stderr.log");
-
-    let child = run_binary(&list, &journal_dir, &log);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    signal(&child, libc::SIGINT);
+    let (_server, dir, child) = interrupted_crawl().await;
+    let (journal_dir, log) = (dir.path().join("journal"), dir.path().join("stderr.log"));
     tokio::time::sleep(Duration::from_millis(20)).await;
     signal(&child, libc::SIGINT);
     let started = std::time::Instant::now();
