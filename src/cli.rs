@@ -7,10 +7,15 @@ use clap::{Args, Parser, Subcommand};
 
 use std::sync::Arc;
 
+use url::Url;
+
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError};
+use crate::follow::Follow;
+use crate::journal::Budget;
 use crate::parse::stage::ParseConfig;
 use crate::parse::{Rules, RulesError};
-use crate::pipeline::{CrawlConfig, Input};
+use crate::pipeline::{CrawlConfig, Input, Politeness};
+use crate::scope::{FollowPolicy, Scope};
 use crate::progress::ProgressMode;
 use crate::sync::{SyncConfig, SyncError, Target};
 
@@ -50,7 +55,8 @@ pub struct JournalArg {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["urls", "from_mysql"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["urls", "from_mysql", "sitemap"])))]
+#[command(group(clap::ArgGroup::new("list").args(["urls", "from_mysql"])))]
 pub struct CrawlArgs {
     /// File with one URL per line, or `-` for stdin. Blank lines and `#` comments are
     /// skipped; invalid lines are reported with their number and skipped.
@@ -97,9 +103,13 @@ pub struct CrawlArgs {
     #[command(flatten)]
     pub rules: RulesArg,
     /// Only fetch; parse later with `webspool parse`. (Cannot be combined with --sync,
-    /// which syncs parsed pages.)
-    #[arg(long, conflicts_with_all = ["sync", "rules"])]
+    /// which syncs parsed pages, or with link following, which needs the links.)
+    #[arg(long, conflicts_with_all = ["sync", "rules", "follow", "sitemap"])]
     pub no_parse: bool,
+    #[command(flatten)]
+    pub polite: PoliteArgs,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     /// No progress bar or progress lines, only the summary.
     #[arg(long)]
     pub quiet: bool,
@@ -107,6 +117,93 @@ pub struct CrawlArgs {
     /// certificate authority).
     #[arg(long, value_name = "PEM", hide = true)]
     pub tls_extra_root: Option<PathBuf>,
+}
+
+/// How the crawl treats the sites it visits.
+#[derive(Debug, Args)]
+pub struct PoliteArgs {
+    /// Do not fetch or obey robots.txt.
+    #[arg(long)]
+    pub ignore_robots: bool,
+    /// Least time between two requests to one host, in seconds (robots.txt's
+    /// Crawl-delay can make it longer). With a delay, one request at a time per host.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = delay_secs)]
+    pub delay: f64,
+    /// Attempts after the first for transient failures (connection errors, timeouts,
+    /// 408, 429, 5xx), with exponential backoff or the server's Retry-After.
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub retries: u32,
+}
+
+/// Which discovered links the crawl follows.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// Follow links found on pages: `none` (only the URLs given), `same-host`,
+    /// `same-domain` (registrable domain, public suffix list), or a comma-separated list
+    /// of allowed hosts.
+    #[arg(long, value_name = "SCOPE", default_value = "none", value_parser = parse_scope)]
+    pub follow: Scope,
+    /// Seed from a sitemap or sitemap index (repeatable); its entries are crawled
+    /// whatever the --follow scope.
+    #[arg(long, value_name = "URL", value_parser = parse_url)]
+    pub sitemap: Vec<Url>,
+    /// Follow links at most this many hops from a seed.
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// Stop adding discovered URLs once the journal holds this many.
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<u64>,
+    /// Discovered URLs added per host, at most (a guard against spider traps).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_pages_per_host: u64,
+    /// Follow only URLs matching this regex (repeatable: any may match).
+    #[arg(long, value_name = "REGEX")]
+    pub include: Vec<String>,
+    /// Never follow URLs matching this regex (repeatable; wins over --include).
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Fetch discovered links that resolve to private, loopback, link-local or
+    /// metadata addresses (refused by default; URLs you give are always allowed).
+    #[arg(long)]
+    pub allow_private: bool,
+}
+
+impl FollowArgs {
+    /// The follow settings, or None when nothing is followed.
+    fn to_follow(&self) -> Result<Option<Follow>, ConfigError> {
+        if matches!(self.follow, Scope::None) && self.sitemap.is_empty() {
+            return Ok(None);
+        }
+        let policy = FollowPolicy::new(
+            self.follow.clone(),
+            self.max_depth,
+            &self.include,
+            &self.exclude,
+        )
+        .map_err(ConfigError::Follow)?;
+        Ok(Some(Follow {
+            policy,
+            budget: Budget {
+                max_urls: self.max_pages,
+                per_host: Some(self.max_pages_per_host),
+            },
+        }))
+    }
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse()
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    crate::urls::normalize(s)
+}
+
+fn delay_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` must be a number of seconds from 0 to 3600")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +243,7 @@ impl ParseArgs {
             rules: Arc::new(self.rules.load()?),
             threads: self.threads.map_or_else(default_threads, |n| n as usize),
             progress: progress_mode(self.quiet),
+            follow: None,
         })
     }
 }
@@ -252,8 +350,10 @@ pub enum ConfigError {
     Rules(#[from] RulesError),
     #[error(transparent)]
     Sync(#[from] SyncError),
-    #[error("crawl needs --urls or --from-mysql with --query")]
+    #[error("crawl needs --urls, --from-mysql with --query, or --sitemap")]
     NoInput,
+    #[error("link following: {0}")]
+    Follow(String),
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -280,8 +380,10 @@ impl CrawlArgs {
             },
             (Some(path), ..) if path == "-" => Input::Stdin,
             (Some(path), ..) => Input::File(PathBuf::from(path)),
+            (None, None, _) if !self.follow.sitemap.is_empty() => Input::None,
             _ => return Err(ConfigError::NoInput),
         };
+        let follow = self.follow.to_follow()?.map(Arc::new);
         let sync = self
             .sync
             .as_deref()
@@ -298,6 +400,7 @@ impl CrawlArgs {
             .transpose()?;
         Ok(CrawlConfig {
             input,
+            sitemaps: self.follow.sitemap.clone(),
             fetch: FetchConfig {
                 concurrency: self.concurrency as usize,
                 per_host: self.per_host as usize,
@@ -308,6 +411,8 @@ impl CrawlArgs {
                 max_redirects: self.max_redirects,
                 user_agent: self.user_agent.clone(),
                 extra_roots,
+                headers,
+                allow_private: self.follow.allow_private,
             },
             parse: match self.no_parse {
                 true => None,
@@ -315,9 +420,17 @@ impl CrawlArgs {
                     rules: Arc::new(self.rules.load()?),
                     threads: default_threads(),
                     progress: ProgressMode::Off,
+                    follow,
                 }),
             },
             sync,
+            politeness: Politeness {
+                robots: !self.polite.ignore_robots,
+                delay: Duration::from_secs_f64(self.polite.delay),
+                retries: self.polite.retries,
+                robots_sitemaps: !matches!(self.follow.follow, Scope::None)
+                    || !self.follow.sitemap.is_empty(),
+            },
             progress: progress_mode(self.quiet),
         })
     }

@@ -29,6 +29,8 @@ const SEED_TIMEOUT: Duration = Duration::from_secs(120);
 /// Where the URLs of a crawl come from.
 #[derive(Clone, Debug)]
 pub enum Input {
+    /// No list: the crawl starts from its `--sitemap` seeds only.
+    None,
     Stdin,
     File(PathBuf),
     /// A query whose rows are (the caller's key, URL); the key is kept as `source_key`.
@@ -105,6 +107,10 @@ pub fn spawn(
         let _ = tx.send(result);
     };
     let (name, reader): (String, Box<dyn BufRead + Send>) = match input {
+        Input::None => {
+            finish(signals, Ok(IntakeReport::default()));
+            return Ok(rx);
+        }
         Input::Mysql { target, query } => {
             tokio::spawn(async move {
                 let result = from_mysql(&journal, &target, &query, &signals).await;
@@ -160,10 +166,7 @@ fn from_lines(
             source,
         })?;
         match line {
-            Line::Url { url, .. } => adder.push(NewUrl {
-                url: url.into(),
-                source_key: None,
-            })?,
+            Line::Url { url, .. } => adder.push(NewUrl::given(&url, None))?,
             Line::Invalid { line, text, reason } => {
                 adder.invalid(&format!("{name}:{line}"), &text, &reason)
             }
@@ -227,10 +230,7 @@ async fn from_mysql(
         let place = format!("row {n} (key {})", key.as_deref().unwrap_or("NULL"));
         match normalize(url.trim()) {
             Ok(url) => tokio::task::block_in_place(|| {
-                adder.push(NewUrl {
-                    url: url.into(),
-                    source_key: key,
-                })
+                adder.push(NewUrl::given(&url, key))
             })?,
             Err(reason) => adder.invalid(&place, &redact_text(&url), &reason),
         }

@@ -2,20 +2,25 @@
 //!
 //! # Layout
 //!
-//! The pipeline is `input -> journal <- fetch`, with the stages meeting only in the
-//! journal: [`pipeline`] streams a URL list into the [`journal`] and fetches every
-//! pending URL with the [`fetch`] client, committing finished pages in groups that
-//! count as fetched only once the journal flush holding them returned `Ok`. [`cli`]
-//! turns flags into the stage configs; `main.rs` only wires signals, logging and exit
-//! codes. [`urls`] normalizes and redacts URLs for every stage.
+//! The pipeline is `input -> journal <- fetch -> parse -> sync`, with the stages meeting
+//! only in the journal: [`pipeline`] streams a URL list into the [`journal`] and fetches
+//! every pending URL with the [`fetch`] client, in the order the [`schedule`]r picks
+//! host by host (robots.txt, delays, retries), committing finished pages in groups that
+//! count as fetched only once the journal flush holding them returned `Ok`. The
+//! [`parse`] stage annotates pages and, with [`follow`], adds the links in [`scope`] to
+//! the frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
+//! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
+//! normalizes and redacts URLs for every stage.
 
 pub mod cli;
 pub mod fetch;
+pub mod follow;
 pub mod input;
 mod intake;
 pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod schedule;
 pub mod sync;
 pub mod urls;

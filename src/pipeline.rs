@@ -4,16 +4,16 @@
 //!
 //! - **intake** (its own thread) streams the input into the journal in batches; the
 //!   journal's `url_index` does the dedup, so memory does not grow with the list.
-//! - **scheduler** (async) reads `pending_fetch` in id order through a bounded window,
-//!   groups the window by host, and starts fetches within the global and per-host
-//!   limits. A URL stays in `pending_fetch` until its result is committed, so whatever
-//!   is in flight at a crash is fetched again on restart, and nothing else is.
+//! - **scheduler** (async, [`crate::schedule`]) takes pending URLs host by host from the
+//!   journal's on-disk frontier and starts fetches within the global and per-host limits
+//!   and the hosts' robots.txt, delays and backoff. A URL stays pending until its result
+//!   is committed, so whatever is in flight at a crash is fetched again on restart, and
+//!   nothing else is.
 //! - **committer** (its own thread) takes finished fetches in groups, compresses the
 //!   bodies, records the group in one journal transaction and flushes. Only then does it
 //!   count the pages as fetched. At most [`max_unflushed`] pages are fetched but not yet
 //!   durable at any moment: that is what a kill -9 can cost.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,16 +21,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use url::Url;
 
-use crate::fetch::{FetchConfig, FetchError, Fetched, Fetcher};
+use crate::fetch::{FetchConfig, FetchError, Fetcher};
 pub use crate::intake::Input;
 use crate::intake::{self, Signals};
-use crate::journal::{
-    now_ms, ErrorKind, FetchedPage, Journal, JournalError, Outcome, PageMeta, Status,
-};
+use crate::journal::{now_ms, FetchedPage, Journal, JournalError, NewUrl, Outcome, Status, Via};
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
+pub use crate::schedule::Politeness;
+use crate::schedule::{Done, Scheduler};
 use crate::sync::{self, SyncConfig, SyncControl, SyncError};
-use crate::urls::{host_key, normalize, redact};
 
 /// Pages per commit group, at most.
 const COMMIT_BATCH: usize = 256;
@@ -42,6 +41,8 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Clone, Debug)]
 pub struct CrawlConfig {
     pub input: Input,
+    /// Sitemaps or sitemap indexes (`--sitemap`) whose entries seed the crawl.
+    pub sitemaps: Vec<Url>,
     pub fetch: FetchConfig,
     /// The parse stage runs alongside fetching, on its own threads (`None`: not in this
     /// run; `webspool parse` does it later).
@@ -49,6 +50,7 @@ pub struct CrawlConfig {
     /// With a target, the sync stage runs alongside too, and the crawl ends only when
     /// everything is synced.
     pub sync: Option<SyncConfig>,
+    pub politeness: Politeness,
     pub progress: ProgressMode,
 }
 
@@ -100,11 +102,6 @@ fn commit_queue(concurrency: usize) -> usize {
     concurrency.max(16)
 }
 
-/// Pending URLs held in memory at once, across all hosts.
-fn window(concurrency: usize) -> usize {
-    (concurrency * 64).clamp(1024, 16 * 1024)
-}
-
 /// Runs a crawl until every URL is fetched or failed, or until `shutdown` turns true.
 pub async fn crawl(
     journal: Arc<Journal>,
@@ -141,6 +138,15 @@ pub async fn crawl(
         })
     };
 
+    if !config.sitemaps.is_empty() {
+        let seeds: Vec<NewUrl> = config
+            .sitemaps
+            .iter()
+            .map(|url| NewUrl::new(url, None, 0, Via::SitemapSeed))
+            .collect();
+        let added = journal.add_urls(&seeds)?.added;
+        counts.total.fetch_add(added, Ordering::Relaxed);
+    }
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
     let intake_notify = Arc::new(Notify::new());
@@ -156,6 +162,7 @@ pub async fn crawl(
     )?;
 
     let (commit_tx, commit_rx) = mpsc::channel(commit_queue(config.fetch.concurrency));
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
     let committer_failed = Arc::new(AtomicBool::new(false));
     let committer = {
         let journal = journal.clone();
@@ -165,7 +172,7 @@ pub async fn crawl(
         std::thread::Builder::new()
             .name("webspool-commit".into())
             .spawn(move || {
-                let result = commit_loop(&journal, commit_rx, &counts);
+                let result = commit_loop(&journal, commit_rx, &counts, &acks_tx);
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
                 }
@@ -202,27 +209,27 @@ pub async fn crawl(
         tokio::spawn(async move { sync::run(journal, &sync_config, control).await })
     });
 
-    let mut scheduler = Scheduler {
-        journal: journal.clone(),
+    let follow = config.parse.as_ref().is_some_and(|p| p.follow.is_some());
+    let mut scheduler = Scheduler::new(
+        journal.clone(),
         fetcher,
+        config.politeness.clone(),
         commit_tx,
-        per_host: config.fetch.per_host.max(1),
-        concurrency: config.fetch.concurrency.max(1),
-        hosts: HashMap::new(),
-        ready: VecDeque::new(),
-        queued: 0,
-        active: 0,
-        cursor: None,
-    };
-    let interrupted = scheduler
-        .run(
-            shutdown,
-            &intake_done,
-            &intake_notify,
-            &stop_intake,
-            &committer_failed,
-        )
-        .await?;
+        acks_rx,
+    );
+    let interrupted = run_scheduler(
+        &mut scheduler,
+        &journal,
+        shutdown,
+        Upstream {
+            intake_done: &intake_done,
+            intake_notify: &intake_notify,
+            stop_intake: &stop_intake,
+            committer_failed: &committer_failed,
+            follow,
+        },
+    )
+    .await?;
     stop_intake.store(true, Ordering::Release);
     drop(scheduler);
 
@@ -282,17 +289,13 @@ pub async fn crawl(
     })
 }
 
-/// A finished fetch on its way to the committer.
-struct Done {
-    id: u64,
-    url: Url,
-    fetched: Fetched,
-}
-
+/// Records finished fetches in groups, one transaction and one flush per group, then
+/// counts them and acknowledges their ids to the scheduler.
 fn commit_loop(
     journal: &Journal,
     mut rx: mpsc::Receiver<Done>,
     counts: &Counts,
+    acks: &mpsc::UnboundedSender<Vec<u64>>,
 ) -> Result<(), JournalError> {
     // One compression context for the whole crawl, not one per page.
     let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
@@ -323,23 +326,31 @@ fn commit_loop(
                 id: done.id,
                 meta: done.fetched.meta.clone(),
                 compressed_body,
+                retry_at_ms: done.retry_at_ms,
             });
         }
         journal.record_fetches(&pages)?;
         journal.flush_blocking()?;
         // Durable from here on: count and report.
+        let _ = acks.send(group.iter().map(|done| done.id).collect());
         for done in &group {
+            if let Some(at) = done.retry_at_ms {
+                counts.retried.fetch_add(1, Ordering::Relaxed);
+                let wait = at.saturating_sub(now_ms());
+                tracing::debug!(target: "webspool::committed", id = done.id, "retry in {wait} ms: {}", done.shown);
+                continue;
+            }
             match &done.fetched.meta.outcome {
                 Outcome::Response {
                     status, body_len, ..
                 } => {
                     counts.fetched.fetch_add(1, Ordering::Relaxed);
                     counts.bytes.fetch_add(*body_len, Ordering::Relaxed);
-                    tracing::debug!(target: "webspool::committed", id = done.id, status, "fetched {}", redact(&done.url));
+                    tracing::debug!(target: "webspool::committed", id = done.id, status, "fetched {}", done.shown);
                 }
                 Outcome::Error { kind, message } => {
                     counts.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target: "webspool::committed", id = done.id, %kind, "failed {}: {message}", redact(&done.url));
+                    tracing::debug!(target: "webspool::committed", id = done.id, %kind, "failed {}: {message}", done.shown);
                 }
             }
         }
@@ -347,189 +358,74 @@ fn commit_loop(
     Ok(())
 }
 
-struct Job {
-    id: u64,
-    url: Url,
+
+/// What the scheduler loop watches besides its own work.
+struct Upstream<'a> {
+    intake_done: &'a AtomicBool,
+    intake_notify: &'a Notify,
+    stop_intake: &'a AtomicBool,
+    committer_failed: &'a AtomicBool,
+    /// Link following is on: the parse stage may still add URLs.
+    follow: bool,
 }
 
-#[derive(Default)]
-struct Host {
-    queue: VecDeque<Job>,
-    active: usize,
-    in_ready: bool,
-}
-
-struct Scheduler {
-    journal: Arc<Journal>,
-    fetcher: Arc<Fetcher>,
-    commit_tx: mpsc::Sender<Done>,
-    per_host: usize,
-    concurrency: usize,
-    hosts: HashMap<String, Host>,
-    /// Hosts with queued jobs and a free slot, each at most once.
-    ready: VecDeque<String>,
-    queued: usize,
-    active: usize,
-    /// The last pending id loaded into the window.
-    cursor: Option<u64>,
-}
-
-impl Scheduler {
-    /// Returns whether the crawl was interrupted.
-    async fn run(
-        &mut self,
-        mut shutdown: watch::Receiver<bool>,
-        intake_done: &AtomicBool,
-        intake_notify: &Notify,
-        stop_intake: &AtomicBool,
-        committer_failed: &AtomicBool,
-    ) -> Result<bool, CrawlError> {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
-        let mut stopping = *shutdown.borrow();
-        let mut exhausted = false;
-        loop {
-            if committer_failed.load(Ordering::Acquire) {
-                stopping = true;
+/// Runs the scheduler until every URL is done; returns whether it was interrupted.
+async fn run_scheduler(
+    scheduler: &mut Scheduler,
+    journal: &Journal,
+    mut shutdown: watch::Receiver<bool>,
+    up: Upstream<'_>,
+) -> Result<bool, CrawlError> {
+    let mut stopping = *shutdown.borrow();
+    let mut refilled: Option<Instant> = None;
+    loop {
+        if up.committer_failed.load(Ordering::Acquire) {
+            stopping = true;
+        }
+        if stopping {
+            up.stop_intake.store(true, Ordering::Release);
+            if scheduler.active() == 0 {
+                return Ok(true);
             }
-            if stopping {
-                stop_intake.store(true, Ordering::Release);
-                if self.active == 0 {
-                    return Ok(true);
-                }
-            } else {
-                if self.queued < window(self.concurrency) / 2 && !exhausted {
-                    let intake_finished = intake_done.load(Ordering::Acquire);
-                    let loaded = self.refill()?;
-                    if loaded == 0 && intake_finished {
-                        exhausted = true;
-                    }
-                }
-                self.dispatch(&done_tx);
-                if exhausted && self.active == 0 && self.queued == 0 {
+        } else {
+            // Reading the frontier costs a few range scans: not on every event.
+            let due = refilled.is_none_or(|at| at.elapsed() >= REFILL_EVERY);
+            if due || !scheduler.busy() {
+                let intake_finished = up.intake_done.load(Ordering::Acquire);
+                scheduler.refill()?;
+                refilled = Some(Instant::now());
+                if !scheduler.busy() && intake_finished && all_done(journal, up.follow)? {
                     return Ok(false);
                 }
             }
-            let wait_for_intake = !exhausted && self.queued == 0 && !stopping;
-            tokio::select! {
-                Some(host) = done_rx.recv() => {
-                    self.finished(&host);
-                    // Collect every other completion already there before refilling.
-                    while let Ok(host) = done_rx.try_recv() {
-                        self.finished(&host);
-                    }
+            scheduler.dispatch().await;
+        }
+        let wake = scheduler
+            .next_wake()
+            .unwrap_or_else(|| Instant::now() + IDLE_TICK)
+            .min(Instant::now() + IDLE_TICK);
+        tokio::select! {
+            event = scheduler.next_event() => event?,
+            _ = up.intake_notify.notified(), if !stopping => {}
+            changed = shutdown.changed(), if !stopping => {
+                if changed.is_err() || *shutdown.borrow() {
+                    stopping = true;
                 }
-                _ = intake_notify.notified(), if wait_for_intake => {}
-                changed = shutdown.changed(), if !stopping => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        stopping = true;
-                    }
-                }
-                // Checks the committer and the window now and then, whatever else happens.
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
+            // Checks the committer, retries and the frontier now and then, whatever else
+            // happens.
+            _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
+}
 
-    /// Loads pending URLs after the cursor into the window; returns how many.
-    fn refill(&mut self) -> Result<usize, CrawlError> {
-        let room = window(self.concurrency).saturating_sub(self.queued);
-        let journal = self.journal.clone();
-        let batch = journal.pending_fetch_after(self.cursor, room)?;
-        let loaded = batch.len();
-        for (id, entry) in batch {
-            self.cursor = Some(id);
-            let url = match normalize(&entry.url) {
-                Ok(url) => url,
-                Err(reason) => {
-                    // A record this build cannot request: record it as failed, don't stall.
-                    self.fail_now(id, &entry.url, reason)?;
-                    continue;
-                }
-            };
-            let key = host_key(&url);
-            let host = self.hosts.entry(key.clone()).or_default();
-            host.queue.push_back(Job { id, url });
-            self.queued += 1;
-            if !host.in_ready && host.active < self.per_host {
-                host.in_ready = true;
-                self.ready.push_back(key);
-            }
-        }
-        Ok(loaded)
-    }
+/// Least time between two reads of the frontier while fetches are running.
+const REFILL_EVERY: Duration = Duration::from_millis(50);
+/// Longest sleep of the scheduler loop.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
-    fn fail_now(&self, id: u64, url: &str, reason: String) -> Result<(), CrawlError> {
-        let page = FetchedPage {
-            id,
-            meta: PageMeta {
-                fetched_at_ms: now_ms(),
-                duration_ms: 0,
-                redirects: Vec::new(),
-                outcome: Outcome::Error {
-                    kind: ErrorKind::Protocol,
-                    message: format!("stored URL cannot be requested: {reason}"),
-                },
-            },
-            compressed_body: None,
-        };
-        tracing::warn!(
-            "id {id}: stored URL {:?} cannot be requested: {reason}",
-            crate::urls::redact_text(url)
-        );
-        self.journal.record_fetches(&[page])?;
-        Ok(())
-    }
-
-    fn dispatch(&mut self, done_tx: &mpsc::UnboundedSender<String>) {
-        while self.active < self.concurrency {
-            let Some(key) = self.ready.pop_front() else {
-                return;
-            };
-            let Some(host) = self.hosts.get_mut(&key) else {
-                continue;
-            };
-            host.in_ready = false;
-            let Some(job) = host.queue.pop_front() else {
-                continue;
-            };
-            host.active += 1;
-            self.queued -= 1;
-            self.active += 1;
-            if !host.queue.is_empty() && host.active < self.per_host {
-                host.in_ready = true;
-                self.ready.push_back(key.clone());
-            }
-            let fetcher = self.fetcher.clone();
-            let commit_tx = self.commit_tx.clone();
-            let done_tx = done_tx.clone();
-            tokio::spawn(async move {
-                let fetched = fetcher.fetch(&job.url).await;
-                let done = Done {
-                    id: job.id,
-                    url: job.url,
-                    fetched,
-                };
-                // A closed channel means the committer stopped on an error; the page
-                // stays pending in the journal and is fetched again next run.
-                let _ = commit_tx.send(done).await;
-                let _ = done_tx.send(key);
-            });
-        }
-    }
-
-    fn finished(&mut self, key: &str) {
-        self.active -= 1;
-        let Some(host) = self.hosts.get_mut(key) else {
-            return;
-        };
-        host.active -= 1;
-        if host.queue.is_empty() {
-            if host.active == 0 {
-                self.hosts.remove(key);
-            }
-        } else if !host.in_ready {
-            host.in_ready = true;
-            self.ready.push_back(key.to_string());
-        }
-    }
+/// Nothing is pending, waiting for a retry, or (with link following) still to be parsed.
+fn all_done(journal: &Journal, follow: bool) -> Result<bool, JournalError> {
+    let status = journal.status()?;
+    Ok(status.pending_fetch == 0 && (!follow || status.pending_parse == 0))
 }

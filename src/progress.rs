@@ -22,6 +22,8 @@ pub struct Counts {
     pub fetched: AtomicU64,
     pub failed: AtomicU64,
     pub bytes: AtomicU64,
+    /// Transient failures scheduled for another attempt.
+    pub retried: AtomicU64,
 }
 
 /// How progress is shown.

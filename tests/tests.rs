@@ -9,5 +9,6 @@ mod crawl_sync;
 mod fetch;
 mod journal_model;
 mod parse;
+mod polite;
 mod sync;
 mod tls;

@@ -1,68 +1,24 @@
-//! The fetch side of the journal: URLs in, fetch results recorded, pending work out.
+//! The fetch side of the journal: fetch results recorded (or rescheduled), pages out.
 
 use std::collections::BTreeMap;
 
 use sled::Transactional;
 
-use super::record::{decode_page, decode_url, encode_page, encode_url, id_key, key_id};
+use super::frontier::{frontier_key, retry_key};
+use super::record::{decode_page, decode_pending, decode_url, encode_page, encode_pending};
+use super::record::{id_key, key_id};
 use super::sync::mark_for_sync;
 use super::{
-    abort, bump, counter, decompress_body, flatten, now_ms, read_u64, AddReport, FetchedPage,
-    Journal, JournalError, NewUrl, Outcome, PageMeta, UrlEntry,
+    abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
+    PageMeta, UrlEntry,
 };
 
 impl Journal {
-    /// Adds URLs that are not known yet, in one atomic step, as pending fetch.
-    /// URLs already in the journal, whatever their state, count as duplicates.
-    pub fn add_urls(&self, batch: &[NewUrl]) -> Result<AddReport, JournalError> {
-        let added_at_ms = now_ms();
-        self.guarded(|| {
-            let trees = (
-                &*self.db,
-                &self.url_index,
-                &self.urls,
-                &self.pending_fetch,
-                &self.counters,
-            );
-            let result = trees.transaction(|(meta, index, urls, pending, counters)| {
-                let mut next_id = match read_u64(meta.get("next_id")?) {
-                    Ok(v) => v.max(1),
-                    Err(e) => return abort(e),
-                };
-                let mut report = AddReport::default();
-                for new in batch {
-                    if index.get(new.url.as_bytes())?.is_some() {
-                        report.duplicates += 1;
-                        continue;
-                    }
-                    let id = next_id;
-                    next_id += 1;
-                    let entry = UrlEntry {
-                        url: new.url.clone(),
-                        source_key: new.source_key.clone(),
-                        added_at_ms,
-                    };
-                    let encoded = match encode_url(&entry) {
-                        Ok(v) => v,
-                        Err(e) => return abort(e),
-                    };
-                    index.insert(new.url.as_bytes(), &id_key(id))?;
-                    urls.insert(&id_key(id), encoded)?;
-                    pending.insert(&id_key(id), &[])?;
-                    report.added += 1;
-                }
-                meta.insert("next_id", &next_id.to_be_bytes())?;
-                let deltas = BTreeMap::from([(counter::URLS.to_string(), report.added as i64)]);
-                bump(counters, &deltas)?;
-                Ok(report)
-            });
-            flatten(result)
-        })
-    }
-
     /// Records finished fetches in one atomic step: page records, bodies, the move out
-    /// of `pending_fetch` and the counters. A page that is no longer pending (already
-    /// recorded) is left as it is, so replaying a batch changes nothing.
+    /// of `pending_fetch` and the frontier, and the counters. A page with a retry time
+    /// is not recorded: it moves from the frontier to `retry_queue` with one more
+    /// attempt. A page that is no longer pending (already recorded) is left as it is, so
+    /// replaying a batch changes nothing.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
             let mut encoded = Vec::with_capacity(batch.len());
@@ -71,6 +27,8 @@ impl Journal {
             }
             let trees = (
                 &self.pending_fetch,
+                &self.frontier,
+                &self.retry_queue,
                 &self.pages,
                 &self.bodies,
                 &self.pending_parse,
@@ -80,13 +38,43 @@ impl Journal {
                 &self.counters,
             );
             let result = trees.transaction(
-                |(pending, pages, bodies, pending_parse, meta, queue, seqs, counters)| {
+                |(
+                    pending,
+                    frontier,
+                    retry,
+                    pages,
+                    bodies,
+                    pending_parse,
+                    meta,
+                    queue,
+                    seqs,
+                    counters,
+                )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     for (page, meta_bytes) in batch.iter().zip(&encoded) {
                         let key = id_key(page.id);
-                        if pending.remove(&key)?.is_none() {
+                        let Some(waiting) = pending.get(key)? else {
+                            continue;
+                        };
+                        let mut waiting = match decode_pending(&waiting) {
+                            Ok(entry) => entry,
+                            Err(e) => return abort(e),
+                        };
+                        frontier.remove(frontier_key(&waiting.host, page.id))?;
+                        if waiting.not_before_ms > 0 {
+                            retry.remove(&retry_key(waiting.not_before_ms, page.id))?;
+                        }
+                        if let Some(at) = page.retry_at_ms {
+                            waiting.attempts += 1;
+                            waiting.not_before_ms = at.max(1);
+                            match encode_pending(&waiting) {
+                                Ok(bytes) => pending.insert(&key, bytes)?,
+                                Err(e) => return abort(e),
+                            };
+                            retry.insert(&retry_key(waiting.not_before_ms, page.id), &[])?;
                             continue;
                         }
+                        pending.remove(&key)?;
                         pages.insert(&key, meta_bytes.as_slice())?;
                         match &page.meta.outcome {
                             Outcome::Response { body_len, .. } => {
@@ -114,27 +102,6 @@ impl Journal {
             );
             flatten(result)
         })
-    }
-
-    /// Up to `limit` ids still pending fetch, in id order, strictly after `after`.
-    pub fn pending_fetch_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, UrlEntry)>, JournalError> {
-        let mut out = Vec::new();
-        for item in super::entries_after(&self.pending_fetch, after) {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, _) = item?;
-            let id = key_id(&key)?;
-            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
-                what: format!("pending id {id} has no url record"),
-            })?;
-            out.push((id, entry));
-        }
-        Ok(out)
     }
 
     pub fn url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {

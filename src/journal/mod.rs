@@ -7,7 +7,10 @@
 //! | default (meta)  | `format`, `version`, `journal_id`, `next_id` | format marker, u32 BE, 16 bytes, u64 BE |
 //! | `url_index`     | normalized URL bytes     | id (u64 BE)                             |
 //! | `urls`          | id (u64 BE)              | [`UrlEntry`], versioned                 |
-//! | `pending_fetch` | id                       | empty: the URL still has to be fetched  |
+//! | `pending_fetch` | id                       | [`PendingEntry`]: host, attempts, retry time |
+//! | `frontier`      | host `0x00` id           | empty: ready to fetch (see `frontier.rs`) |
+//! | `retry_queue`   | not-before ms (u64 BE) id | empty: waiting to be retried            |
+//! | `hosts`         | host key (`host:port`)   | [`HostEntry`]: robots.txt, backoff, budget |
 //! | `pages`         | id                       | [`PageMeta`], versioned                 |
 //! | `bodies`        | id                       | zstd-compressed body, exact decoded bytes |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
@@ -19,10 +22,15 @@
 //!
 //! # State machine of a URL
 //!
-//! `new -> pending_fetch -> (fetched | failed) [-> pending_parse]`. The move out of
-//! `pending_fetch` happens in one sled transaction together with the page record, the
-//! body, the `pending_parse` entry and the counters, so no crash can leave a page half
-//! recorded.
+//! `new -> pending_fetch (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
+//! The move out of `pending_fetch` happens in one sled transaction together with the
+//! page record, the body, the `pending_parse` entry and the counters, so no crash can
+//! leave a page half recorded. A transient failure moves the URL from `frontier` to
+//! `retry_queue` in the same kind of transaction, so the retry schedule survives
+//! restarts.
+//!
+//! Format version 2 added `frontier`, `retry_queue`, `hosts`, [`PendingEntry`] values
+//! and `UrlEntry` V2; a version-1 journal is upgraded in place when opened.
 //!
 //! # Durability
 //!
@@ -34,6 +42,7 @@
 //! fetched again.
 
 mod fetch;
+mod frontier;
 mod parse;
 mod record;
 mod sync;
@@ -46,14 +55,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-pub use parse::{decompress_body, AnnotationReport, ParseInput, ReparseState};
-pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
+pub use frontier::{NewUrl, Ready};
+pub use parse::{decompress_body, AnnotationReport, Budget, ParseInput, ReparseState};
+pub use record::{ErrorKind, HostEntry, KeptHeaders, Outcome, PageMeta, PendingEntry};
+pub use record::{Redirect, UrlEntry, Via};
 pub use sync::{LastSync, SyncItem};
 
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// sled's page cache: small on purpose, memory must not grow with the journal.
 const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
@@ -77,13 +88,6 @@ pub enum JournalError {
     Poisoned,
 }
 
-/// A URL to add to the journal.
-#[derive(Clone, Debug)]
-pub struct NewUrl {
-    pub url: String,
-    pub source_key: Option<String>,
-}
-
 /// What [`Journal::add_urls`] did with a batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddReport {
@@ -98,6 +102,9 @@ pub struct FetchedPage {
     pub meta: PageMeta,
     /// The zstd-compressed body, for responses.
     pub compressed_body: Option<Vec<u8>>,
+    /// A transient failure to try again at this time (ms since the epoch) instead of
+    /// recording it.
+    pub retry_at_ms: Option<u64>,
 }
 
 /// Counts and sizes; the JSON field names are a contract (see README).
@@ -139,6 +146,9 @@ pub struct Journal {
     url_index: sled::Tree,
     urls: sled::Tree,
     pending_fetch: sled::Tree,
+    frontier: sled::Tree,
+    retry_queue: sled::Tree,
+    hosts: sled::Tree,
     pages: sled::Tree,
     bodies: sled::Tree,
     pending_parse: sled::Tree,
@@ -239,6 +249,9 @@ impl Journal {
             url_index: db.open_tree("url_index")?,
             urls: db.open_tree("urls")?,
             pending_fetch: db.open_tree("pending_fetch")?,
+            frontier: db.open_tree("frontier")?,
+            retry_queue: db.open_tree("retry_queue")?,
+            hosts: db.open_tree("hosts")?,
             pages: db.open_tree("pages")?,
             bodies: db.open_tree("bodies")?,
             pending_parse: db.open_tree("pending_parse")?,
@@ -271,6 +284,9 @@ impl Journal {
                         found,
                     });
                 }
+                if found < 2 {
+                    self.upgrade_to_frontier()?;
+                }
                 Ok(())
             }
             Some(_) => Err(JournalError::NotAJournal {
@@ -298,6 +314,36 @@ impl Journal {
                     .into(),
             }),
         }
+    }
+
+    /// Format 1 kept pending URLs as bare ids: give each its `PendingEntry` and its
+    /// frontier key. Idempotent, so a crash during the upgrade only repeats it.
+    fn upgrade_to_frontier(&self) -> Result<(), JournalError> {
+        for item in self.pending_fetch.iter() {
+            let (key, value) = item?;
+            if !value.is_empty() {
+                continue;
+            }
+            let id = record::key_id(&key)?;
+            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
+                what: format!("pending id {id} has no url record"),
+            })?;
+            let host = url::Url::parse(&entry.url)
+                .map(|u| crate::urls::host_key(&u))
+                .map_err(|e| JournalError::Damaged {
+                    what: format!("id {id}: stored URL does not parse: {e}"),
+                })?;
+            let pending = record::encode_pending(&PendingEntry {
+                host: host.clone(),
+                attempts: 0,
+                not_before_ms: 0,
+            })?;
+            self.frontier.insert(frontier::frontier_key(&host, id), &[])?;
+            self.pending_fetch.insert(key, pending)?;
+        }
+        self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {

@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
+use super::frontier::{AddTrees, NewUrl};
+use super::record::{decode_annotation, decode_host, decode_page, encode_annotation, encode_host};
+use super::record::{id_key, key_id};
 use super::sync::mark_for_sync;
 use super::{
-    abort, bump, counter, entries_after, flatten, Journal, JournalError, Outcome, PageMeta,
+    abort, bump, counter, entries_after, flatten, read_u64, HostEntry, Journal, JournalError,
+    Outcome, PageMeta, TxResult,
 };
+use sled::transaction::TransactionalTree;
 use crate::parse::Annotation;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread
@@ -40,6 +44,19 @@ enum ReparseRecord {
 pub struct AnnotationReport {
     /// Annotations written because they were new or different.
     pub changed: u64,
+    /// Discovered URLs added to the frontier.
+    pub discovered: u64,
+    /// Discovered URLs left out because a page budget was spent.
+    pub over_budget: u64,
+}
+
+/// Budgets for URLs that link following adds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// No URL is added once the journal holds this many.
+    pub max_urls: Option<u64>,
+    /// No URL of a host is added once following has added this many for the host.
+    pub per_host: Option<u64>,
 }
 
 /// Decompresses a body read from the journal.
@@ -131,11 +148,18 @@ impl Journal {
     /// annotation is new or differs from the stored one it is written and the page
     /// becomes pending sync. With `reparse`, the pass's progress is saved in the same
     /// step, so a killed reparse resumes after the last recorded batch.
+    ///
+    /// `discovered` URLs (links followed from these pages) are added as new pending
+    /// fetches in the same step, within `budget`, so a crash never loses the links of a
+    /// page whose annotation was kept.
     pub fn record_annotations(
         &self,
         batch: &[(u64, Annotation)],
         reparse: Option<ReparseState>,
+        discovered: &[NewUrl],
+        budget: Budget,
     ) -> Result<AnnotationReport, JournalError> {
+        let added_at_ms = super::now_ms();
         self.guarded(|| {
             let mut encoded = Vec::with_capacity(batch.len());
             for (_, annotation) in batch {
@@ -152,11 +176,36 @@ impl Journal {
                 &self.sync_queue,
                 &self.sync_seq,
                 &self.counters,
+                &self.url_index,
+                &self.urls,
+                &self.pending_fetch,
+                &self.frontier,
+                &self.hosts,
             );
-            let result =
-                trees.transaction(|(meta, annotations, pending, queue, seqs, counters)| {
+            let result = trees.transaction(
+                |(
+                    meta,
+                    annotations,
+                    pending,
+                    queue,
+                    seqs,
+                    counters,
+                    index,
+                    urls,
+                    pending_fetch,
+                    frontier,
+                    hosts,
+                )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     let mut report = AnnotationReport::default();
+                    let add = AddTrees {
+                        meta,
+                        index,
+                        urls,
+                        pending: pending_fetch,
+                        frontier,
+                    };
+                    admit(&add, hosts, counters, discovered, budget, added_at_ms, &mut report)?;
                     for ((id, annotation), bytes) in batch.iter().zip(&encoded) {
                         let key = id_key(*id);
                         if pending.remove(&key)?.is_some() {
@@ -182,8 +231,63 @@ impl Journal {
                     }
                     bump(counters, &deltas)?;
                     Ok(report)
-                });
+                },
+            );
             flatten(result)
         })
     }
+}
+
+/// Adds the discovered URLs that are new and within the budgets, inside a transaction.
+fn admit(
+    add: &AddTrees<'_>,
+    hosts: &TransactionalTree,
+    counters: &TransactionalTree,
+    discovered: &[NewUrl],
+    budget: Budget,
+    added_at_ms: u64,
+    report: &mut AnnotationReport,
+) -> TxResult<()> {
+    if discovered.is_empty() {
+        return Ok(());
+    }
+    let mut urls = match read_u64(counters.get(counter::URLS)?) {
+        Ok(n) => n,
+        Err(e) => return abort(e),
+    };
+    let mut spent: BTreeMap<&str, HostEntry> = BTreeMap::new();
+    for new in discovered {
+        if budget.max_urls.is_some_and(|max| urls >= max) {
+            report.over_budget += 1;
+            continue;
+        }
+        let host = match spent.entry(new.host.as_str()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let entry = match hosts.get(new.host.as_bytes())?.map(|v| decode_host(&v)) {
+                    None => HostEntry::default(),
+                    Some(Ok(entry)) => entry,
+                    Some(Err(err)) => return abort(err),
+                };
+                e.insert(entry)
+            }
+        };
+        if budget.per_host.is_some_and(|max| host.discovered >= max) {
+            report.over_budget += 1;
+            continue;
+        }
+        if add.add(new, added_at_ms)? {
+            host.discovered += 1;
+            urls += 1;
+            report.discovered += 1;
+        }
+    }
+    for (name, entry) in &spent {
+        match encode_host(entry) {
+            Ok(bytes) => hosts.insert(name.as_bytes(), bytes)?,
+            Err(e) => return abort(e),
+        };
+    }
+    counters.insert(counter::URLS, &urls.to_be_bytes())?;
+    Ok(())
 }

@@ -11,6 +11,28 @@ use serde::{Deserialize, Serialize};
 use super::JournalError;
 use crate::parse::Annotation;
 
+/// How a URL came into the journal. It decides whether the URL is trusted (fetched
+/// even when it points at a private address) and how the links found on it are used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Via {
+    /// Given by the user (URL list, `--from-mysql`): trusted.
+    #[default]
+    Given,
+    /// A sitemap or sitemap index given with `--sitemap`: trusted; its entries are seeds.
+    SitemapSeed,
+    /// Listed in a sitemap (or in robots.txt `Sitemap:`): a seed, but not trusted.
+    Sitemap,
+    /// A link followed from a page (`--follow`): not trusted.
+    Link,
+}
+
+impl Via {
+    /// Whether the user named this URL, so private addresses are allowed for it.
+    pub fn trusted(self) -> bool {
+        matches!(self, Via::Given | Via::SitemapSeed)
+    }
+}
+
 /// A URL known to the journal, as it was requested.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UrlEntry {
@@ -20,12 +42,59 @@ pub struct UrlEntry {
     pub source_key: Option<String>,
     /// When the URL entered the journal, in milliseconds since the Unix epoch.
     pub added_at_ms: u64,
+    /// Links followed from a seed to reach this URL (0 for seeds).
+    pub depth: u32,
+    pub via: Via,
+}
+
+/// The first version of [`UrlEntry`], before link following.
+#[derive(Serialize, Deserialize)]
+struct UrlEntryV1 {
+    url: String,
+    source_key: Option<String>,
+    added_at_ms: u64,
 }
 
 /// Versioned envelope of [`UrlEntry`] in the `urls` tree.
 #[derive(Serialize, Deserialize)]
 enum UrlRecord {
-    V1(UrlEntry),
+    V1(UrlEntryV1),
+    V2(UrlEntry),
+}
+
+/// Where a URL that still has to be fetched waits, in the `pending_fetch` tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    /// [`crate::urls::host_key`] of the URL: its `frontier` key starts with it.
+    pub host: String,
+    /// Fetch attempts that ended in a transient failure so far.
+    pub attempts: u32,
+    /// 0 when the URL is in `frontier`; else the time (ms since the epoch) it waits for
+    /// in `retry_queue`.
+    pub not_before_ms: u64,
+}
+
+/// Versioned envelope of [`PendingEntry`].
+#[derive(Serialize, Deserialize)]
+enum PendingRecord {
+    V1(PendingEntry),
+}
+
+/// What the crawl keeps about a host across runs, in the `hosts` tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEntry {
+    /// URLs of this host discovered by following links (the per-host page budget).
+    pub discovered: u64,
+    /// The host's robots.txt as fetched (`bincode` of [`crate::robots::RobotsSource`]).
+    pub robots: Option<Vec<u8>>,
+    /// Nothing is sent to the host before this time (backoff, Retry-After).
+    pub not_before_ms: u64,
+}
+
+/// Versioned envelope of [`HostEntry`].
+#[derive(Serialize, Deserialize)]
+enum HostRecord {
+    V1(HostEntry),
 }
 
 /// Why a fetch ended without an HTTP response. The names are stable: they appear in
@@ -39,10 +108,12 @@ pub enum ErrorKind {
     TooLarge,
     TooManyRedirects,
     Protocol,
+    /// Disallowed by the host's robots.txt, or robots.txt kept answering 5xx.
+    Robots,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Dns,
         ErrorKind::Connect,
         ErrorKind::Tls,
@@ -50,6 +121,7 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::TooManyRedirects,
         ErrorKind::Protocol,
+        ErrorKind::Robots,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +133,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Robots => "robots",
         }
     }
 }
@@ -140,12 +213,39 @@ fn decode<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result
 }
 
 pub(crate) fn encode_url(entry: &UrlEntry) -> Result<Vec<u8>, JournalError> {
-    encode(&UrlRecord::V1(entry.clone()))
+    encode(&UrlRecord::V2(entry.clone()))
 }
 
 pub(crate) fn decode_url(bytes: &[u8]) -> Result<UrlEntry, JournalError> {
     match decode("urls", bytes)? {
-        UrlRecord::V1(entry) => Ok(entry),
+        UrlRecord::V1(old) => Ok(UrlEntry {
+            url: old.url,
+            source_key: old.source_key,
+            added_at_ms: old.added_at_ms,
+            depth: 0,
+            via: Via::Given,
+        }),
+        UrlRecord::V2(entry) => Ok(entry),
+    }
+}
+
+pub(crate) fn encode_pending(entry: &PendingEntry) -> Result<Vec<u8>, JournalError> {
+    encode(&PendingRecord::V1(entry.clone()))
+}
+
+pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingEntry, JournalError> {
+    match decode("pending_fetch", bytes)? {
+        PendingRecord::V1(entry) => Ok(entry),
+    }
+}
+
+pub(crate) fn encode_host(entry: &HostEntry) -> Result<Vec<u8>, JournalError> {
+    encode(&HostRecord::V1(entry.clone()))
+}
+
+pub(crate) fn decode_host(bytes: &[u8]) -> Result<HostEntry, JournalError> {
+    match decode("hosts", bytes)? {
+        HostRecord::V1(entry) => Ok(entry),
     }
 }
 
@@ -193,15 +293,22 @@ mod tests {
 
     /// The V1 encodings are a promise to every journal already on disk: pin them.
     #[test]
-    fn v1_url_record_encoding_is_stable() {
-        let entry = UrlEntry {
+    fn v1_url_records_still_decode() {
+        let old = UrlEntryV1 {
             url: "http://a/".into(),
-            source_key: None,
+            source_key: Some("k".into()),
             added_at_ms: 1,
         };
-        let bytes = encode_url(&entry).unwrap();
+        let bytes = encode(&UrlRecord::V1(old)).unwrap();
         assert_eq!(&bytes[..4], &[0, 0, 0, 0], "variant tag V1");
-        assert_eq!(decode_url(&bytes).unwrap(), entry);
+        let entry = decode_url(&bytes).unwrap();
+        assert_eq!(
+            (entry.url.as_str(), entry.source_key.as_deref(), entry.depth, entry.via),
+            ("http://a/", Some("k"), 0, Via::Given)
+        );
+        let v2 = encode_url(&entry).unwrap();
+        assert_eq!(&v2[..4], &[1, 0, 0, 0], "variant tag V2");
+        assert_eq!(decode_url(&v2).unwrap(), entry);
     }
 
     #[test]

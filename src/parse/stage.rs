@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{annotate, Annotation, Rules, PARSER_VERSION};
-use crate::journal::{decompress_body, Journal, JournalError, ParseInput, ReparseState};
+use crate::follow::Follow;
+use crate::journal::{decompress_body, Budget, Journal, JournalError, ParseInput, ReparseState};
 use crate::progress::{per_sec, ProgressMode, Reporter, View};
 
 /// Pages per chunk, at most.
@@ -40,6 +41,9 @@ pub struct ParseConfig {
     pub rules: Arc<Rules>,
     pub threads: usize,
     pub progress: ProgressMode,
+    /// Link following (`crawl --follow`, `--sitemap`): discovered URLs are added to the
+    /// frontier with the annotations that found them.
+    pub follow: Option<Arc<Follow>>,
 }
 
 /// Shared flags between the parse stage and whoever runs it.
@@ -134,10 +138,17 @@ pub fn run(
         let (journal, control, rules_hash) =
             (journal.clone(), control.clone(), config.rules.hash());
         let committed = committed.clone();
+        let follow = config.follow.clone();
         std::thread::Builder::new()
             .name("webspool-parse-commit".into())
             .spawn(move || {
-                let result = commit(&journal, done_rx, mode, rules_hash, &control, &committed);
+                let follow = follow.as_deref();
+                let how = Commit {
+                    mode,
+                    rules_hash,
+                    follow,
+                };
+                let result = commit(&journal, done_rx, &how, &control, &committed);
                 committed.store(u64::MAX, Ordering::Release);
                 result
             })
@@ -290,15 +301,28 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
     }
 }
 
-/// Records finished chunks in the order they were cut, one transaction and flush each.
+/// How the committer records chunks.
+#[derive(Clone, Copy)]
+struct Commit<'a> {
+    mode: Mode,
+    rules_hash: u64,
+    follow: Option<&'a Follow>,
+}
+
+/// Records finished chunks in the order they were cut, one transaction and flush each,
+/// with the URLs link following discovers on them.
 fn commit(
     journal: &Journal,
     rx: Receiver<Done>,
-    mode: Mode,
-    rules_hash: u64,
+    how: &Commit<'_>,
     control: &Control,
     committed: &AtomicU64,
 ) -> Result<ParseSummary, JournalError> {
+    let Commit {
+        mode,
+        rules_hash,
+        follow,
+    } = *how;
     let mut summary = ParseSummary::default();
     let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
     let mut next = 0;
@@ -311,7 +335,16 @@ fn commit(
                 rules_hash,
                 done_through: done.last_id,
             });
-            let report = journal.record_annotations(&results, reparse)?;
+            let mut discovered = Vec::new();
+            if let Some(follow) = follow {
+                for (id, annotation) in &results {
+                    if let Some(entry) = journal.url(*id)? {
+                        discovered.extend(follow.discovered(&entry, annotation));
+                    }
+                }
+            }
+            let budget = follow.map_or(Budget::default(), |f| f.budget);
+            let report = journal.record_annotations(&results, reparse, &discovered, budget)?;
             journal.flush_blocking()?;
             // Durable from here on: count.
             let n = results.len() as u64;

@@ -16,7 +16,7 @@ use webspool::fetch::FetchConfig;
 use webspool::journal::{Journal, Outcome, PageMeta};
 use webspool::parse::stage::ParseConfig;
 use webspool::parse::Rules;
-use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary, Input};
+use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary, Input, Politeness};
 use webspool::progress::ProgressMode;
 
 pub use server::{Reply, TestServer};
@@ -72,17 +72,24 @@ pub async fn crawl_lines_with_rules(
     (dir, journal, summary)
 }
 
-/// A crawl config reading `list`, with progress off and two parser threads.
+/// A crawl config reading `list`, with progress off, two parser threads and no retries.
 pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> CrawlConfig {
     CrawlConfig {
         input: Input::File(list),
+        sitemaps: Vec::new(),
         fetch,
         parse: Some(ParseConfig {
             rules,
             threads: 2,
             progress: ProgressMode::Off,
+            follow: None,
         }),
         sync: None,
+        // robots.txt as by default; no retries, so that failures are recorded at once.
+        politeness: Politeness {
+            retries: 0,
+            ..Politeness::default()
+        },
         progress: ProgressMode::Off,
     }
 }
