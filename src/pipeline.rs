@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use url::Url;
 
-use crate::fetch::{FetchConfig, FetchError, Fetched, Fetcher};
+use crate::fetch::{FetchConfig, FetchError, Fetched, Fetcher, Trust};
 pub use crate::intake::Input;
 use crate::intake::{self, Signals};
 use crate::journal::{
@@ -503,7 +503,7 @@ impl Scheduler {
             let commit_tx = self.commit_tx.clone();
             let done_tx = done_tx.clone();
             tokio::spawn(async move {
-                let fetched = fetcher.fetch(&job.url).await;
+                let fetched = fetcher.fetch(&job.url, Trust::Given).await;
                 let done = Done {
                     id: job.id,
                     url: job.url,

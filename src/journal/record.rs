@@ -29,7 +29,8 @@ enum UrlRecord {
 }
 
 /// Why a fetch ended without an HTTP response. The names are stable: they appear in
-/// `status` output and will be synced to MySQL.
+/// `status` output and will be synced to MySQL. The variant index is stored (bincode):
+/// new kinds go at the end, existing ones are never reordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ErrorKind {
     Dns,
@@ -39,10 +40,13 @@ pub enum ErrorKind {
     TooLarge,
     TooManyRedirects,
     Protocol,
+    /// A discovered link (or a redirect from one) to a private, loopback or otherwise
+    /// non-public address, refused without `--allow-private`.
+    Blocked,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 7] = [
+    pub const ALL: [ErrorKind; 8] = [
         ErrorKind::Dns,
         ErrorKind::Connect,
         ErrorKind::Tls,
@@ -50,6 +54,7 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::TooManyRedirects,
         ErrorKind::Protocol,
+        ErrorKind::Blocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +66,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Blocked => "blocked",
         }
     }
 }
@@ -202,6 +208,18 @@ mod tests {
         let bytes = encode_url(&entry).unwrap();
         assert_eq!(&bytes[..4], &[0, 0, 0, 0], "variant tag V1");
         assert_eq!(decode_url(&bytes).unwrap(), entry);
+    }
+
+    /// Error kinds are stored by variant index: appending is fine, reordering is not.
+    #[test]
+    fn error_kind_indexes_are_stable() {
+        for (index, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(
+                bincode::serialize(&kind).unwrap(),
+                (index as u32).to_le_bytes()
+            );
+        }
+        assert_eq!(ErrorKind::ALL[7].as_str(), "blocked");
     }
 
     #[test]
