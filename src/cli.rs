@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError};
+use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, UserHeader};
 use crate::follow::Follow;
 use crate::journal::Budget;
 use crate::parse::stage::ParseConfig;
@@ -100,6 +100,16 @@ pub struct CrawlArgs {
     /// User-Agent header sent with every request.
     #[arg(long, value_name = "S", default_value_t = default_user_agent())]
     pub user_agent: String,
+    /// A header sent with every request (repeatable). Authorization, Proxy-Authorization
+    /// and Cookie are not sent on when a redirect leads to another origin. Values are
+    /// never printed or logged.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = HeaderParser)]
+    pub headers: Vec<UserHeader>,
+    /// Let links found on pages (and their redirects) reach private, loopback,
+    /// link-local and other non-public addresses; without it they are recorded as
+    /// `blocked`. URLs given in the input may always reach them.
+    #[arg(long)]
+    pub allow_private: bool,
     #[command(flatten)]
     pub rules: RulesArg,
     /// Only fetch; parse later with `webspool parse`. (Cannot be combined with --sync,
@@ -162,10 +172,6 @@ pub struct FollowArgs {
     /// Never follow URLs matching this regex (repeatable; wins over --include).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
-    /// Fetch discovered links that resolve to private, loopback, link-local or
-    /// metadata addresses (refused by default; URLs you give are always allowed).
-    #[arg(long)]
-    pub allow_private: bool,
 }
 
 impl FollowArgs {
@@ -356,6 +362,31 @@ pub enum ConfigError {
     Follow(String),
 }
 
+/// Parses `--header`, with errors that never repeat the value given (it may be a
+/// secret): clap's own value errors would quote it.
+#[derive(Clone)]
+struct HeaderParser;
+
+impl clap::builder::TypedValueParser for HeaderParser {
+    type Value = UserHeader;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<UserHeader, clap::Error> {
+        let parsed = match value.to_str() {
+            Some(text) => UserHeader::parse(text),
+            None => Err("a header must be valid UTF-8".to_string()),
+        };
+        parsed.map_err(|e| {
+            let kind = clap::error::ErrorKind::ValueValidation;
+            clap::Error::raw(kind, format!("invalid --header: {e}\n")).with_cmd(cmd)
+        })
+    }
+}
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -411,8 +442,8 @@ impl CrawlArgs {
                 max_redirects: self.max_redirects,
                 user_agent: self.user_agent.clone(),
                 extra_roots,
-                headers,
-                allow_private: self.follow.allow_private,
+                allow_private: self.allow_private,
+                headers: self.headers.clone(),
             },
             parse: match self.no_parse {
                 true => None,
@@ -469,6 +500,39 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn headers_repeat_and_bad_ones_are_usage_errors_that_hide_the_value() {
+        let parse = |headers: &[&str]| {
+            let mut argv = vec!["webspool", "crawl", "--urls", "x"];
+            for h in headers {
+                argv.extend(["--header", h]);
+            }
+            Cli::try_parse_from(argv)
+        };
+        let cli = parse(&["Authorization: Bearer s3cret", "X-A: 1"]).unwrap();
+        let Command::Crawl(args) = cli.command else {
+            panic!("not crawl")
+        };
+        let config = args.to_config().unwrap();
+        let names: Vec<&str> = config
+            .fetch
+            .headers
+            .iter()
+            .map(|h| h.name().as_str())
+            .collect();
+        assert_eq!(names, ["authorization", "x-a"]);
+        assert!(!config.fetch.allow_private);
+        let debug = format!("{args:?} {:?}", config.fetch);
+        assert!(!debug.contains("s3cret"), "{debug}");
+        for bad in ["Bearer s3cret", "Bad Name: s3cret", "Host: s3cret"] {
+            let err = parse(&[bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let text = err.to_string();
+            assert!(text.contains("--header"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Builds the shared HTTP client: hyper-util's pooled client over hyper-rustls, with
+//! Builds the shared HTTP clients: hyper-util's pooled client over hyper-rustls, with
 //! tower-http decoding gzip, deflate and brotli.
 //!
-//! One client serves the whole crawl so that connections are pooled per host. It must
-//! never be built with more than one rustls crypto provider: the provider is passed
-//! explicitly (ring) instead of relying on a process default.
+//! Two clients serve the whole crawl so that connections are pooled per host: one for
+//! the URLs the user gave, one with the SSRF guard for discovered links (the same one
+//! with `--allow-private`). They never share pooled connections, so a connection made
+//! for a trusted URL cannot carry a discovered one past the guard. No client is ever
+//! built with more than one rustls crypto provider: the provider is passed explicitly
+//! (ring) instead of relying on a process default.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +20,34 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use tower_http::decompression::Decompression;
 
+use super::guard::{Guarded, Resolver};
 use super::{FetchConfig, FetchError};
 
-pub(crate) type HttpClient = Decompression<Client<HttpsConnector<HttpConnector>, Empty<Bytes>>>;
+type Connector = HttpsConnector<Guarded<HttpConnector<Resolver>>>;
+pub(crate) type HttpClient = Decompression<Client<Connector, Empty<Bytes>>>;
+
+/// The client for URLs the user gave and the one for discovered links.
+pub(crate) struct Clients {
+    pub(crate) given: HttpClient,
+    pub(crate) discovered: HttpClient,
+}
 
 /// Response headers larger than this end the fetch with a protocol error.
 const MAX_HEADER_BYTES: usize = 256 * 1024;
 const MAX_HEADERS: usize = 256;
 
-pub(crate) fn build(config: &FetchConfig) -> Result<HttpClient, FetchError> {
+pub(crate) fn build(config: &FetchConfig) -> Result<Clients, FetchError> {
     let tls = tls_config(&config.extra_roots)?;
-    let mut http = HttpConnector::new();
+    let given = client(config, tls.clone(), false);
+    let discovered = match config.allow_private {
+        true => given.clone(),
+        false => client(config, tls, true),
+    };
+    Ok(Clients { given, discovered })
+}
+
+fn client(config: &FetchConfig, tls: rustls::ClientConfig, guard: bool) -> HttpClient {
+    let mut http = HttpConnector::new_with_resolver(Resolver::new(guard));
     http.enforce_http(false);
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_nodelay(true);
@@ -36,7 +56,7 @@ pub(crate) fn build(config: &FetchConfig) -> Result<HttpClient, FetchError> {
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http);
+        .wrap_connector(Guarded::new(http, guard));
     let client = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -48,7 +68,7 @@ pub(crate) fn build(config: &FetchConfig) -> Result<HttpClient, FetchError> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(config.idle_timeout)
         .build(https);
-    Ok(Decompression::new(client).gzip(true).deflate(true).br(true))
+    Decompression::new(client).gzip(true).deflate(true).br(true)
 }
 
 /// Server certificates are checked against the webpki roots, the system's roots and any

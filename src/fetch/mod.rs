@@ -2,20 +2,26 @@
 //! recorded error, within a deadline and a size cap, and never panics or hangs on what a
 //! server sends.
 //!
-//! Every request has three clocks: the connect timeout (TCP), the idle timeout (no
-//! bytes for that long while waiting for headers or body) and the total deadline
-//! (everything, redirects included). The size cap counts body bytes after
-//! content-decoding, so a gzip bomb is stopped at the cap, and a page over the cap is
-//! recorded as `too_large`, never stored truncated.
+//! Every request has three clocks: the connect timeout (TCP), the idle timeout (the
+//! response headers, all of them, must arrive within it, and then no body frame may
+//! take longer) and the total deadline (everything, redirects included). The size cap
+//! counts body bytes after content-decoding, so a gzip bomb is stopped at the cap, and
+//! a page over the cap is recorded as `too_large`, never stored truncated.
+//!
+//! URLs are fetched with a [`Trust`]: links discovered on pages may not reach private
+//! or loopback addresses (see `guard.rs`); URLs the user gave may. Each result carries
+//! retry hints ([`Fetched::transient`], [`Fetched::retry_after`]) for the scheduler.
 
 mod classify;
 mod client;
+mod guard;
+mod headers;
+mod retry;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use rustls::pki_types::CertificateDer;
@@ -23,9 +29,11 @@ use tower::ServiceExt;
 use url::Url;
 
 pub use client::load_pem_certs;
+pub use headers::UserHeader;
 
 use crate::journal::{now_ms, ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect};
 use crate::urls::redact;
+use classify::Failure;
 
 /// Settings of the HTTP client and of each request.
 #[derive(Clone, Debug)]
@@ -40,6 +48,11 @@ pub struct FetchConfig {
     pub user_agent: String,
     /// Extra trusted root certificates, on top of the webpki and system roots.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Let discovered links reach private, loopback and other non-public addresses.
+    pub allow_private: bool,
+    /// Sent with every request (credential headers to the fetched URL's origin only).
+    /// `Debug` shows their names, never their values.
+    pub headers: Vec<UserHeader>,
 }
 
 impl Default for FetchConfig {
@@ -54,6 +67,8 @@ impl Default for FetchConfig {
             max_redirects: 10,
             user_agent: default_user_agent(),
             extra_roots: Vec::new(),
+            allow_private: false,
+            headers: Vec::new(),
         }
     }
 }
@@ -68,34 +83,55 @@ pub fn default_user_agent() -> String {
 pub enum FetchError {
     #[error("TLS setup: {0}")]
     Tls(String),
+    #[error("the user agent has characters not allowed in an HTTP header")]
+    UserAgent,
 }
 
-/// A fetched page: its record and, for responses, the decoded body.
+/// Where a URL came from, which decides the addresses it may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Given by the user (URL list, MySQL seed): fetched wherever it points, as are the
+    /// redirects it leads to.
+    Given,
+    /// Found on a fetched page: it and every redirect hop from it are refused (error
+    /// kind `blocked`) on non-public addresses, unless `allow_private`.
+    Discovered,
+}
+
+/// A fetched page: its record, for responses the decoded body, and retry hints.
 #[derive(Debug)]
 pub struct Fetched {
     pub meta: PageMeta,
     pub body: Option<Vec<u8>>,
+    /// Worth fetching again later: a timeout, a connection failure, a transfer cut
+    /// short, a temporary DNS failure, or a response with status 408, 429, 500, 502,
+    /// 503 or 504.
+    pub transient: bool,
+    /// How long the server asked to wait (`Retry-After` on the final response).
+    pub retry_after: Option<Duration>,
 }
 
 pub struct Fetcher {
-    client: client::HttpClient,
+    clients: client::Clients,
+    user_agent: HeaderValue,
     config: FetchConfig,
 }
-
-type Failure = (ErrorKind, String);
 
 struct Response {
     status: u16,
     version: Version,
     final_url: Url,
     headers: KeptHeaders,
+    retry_after: Option<Duration>,
     body: Vec<u8>,
 }
 
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Fetcher, FetchError> {
         Ok(Fetcher {
-            client: client::build(&config)?,
+            clients: client::build(&config)?,
+            user_agent: HeaderValue::from_str(&config.user_agent)
+                .map_err(|_| FetchError::UserAgent)?,
             config,
         })
     }
@@ -105,14 +141,19 @@ impl Fetcher {
     }
 
     /// Fetches `url`, following redirects. Never fails: errors become the outcome.
-    pub async fn fetch(&self, url: &Url) -> Fetched {
+    pub async fn fetch(&self, url: &Url, trust: Trust) -> Fetched {
         let started = Instant::now();
         let fetched_at_ms = now_ms();
         let mut redirects = Vec::new();
-        let result = tokio::time::timeout(self.config.timeout, self.follow(url, &mut redirects))
+        let client = match trust {
+            Trust::Given => &self.clients.given,
+            Trust::Discovered => &self.clients.discovered,
+        };
+        let following = self.follow(client, url, &mut redirects);
+        let result = tokio::time::timeout(self.config.timeout, following)
             .await
             .unwrap_or_else(|_| {
-                Err((
+                Err(Failure::new(
                     ErrorKind::Timeout,
                     format!(
                         "no complete response within the {}s deadline",
@@ -120,7 +161,7 @@ impl Fetcher {
                     ),
                 ))
             });
-        let (outcome, body) = match result {
+        let (outcome, body, transient, retry_after) = match result {
             Ok(r) => (
                 Outcome::Response {
                     status: r.status,
@@ -130,8 +171,16 @@ impl Fetcher {
                     body_len: r.body.len() as u64,
                 },
                 Some(r.body),
+                retry::transient_status(r.status),
+                r.retry_after,
             ),
-            Err((kind, message)) => (Outcome::Error { kind, message }, None),
+            Err(f) => {
+                let outcome = Outcome::Error {
+                    kind: f.kind,
+                    message: f.message,
+                };
+                (outcome, None, f.transient, None)
+            }
         };
         Fetched {
             meta: PageMeta {
@@ -141,30 +190,34 @@ impl Fetcher {
                 outcome,
             },
             body,
+            transient,
+            retry_after,
         }
     }
 
-    async fn follow(&self, url: &Url, redirects: &mut Vec<Redirect>) -> Result<Response, Failure> {
-        // Credentials in the URL become a Basic header, sent to the URL's own origin only.
-        let auth = basic_auth(url);
-        let origin = url.origin();
+    async fn follow(
+        &self,
+        client: &client::HttpClient,
+        url: &Url,
+        redirects: &mut Vec<Redirect>,
+    ) -> Result<Response, Failure> {
         let mut current = url.clone();
         loop {
             let mut request = Request::get(request_uri(&current)?)
-                .header(header::USER_AGENT, &self.config.user_agent)
-                .header(header::ACCEPT, "*/*");
-            if let Some(auth) = auth.as_ref().filter(|_| current.origin() == origin) {
-                request = request.header(header::AUTHORIZATION, auth);
-            }
-            let request = request
                 .body(Empty::<Bytes>::new())
-                .map_err(|e| (ErrorKind::Protocol, format!("cannot build request: {e}")))?;
-            let response = self.idle(self.client.clone().oneshot(request)).await?;
+                .map_err(|e| {
+                    Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
+                })?;
+            let user = &self.config.headers;
+            *request.headers_mut() = headers::for_hop(&self.user_agent, user, url, &current);
+            let response = self
+                .idle(client.clone().oneshot(request), "response headers")
+                .await?;
             let response = response.map_err(|e| classify::classify(&e))?;
             let status = response.status();
             if let Some(location) = redirect_target(status, response.headers()) {
                 if redirects.len() >= self.config.max_redirects {
-                    return Err((
+                    return Err(Failure::new(
                         ErrorKind::TooManyRedirects,
                         format!("more than {} redirects", self.config.max_redirects),
                     ));
@@ -179,6 +232,7 @@ impl Fetcher {
             }
             let version = response.version();
             let headers = kept_headers(response.headers());
+            let retry_after = retry::retry_after(response.headers(), SystemTime::now());
             let declared = response
                 .headers()
                 .get(header::CONTENT_LENGTH)
@@ -190,7 +244,7 @@ impl Fetcher {
             let capacity = declared.unwrap_or(0).min(1024 * 1024) as usize;
             let mut body = Vec::with_capacity(capacity);
             let mut incoming = response.into_body();
-            while let Some(frame) = self.idle(incoming.frame()).await? {
+            while let Some(frame) = self.idle(incoming.frame(), "body data").await? {
                 let frame = frame.map_err(|e| classify::classify(&*e))?;
                 if let Ok(data) = frame.into_data() {
                     if (body.len() + data.len()) as u64 > self.config.max_body {
@@ -204,23 +258,24 @@ impl Fetcher {
                 version,
                 final_url: current,
                 headers,
+                retry_after,
                 body,
             });
         }
     }
 
-    /// Waits for one step of the exchange, failing if the server stays silent too long.
-    async fn idle<F: std::future::Future>(&self, step: F) -> Result<F::Output, Failure> {
+    /// Waits for one step of the exchange (`awaited`: the response headers, or the
+    /// next piece of body data), failing if it takes longer than the idle timeout.
+    async fn idle<F: std::future::Future>(
+        &self,
+        step: F,
+        awaited: &str,
+    ) -> Result<F::Output, Failure> {
         tokio::time::timeout(self.config.idle_timeout, step)
             .await
             .map_err(|_| {
-                (
-                    ErrorKind::Timeout,
-                    format!(
-                        "the server sent nothing for {}s",
-                        self.config.idle_timeout.as_secs_f64()
-                    ),
-                )
+                let secs = self.config.idle_timeout.as_secs_f64();
+                Failure::new(ErrorKind::Timeout, format!("no {awaited} within {secs}s"))
             })
     }
 
@@ -230,7 +285,7 @@ impl Fetcher {
             Some(len) => format!("Content-Length {len} exceeds the {cap}-byte cap"),
             None => format!("body exceeds the {cap}-byte cap after decoding"),
         };
-        (ErrorKind::TooLarge, message)
+        Failure::new(ErrorKind::TooLarge, message)
     }
 }
 
@@ -244,13 +299,13 @@ fn redirect_target(status: StatusCode, headers: &HeaderMap) -> Option<&http::Hea
 fn follow_location(current: &Url, location: &http::HeaderValue) -> Result<Url, Failure> {
     let text = String::from_utf8_lossy(location.as_bytes());
     let mut next = current.join(text.trim()).map_err(|e| {
-        (
+        Failure::new(
             ErrorKind::Protocol,
             format!("redirect to an invalid Location: {e}"),
         )
     })?;
     if !matches!(next.scheme(), "http" | "https") {
-        return Err((
+        return Err(Failure::new(
             ErrorKind::Protocol,
             format!("redirect to unsupported scheme `{}` refused", next.scheme()),
         ));
@@ -274,31 +329,11 @@ fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
     let mut bare = url.clone();
     bare.set_fragment(None);
     http::Uri::try_from(without_credentials(&bare).as_str()).map_err(|e| {
-        (
+        Failure::new(
             ErrorKind::Protocol,
             format!("cannot request {}: {e}", redact(url)),
         )
     })
-}
-
-fn basic_auth(url: &Url) -> Option<String> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let pair = format!(
-        "{}:{}",
-        decode(url.username()),
-        decode(url.password().unwrap_or(""))
-    );
-    Some(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    ))
 }
 
 fn kept_headers(headers: &HeaderMap) -> KeptHeaders {
@@ -321,15 +356,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_become_basic_auth_and_leave_the_uri() {
+    fn credentials_and_fragments_leave_the_uri() {
         let url = Url::parse("http://al%40ice:p%3Ass@example.com/x#frag").unwrap();
-        assert_eq!(
-            basic_auth(&url).unwrap(),
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode("al@ice:p:ss")
-            )
-        );
         assert_eq!(
             request_uri(&url).unwrap().to_string(),
             "http://example.com/x"
@@ -341,7 +369,7 @@ mod tests {
         let base = Url::parse("http://example.com/a/b").unwrap();
         let file = http::HeaderValue::from_static("file:///etc/passwd");
         assert_eq!(
-            follow_location(&base, &file).unwrap_err().0,
+            follow_location(&base, &file).unwrap_err().kind,
             ErrorKind::Protocol
         );
         let rel = http::HeaderValue::from_static("../c#top");

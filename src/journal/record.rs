@@ -98,7 +98,8 @@ enum HostRecord {
 }
 
 /// Why a fetch ended without an HTTP response. The names are stable: they appear in
-/// `status` output and will be synced to MySQL.
+/// `status` output and will be synced to MySQL. The variant index is stored (bincode):
+/// new kinds go at the end, existing ones are never reordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ErrorKind {
     Dns,
@@ -108,12 +109,15 @@ pub enum ErrorKind {
     TooLarge,
     TooManyRedirects,
     Protocol,
+    /// A discovered link (or a redirect from one) to a private, loopback or otherwise
+    /// non-public address, refused without `--allow-private`.
+    Blocked,
     /// Disallowed by the host's robots.txt, or robots.txt kept answering 5xx.
     Robots,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::Dns,
         ErrorKind::Connect,
         ErrorKind::Tls,
@@ -121,6 +125,7 @@ impl ErrorKind {
         ErrorKind::TooLarge,
         ErrorKind::TooManyRedirects,
         ErrorKind::Protocol,
+        ErrorKind::Blocked,
         ErrorKind::Robots,
     ];
 
@@ -133,6 +138,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => "too_large",
             ErrorKind::TooManyRedirects => "too_many_redirects",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Blocked => "blocked",
             ErrorKind::Robots => "robots",
         }
     }
@@ -309,6 +315,18 @@ mod tests {
         let v2 = encode_url(&entry).unwrap();
         assert_eq!(&v2[..4], &[1, 0, 0, 0], "variant tag V2");
         assert_eq!(decode_url(&v2).unwrap(), entry);
+    }
+
+    /// Error kinds are stored by variant index: appending is fine, reordering is not.
+    #[test]
+    fn error_kind_indexes_are_stable() {
+        for (index, kind) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(
+                bincode::serialize(&kind).unwrap(),
+                (index as u32).to_le_bytes()
+            );
+        }
+        assert_eq!(ErrorKind::ALL[7].as_str(), "blocked");
     }
 
     #[test]
