@@ -17,5 +17,6 @@ pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod robots;
 pub mod sync;
 pub mod urls;
