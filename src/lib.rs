@@ -21,6 +21,7 @@ pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
+pub mod robots;
 pub mod schedule;
 pub mod sync;
 pub mod urls;

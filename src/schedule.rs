@@ -255,7 +255,12 @@ impl Scheduler {
         let wait = Duration::from_millis(stored.not_before_ms.saturating_sub(now));
         let mut robots = RobotsState::Unknown;
         if !self.politeness.robots {
-            robots = RobotsState::Known(Arc::new(Robots::allow_all()));
+            // As if the host had no robots.txt (a 4xx), which allows everything.
+            let none = RobotsFetch::Response {
+                status: 404,
+                body: &[],
+            };
+            robots = RobotsState::Known(Arc::new(Robots::from_fetch(none, &self.agent)));
         } else if let Some(source) = stored
             .robots
             .as_deref()
@@ -550,9 +555,10 @@ impl Scheduler {
                     return Ok(());
                 };
                 h.active -= 1;
-                let source = RobotsSource::from_fetch(robots_input(&fetched), now_ms());
+                let source = RobotsSource::new(robots_input(&fetched), now_ms());
                 let robots = Robots::from_source(&source, &agent);
-                if robots.is_unreachable() {
+                let unreachable = robots.is_unreachable();
+                if unreachable {
                     // Nothing is fetched from the host until its robots.txt is known.
                     h.robots_failures += 1;
                     h.robots = RobotsState::Unknown;
@@ -579,22 +585,18 @@ impl Scheduler {
                         .politeness
                         .delay
                         .max(robots.crawl_delay().unwrap_or_default());
+                    let sitemaps = robots.sitemaps();
                     h.robots = RobotsState::Known(Arc::new(robots));
-                    if !source.is_unreachable() {
-                        let bytes = bincode::serialize(&source)
-                            .map_err(|e| JournalError::Encode(e.to_string()))?;
-                        self.journal
-                            .update_host(&host, |entry| entry.robots = Some(bytes.clone()))?;
-                    }
-                    if self.politeness.robots_sitemaps {
-                        let seeds: Vec<NewUrl> = robots
-                            .sitemaps()
+                    let bytes = bincode::serialize(&source)
+                        .map_err(|e| JournalError::Encode(e.to_string()))?;
+                    self.journal
+                        .update_host(&host, |entry| entry.robots = Some(bytes.clone()))?;
+                    if self.politeness.robots_sitemaps && !sitemaps.is_empty() {
+                        let seeds: Vec<NewUrl> = sitemaps
                             .iter()
                             .map(|url| NewUrl::new(url, None, 0, Via::Sitemap))
                             .collect();
-                        if !seeds.is_empty() {
-                            self.journal.add_urls(&seeds)?;
-                        }
+                        self.journal.add_urls(&seeds)?;
                     }
                 }
                 self.after_task(&host)
@@ -640,7 +642,7 @@ fn robots_input(fetched: &Fetched) -> RobotsFetch<'_> {
             status: *status,
             body: fetched.body.as_deref().unwrap_or_default(),
         },
-        Outcome::Error { message, .. } => RobotsFetch::Error(message),
+        Outcome::Error { message, .. } => RobotsFetch::Failed { message },
     }
 }
 

@@ -1,9 +1,12 @@
 //! URL normalization and redaction, shared by every stage.
 //!
-//! A URL is stored in the normalized form `url::Url` gives it (scheme and host
-//! lowercased, default port dropped, dot segments resolved, percent-encoding
-//! normalized) without its fragment, which is never sent to a server. Dedup compares
-//! these forms. Credentials stay in the stored URL (they are needed to fetch it) but
+//! A URL is stored in a normalized form: what `url::Url` gives it (scheme and host
+//! lowercased, IDNA hosts in ASCII, default port dropped, dot segments resolved,
+//! an empty path made `/`), without its fragment, which is never sent to a server,
+//! and with the escapes in path and query normalized as RFC 3986 section 6.2.2.2
+//! says: hex digits uppercased, escapes of unreserved characters
+//! (`A-Z a-z 0-9 - . _ ~`) decoded, reserved characters never decoded. Dedup compares
+//! these forms, so [`normalize`] must stay idempotent. Credentials stay in the stored URL (they are needed to fetch it) but
 //! never leave the process in a log line, an error or `status`: use [`redact`].
 
 use url::Url;
@@ -24,7 +27,68 @@ pub fn normalize(text: &str) -> Result<Url, String> {
         return Err("no host".into());
     }
     url.set_fragment(None);
+    normalize_escapes(&mut url);
     Ok(url)
+}
+
+/// Uppercases the hex digits of every escape in path and query and decodes the
+/// escapes of unreserved characters.
+fn normalize_escapes(url: &mut Url) {
+    if let Some(path) = normalized_escapes(url.path()) {
+        url.set_path(&path);
+    }
+    if let Some(query) = url.query().and_then(normalized_escapes) {
+        url.set_query(Some(&query));
+    }
+}
+
+/// The component with its escapes normalized, or `None` if that changes nothing.
+///
+/// A component holding a `%` that starts no escape keeps its escapes undecoded (only
+/// uppercased): decoding `%%34%31` to `%41` would make a new escape out of text,
+/// changing what the server sees and what a second pass would do.
+fn normalized_escapes(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| {
+        bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    };
+    if !text.contains('%') {
+        return None;
+    }
+    let percents = || bytes.iter().enumerate().filter(|(_, &b)| b == b'%');
+    let decode = percents().all(|(i, _)| escape_at(i));
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    // Escapes never overlap: the two bytes after a `%` that starts one are hex digits.
+    for (i, _) in percents().filter(|&(i, _)| escape_at(i)) {
+        out.push_str(&text[done..i]);
+        let byte = hex_value(bytes[i + 1], bytes[i + 2]);
+        if decode && is_unreserved(byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+            out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+        }
+        done = i + 3;
+    }
+    out.push_str(&text[done..]);
+    (out != text).then_some(out)
+}
+
+/// The byte two ASCII hex digits stand for.
+fn hex_value(high: u8, low: u8) -> u8 {
+    let digit = |d: u8| match d {
+        b'0'..=b'9' => d - b'0',
+        _ => d.to_ascii_lowercase() - b'a' + 10,
+    };
+    digit(high) << 4 | digit(low)
+}
+
+/// RFC 3986 unreserved characters: the only ones whose escapes may be decoded.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
 /// The URL with any userinfo replaced by `***`, for logs and errors.
@@ -75,6 +139,94 @@ mod tests {
     fn normalizes_case_ports_dots_and_fragments() {
         let url = normalize("HTTP://Example.COM:80/a/./b/../c?q=1#frag").unwrap();
         assert_eq!(url.as_str(), "http://example.com/a/c?q=1");
+    }
+
+    #[test]
+    fn adds_the_root_path_and_converts_idna_hosts() {
+        let url = normalize("http://Example.com").unwrap();
+        assert_eq!(url.as_str(), "http://example.com/");
+        let url = normalize("https://EXAMPLE.com:443?x").unwrap();
+        assert_eq!(url.as_str(), "https://example.com/?x");
+        let url = normalize("http://BÜCHER.example:8080/").unwrap();
+        assert_eq!(url.as_str(), "http://xn--bcher-kva.example:8080/");
+    }
+
+    #[test]
+    fn escapes_of_unreserved_characters_are_decoded_and_hex_uppercased() {
+        let url = normalize("http://a/%7Euser/%41%62%2D%2e%5f%30?q=%7e%2d").unwrap();
+        assert_eq!(url.as_str(), "http://a/~user/Ab-._0?q=~-");
+        let url = normalize("http://a/x%2fy%3a?k=%2b%c3%a4").unwrap();
+        assert_eq!(url.as_str(), "http://a/x%2Fy%3A?k=%2B%C3%A4");
+    }
+
+    #[test]
+    fn escapes_of_reserved_characters_stay_escaped() {
+        let text = "http://a/%2F%3F%23%25%26%3D%2B%20%3A%40%21%24%27%28%29%2A%2C%3B%5B%5D\
+                    ?k=%26%3D%23%25%2B%20";
+        assert_eq!(normalize(text).unwrap().as_str(), text);
+    }
+
+    #[test]
+    fn escaped_dot_segments_are_resolved() {
+        let url = normalize("http://a/b/%2e%2E/c/%2E/d").unwrap();
+        assert_eq!(url.as_str(), "http://a/c/d");
+        // An escaped dot inside a segment is just a dot.
+        assert_eq!(
+            normalize("http://a/x%2Ey").unwrap().as_str(),
+            "http://a/x.y"
+        );
+    }
+
+    #[test]
+    fn a_stray_percent_keeps_its_component_undecoded() {
+        // Decoding would turn `%%34%31` into the new escape `%41`.
+        let url = normalize("http://a/%%34%31/%7e?q=%7e").unwrap();
+        assert_eq!(url.as_str(), "http://a/%%34%31/%7E?q=~");
+        let url = normalize("http://a/100%?q=50%&r=%2f").unwrap();
+        assert_eq!(url.as_str(), "http://a/100%?q=50%&r=%2F");
+    }
+
+    #[test]
+    fn the_fragment_is_dropped_but_a_query_kept() {
+        let url = normalize("http://a/p?#frag").unwrap();
+        assert_eq!(url.as_str(), "http://a/p?");
+        assert_eq!(normalize("http://a/#x").unwrap().as_str(), "http://a/");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalize_is_idempotent(
+            scheme in "[hH][tT][tT][pP][sS]?",
+            host in "([a-zA-Z0-9-]{1,6}\\.){0,2}[a-zA-Z]{1,4}|127\\.0\\.0\\.1|\\[::1\\]",
+            port in proptest::option::of(0u16..),
+            path in "(/([a-zA-Z0-9._~!$&'()*+,;=:@ -]|%[0-9a-fA-F]{2}|%|\\.\\.|\\.|[äß])*){0,5}",
+            query in proptest::option::of("([a-zA-Z0-9._~!$&'()*+,;=:@/? -]|%[0-9a-fA-F]{2}|%)*"),
+            fragment in proptest::option::of("[a-z%#]*"),
+        ) {
+            let mut text = format!("{scheme}://{host}");
+            if let Some(port) = port {
+                text.push_str(&format!(":{port}"));
+            }
+            text.push_str(&path);
+            if let Some(query) = query {
+                text.push_str(&format!("?{query}"));
+            }
+            if let Some(fragment) = fragment {
+                text.push_str(&format!("#{fragment}"));
+            }
+            let once = normalize(&text).map_err(proptest::test_runner::TestCaseError::fail)?;
+            let twice = normalize(once.as_str())
+                .map_err(proptest::test_runner::TestCaseError::fail)?;
+            proptest::prop_assert_eq!(once.as_str(), twice.as_str());
+            proptest::prop_assert!(once.fragment().is_none());
+            for part in [once.path(), once.query().unwrap_or("")] {
+                for escape in part.as_bytes().windows(3).filter(|w| {
+                    w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit()
+                }) {
+                    proptest::prop_assert!(!escape.iter().any(u8::is_ascii_lowercase), "{}", once);
+                }
+            }
+        }
     }
 
     #[test]
