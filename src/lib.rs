@@ -7,10 +7,13 @@
 //! pending URL with the [`fetch`] client, committing finished pages in groups that
 //! count as fetched only once the journal flush holding them returned `Ok`. [`cli`]
 //! turns flags into the stage configs; `main.rs` only wires signals, logging and exit
-//! codes. [`urls`] normalizes and redacts URLs for every stage.
+//! codes. [`urls`] normalizes and redacts URLs for every stage. [`robots`] and
+//! [`follow`] are crawl policy without I/O: which URLs robots.txt allows and which
+//! discovered links a crawl follows.
 
 pub mod cli;
 pub mod fetch;
+pub mod follow;
 pub mod input;
 mod intake;
 pub mod journal;
