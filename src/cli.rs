@@ -10,12 +10,11 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, UserHeader};
-use crate::follow::Follow;
+use crate::follow::{Follow, FollowError, FollowPolicy, Scope};
 use crate::journal::Budget;
 use crate::parse::stage::ParseConfig;
 use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
-use crate::scope::{FollowPolicy, Scope};
 use crate::progress::ProgressMode;
 use crate::sync::{SyncConfig, SyncError, Target};
 
@@ -35,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fetch every URL of a list into the journal; run again to resume.
-    Crawl(CrawlArgs),
+    Crawl(Box<CrawlArgs>),
     /// Annotate pages fetched but not parsed yet (title, links, fields, ...).
     Parse(ParseArgs),
     /// Re-annotate every stored page from the journal, offline; only pages whose
@@ -185,8 +184,7 @@ impl FollowArgs {
             self.max_depth,
             &self.include,
             &self.exclude,
-        )
-        .map_err(ConfigError::Follow)?;
+        )?;
         Ok(Some(Follow {
             policy,
             budget: Budget {
@@ -198,7 +196,7 @@ impl FollowArgs {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    s.parse()
+    s.parse().map_err(|e: FollowError| e.to_string())
 }
 
 fn parse_url(s: &str) -> Result<Url, String> {
@@ -358,8 +356,8 @@ pub enum ConfigError {
     Sync(#[from] SyncError),
     #[error("crawl needs --urls, --from-mysql with --query, or --sitemap")]
     NoInput,
-    #[error("link following: {0}")]
-    Follow(String),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
 }
 
 /// Parses `--header`, with errors that never repeat the value given (it may be a

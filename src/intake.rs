@@ -229,9 +229,7 @@ async fn from_mysql(
         let url = row.as_ref(1).and_then(value_text).unwrap_or_default();
         let place = format!("row {n} (key {})", key.as_deref().unwrap_or("NULL"));
         match normalize(url.trim()) {
-            Ok(url) => tokio::task::block_in_place(|| {
-                adder.push(NewUrl::given(&url, key))
-            })?,
+            Ok(url) => tokio::task::block_in_place(|| adder.push(NewUrl::given(&url, key)))?,
             Err(reason) => adder.invalid(&place, &redact_text(&url), &reason),
         }
     }

@@ -7,10 +7,10 @@
 //! every pending URL with the [`fetch`] client, in the order the [`schedule`]r picks
 //! host by host (robots.txt, delays, retries), committing finished pages in groups that
 //! count as fetched only once the journal flush holding them returned `Ok`. The
-//! [`parse`] stage annotates pages and, with [`follow`], adds the links in [`scope`] to
-//! the frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
+//! [`parse`] stage annotates pages and, with [`follow`], adds the links in scope to the
+//! frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
-//! normalizes and redacts URLs for every stage.
+//! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy.
 
 pub mod cli;
 pub mod fetch;

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Crawl(args) => run_crawl(args).await,
+            Command::Crawl(args) => run_crawl(*args).await,
             Command::Parse(args) => run_parse(args, Mode::Pending).await,
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,

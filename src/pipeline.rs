@@ -358,7 +358,6 @@ fn commit_loop(
     Ok(())
 }
 
-
 /// What the scheduler loop watches besides its own work.
 struct Upstream<'a> {
     intake_done: &'a AtomicBool,

@@ -39,6 +39,9 @@ pub const FRESH_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 /// is the caller's business.
 pub const UNREACHABLE_RETRY: Duration = Duration::from_secs(5 * 60);
 
+/// Characters of a parse error kept in [`Robots::problem`].
+const MAX_DETAIL: usize = 200;
+
 /// What fetching `/robots.txt` gave.
 #[derive(Debug, Clone, Copy)]
 pub enum RobotsFetch<'a> {
@@ -69,9 +72,15 @@ impl Robots {
                 let body = &body[..body.len().min(MAX_BODY)];
                 match texting_robots::Robot::new(agent, body) {
                     Ok(robot) => Rules::Parsed(robot),
-                    Err(e) => Rules::AllowAll {
-                        problem: Some(format!("unparseable robots.txt ({e:#}): allowing all")),
-                    },
+                    Err(e) => {
+                        // The error quotes the failing rule, which the server chose.
+                        let detail: String = format!("{e:#}").chars().take(MAX_DETAIL).collect();
+                        Rules::AllowAll {
+                            problem: Some(format!(
+                                "unparseable robots.txt ({detail}): allowing all"
+                            )),
+                        }
+                    }
                 }
             }
             RobotsFetch::Response { status, .. } if is_unreachable(status) => Rules::Unreachable {

@@ -29,13 +29,16 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::fetch::{Fetched, Fetcher, Trust};
-use crate::journal::{now_ms, ErrorKind, Journal, JournalError, NewUrl, Outcome, PageMeta, Via};
+use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
+use crate::journal::{PageMeta, Via};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize, redact, redact_text};
 
 /// Transient failures in a row, with no response at all, after which a host is taken
 /// for down: its remaining URLs are recorded as failed without being sent.
 pub const HOST_DOWN_AFTER: u32 = 8;
+/// How long a host stays down (kept in the journal, so restarts respect it too).
+pub const HOST_DOWN_FOR: Duration = Duration::from_secs(600);
 /// First retry delay; doubled at each attempt, with jitter.
 const RETRY_BASE: Duration = Duration::from_millis(500);
 /// Longest wait between attempts, and the most of a `Retry-After` that is honored.
@@ -120,7 +123,7 @@ enum Event {
     },
     Robots {
         host: String,
-        fetched: Fetched,
+        fetched: Box<Fetched>,
     },
 }
 
@@ -208,7 +211,28 @@ impl Scheduler {
 
     /// Moves due retries back to the frontier and loads work from it.
     pub fn refill(&mut self) -> Result<(), JournalError> {
-        self.journal.promote_retries(now_ms(), 4096)?;
+        for (key, id) in self.journal.promote_retries(now_ms(), 4096)? {
+            // A host in memory has read its frontier past this id: queue it here.
+            let Some(host) = self.hosts.get_mut(&key) else {
+                continue;
+            };
+            if host.cursor.is_none_or(|cursor| cursor < id) || self.inflight.contains(&id) {
+                continue;
+            }
+            let Some(ready) = self.journal.ready(id)? else {
+                continue;
+            };
+            if let Ok(url) = normalize(&ready.entry.url) {
+                host.queue.push_back(Job {
+                    id,
+                    url,
+                    via: ready.entry.via,
+                    attempts: ready.attempts,
+                });
+                self.queued += 1;
+                self.wake(&key);
+            }
+        }
         let cap = max_hosts(self.concurrency);
         let chunk = chunk(self.per_host);
         // Hosts in memory whose queue ran dry but whose frontier may hold more.
@@ -269,6 +293,10 @@ impl Scheduler {
         {
             robots = RobotsState::Known(Arc::new(Robots::from_source(&source, &self.agent)));
         }
+        let down = stored
+            .down
+            .filter(|down| down.until_ms > now)
+            .map(|down| (down.kind, down.message));
         let mut host = Host {
             queue: VecDeque::new(),
             cursor: None,
@@ -280,7 +308,7 @@ impl Scheduler {
             robots_failures: 0,
             failures: 0,
             last_failure: None,
-            down: None,
+            down,
             in_ready: false,
         };
         if let RobotsState::Known(robots) = &host.robots {
@@ -364,7 +392,7 @@ impl Scheduler {
         if !wants || host.in_ready || matches!(host.robots, RobotsState::Fetching) {
             return;
         }
-        if host.next_at > Instant::now() {
+        if host.next_at > Instant::now() && host.down.is_none() {
             self.sleeping.push(Reverse((host.next_at, key.to_string())));
         } else {
             host.in_ready = true;
@@ -400,7 +428,8 @@ impl Scheduler {
                 continue;
             };
             host.in_ready = false;
-            if host.next_at > Instant::now() {
+            // A host taken for down has its URLs recorded as failed at once.
+            if host.next_at > Instant::now() && host.down.is_none() {
                 self.wake(&key);
                 continue;
             }
@@ -424,6 +453,7 @@ impl Scheduler {
                     let (fetcher, events) = (self.fetcher.clone(), self.events_tx.clone());
                     tokio::spawn(async move {
                         let fetched = fetcher.fetch(&target, trust).await;
+                        let fetched = Box::new(fetched);
                         let _ = events.send(Event::Robots { host: key, fetched });
                     });
                     continue;
@@ -512,6 +542,7 @@ impl Scheduler {
         match event {
             Event::Page { host, id, failure } => {
                 self.active -= 1;
+                let mut newly_down = None;
                 let Some(h) = self.hosts.get_mut(&host) else {
                     return Ok(());
                 };
@@ -536,7 +567,7 @@ impl Scheduler {
                                          answering (last: {last})",
                                         h.failures
                                     );
-                                    h.down = Some((kind, message));
+                                    newly_down = Some((kind, message));
                                 }
                                 h.last_failure = Some((kind, last));
                             }
@@ -544,6 +575,9 @@ impl Scheduler {
                             None => h.last_failure = None,
                         }
                     }
+                }
+                if let Some((kind, message)) = newly_down {
+                    self.take_down(&host, kind, message)?;
                 }
                 self.after_task(&host)
             }
@@ -565,7 +599,7 @@ impl Scheduler {
                     h.next_at = Instant::now() + host_backoff(h.robots_failures + 1, 0);
                     if h.robots_failures > retries {
                         h.robots = RobotsState::Known(Arc::new(robots));
-                        h.down = Some(match &fetched.meta.outcome {
+                        let (kind, message) = match &fetched.meta.outcome {
                             Outcome::Error { kind, message } => {
                                 (*kind, format!("robots.txt could not be fetched: {message}"))
                             }
@@ -577,8 +611,8 @@ impl Scheduler {
                                     h.robots_failures
                                 ),
                             ),
-                        });
-                        h.next_at = Instant::now();
+                        };
+                        self.take_down(&host, kind, message)?;
                     }
                 } else {
                     h.delay = self
@@ -602,6 +636,28 @@ impl Scheduler {
                 self.after_task(&host)
             }
         }
+    }
+
+    /// Takes a host for down for [`HOST_DOWN_FOR`]: its URLs are recorded as failed
+    /// with `kind` and `message`, without being sent, in this run and the next ones.
+    fn take_down(
+        &mut self,
+        key: &str,
+        kind: ErrorKind,
+        message: String,
+    ) -> Result<(), JournalError> {
+        tracing::warn!("host {key} taken for down: {message}");
+        let down = HostDown {
+            until_ms: now_ms() + HOST_DOWN_FOR.as_millis() as u64,
+            kind,
+            message: message.clone(),
+        };
+        self.journal
+            .update_host(key, |h| h.down = Some(down.clone()))?;
+        if let Some(host) = self.hosts.get_mut(key) {
+            host.down = Some((kind, message));
+        }
+        Ok(())
     }
 
     fn after_task(&mut self, key: &str) -> Result<(), JournalError> {
@@ -671,7 +727,9 @@ fn retry_delay(attempts: u32, retry_after: Option<Duration>, salt: u64) -> u64 {
     if let Some(after) = retry_after {
         return after.min(RETRY_MAX).as_millis() as u64;
     }
-    let base = RETRY_BASE.saturating_mul(1 << attempts.min(16)).min(RETRY_MAX);
+    let base = RETRY_BASE
+        .saturating_mul(1 << attempts.min(16))
+        .min(RETRY_MAX);
     let base = base.as_millis() as u64;
     base + jitter(salt ^ u64::from(attempts)) % (base / 2 + 1)
 }
@@ -703,7 +761,10 @@ mod tests {
         for attempts in 0..6 {
             let base = 500u64 << attempts;
             let wait = retry_delay(attempts, None, 7);
-            assert!((base..=base + base / 2).contains(&wait), "{attempts}: {wait}");
+            assert!(
+                (base..=base + base / 2).contains(&wait),
+                "{attempts}: {wait}"
+            );
         }
         assert!(retry_delay(40, None, 1) <= RETRY_MAX.as_millis() as u64 * 3 / 2);
     }

@@ -1,10 +1,15 @@
-//! Model test of the journal: random adds, recorded fetches and reopens, checked after
-//! every step against a `BTreeMap` model (as sled's own tree tests do).
+//! Model test of the journal: random adds, recorded fetches, retries scheduled and
+//! promoted, and reopens, checked after every step against a `BTreeMap` model (as
+//! sled's own tree tests do).
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use webspool::journal::{ErrorKind, FetchedPage, Journal, KeptHeaders, NewUrl, Outcome, PageMeta};
+
+/// A retry time already past, and one far ahead.
+const DUE: u64 = 1_000;
+const LATER: u64 = 1 << 60;
 
 const UNIVERSE: usize = 24;
 
@@ -17,6 +22,10 @@ enum Op {
     Add(Vec<usize>),
     /// (url index, Some(body) for a response, None for an error)
     Record(Vec<(usize, Option<Vec<u8>>)>),
+    /// Transient failures: (url index, whether the retry is already due)
+    Retry(Vec<(usize, bool)>),
+    /// Due retries back to the frontier.
+    Promote,
     Reopen,
 }
 
@@ -28,6 +37,8 @@ fn op() -> impl Strategy<Value = Op> {
             0..6
         )
         .prop_map(Op::Record),
+        2 => prop::collection::vec((0..UNIVERSE, any::<bool>()), 0..6).prop_map(Op::Retry),
+        1 => Just(Op::Promote),
         1 => Just(Op::Reopen),
     ]
 }
@@ -35,10 +46,22 @@ fn op() -> impl Strategy<Value = Op> {
 /// A recorded fetch in the model: `Some(body)` for a response, `None` for an error.
 type Recorded = Option<Vec<u8>>;
 
+/// A URL in the model: pending (attempts so far, retry time if waiting) or recorded.
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Pending { attempts: u32, waiting: Option<u64> },
+    Done(Recorded),
+}
+
+const NEW: State = State::Pending {
+    attempts: 0,
+    waiting: None,
+};
+
 #[derive(Clone, Debug, Default)]
 struct Model {
-    /// url -> (insertion order, the recorded fetch if any)
-    urls: BTreeMap<String, (usize, Option<Recorded>)>,
+    /// url -> (insertion order, its state)
+    urls: BTreeMap<String, (usize, State)>,
 }
 
 fn meta(body: &Option<Vec<u8>>) -> PageMeta {
@@ -64,16 +87,16 @@ fn meta(body: &Option<Vec<u8>>) -> PageMeta {
 
 fn check(journal: &Journal, model: &Model) {
     let status = journal.status().unwrap();
-    let fetched = model
+    let done: Vec<&Recorded> = model
         .urls
         .values()
-        .filter(|(_, p)| matches!(p, Some(Some(_))))
-        .count() as u64;
-    let failed = model
-        .urls
-        .values()
-        .filter(|(_, p)| matches!(p, Some(None)))
-        .count() as u64;
+        .filter_map(|(_, s)| match s {
+            State::Done(r) => Some(r),
+            State::Pending { .. } => None,
+        })
+        .collect();
+    let fetched = done.iter().filter(|r| r.is_some()).count() as u64;
+    let failed = done.len() as u64 - fetched;
     assert_eq!(status.urls, model.urls.len() as u64);
     assert_eq!(status.fetched, fetched);
     assert_eq!(status.failed, failed);
@@ -83,45 +106,91 @@ fn check(journal: &Journal, model: &Model) {
     );
     assert_eq!(status.pending_parse, fetched);
     assert_eq!(status.errors.get("timeout").copied().unwrap_or(0), failed);
-    let raw: u64 = model
-        .urls
-        .values()
-        .filter_map(|(_, p)| p.as_ref().and_then(|b| b.as_ref()).map(|b| b.len() as u64))
+    let raw: u64 = done
+        .iter()
+        .filter_map(|r| r.as_ref())
+        .map(|b| b.len() as u64)
         .sum();
     assert_eq!(status.raw_bytes, raw);
 
-    for (u, (_, page)) in &model.urls {
+    for (u, (_, state)) in &model.urls {
         let id = journal.find(u).unwrap().expect("known url");
         assert_eq!(journal.url(id).unwrap().unwrap().url, *u);
-        assert_eq!(journal.is_pending_fetch(id).unwrap(), page.is_none());
-        match page {
-            None => assert!(journal.page(id).unwrap().is_none()),
-            Some(body) => {
+        let pending = journal.pending(id).unwrap();
+        assert_eq!(journal.is_pending_fetch(id).unwrap(), pending.is_some());
+        match state {
+            State::Pending { attempts, waiting } => {
+                assert!(journal.page(id).unwrap().is_none());
+                let pending = pending.expect("pending entry");
+                assert_eq!(pending.attempts, *attempts, "{u}");
+                assert_eq!(pending.not_before_ms, waiting.unwrap_or(0), "{u}");
+            }
+            State::Done(body) => {
+                assert!(pending.is_none(), "{u} still pending");
                 assert_eq!(journal.page(id).unwrap().unwrap(), meta(body));
                 assert_eq!(journal.body(id).unwrap(), body.clone());
             }
         }
     }
-    // Pending URLs come back in insertion order, whole or in slices.
-    let mut expected: Vec<(usize, String)> = model
-        .urls
-        .iter()
-        .filter(|(_, (_, p))| p.is_none())
-        .map(|(u, (order, _))| (*order, u.clone()))
-        .collect();
-    expected.sort();
-    let expected: Vec<String> = expected.into_iter().map(|(_, u)| u).collect();
-    let mut got = Vec::new();
-    let mut cursor = None;
-    loop {
-        let slice = journal.pending_fetch_after(cursor, 3).unwrap();
-        if slice.is_empty() {
-            break;
+    // The frontier: ready URLs by host, each host's in insertion order, whole or in
+    // slices; the earliest retry time of those waiting.
+    let mut expected: BTreeMap<String, Vec<(usize, String, u32)>> = BTreeMap::new();
+    for (u, (order, state)) in &model.urls {
+        if let State::Pending {
+            attempts,
+            waiting: None,
+        } = state
+        {
+            let host = webspool::urls::host_key(&url::Url::parse(u).unwrap());
+            expected
+                .entry(host)
+                .or_default()
+                .push((*order, u.clone(), *attempts));
         }
-        cursor = slice.last().map(|(id, _)| *id);
-        got.extend(slice.into_iter().map(|(_, e)| e.url));
+    }
+    let expected: Vec<(String, Vec<(String, u32)>)> = expected
+        .into_iter()
+        .map(|(host, mut urls)| {
+            urls.sort();
+            (host, urls.into_iter().map(|(_, u, a)| (u, a)).collect())
+        })
+        .collect();
+    let mut got = Vec::new();
+    let mut host_cursor: Option<String> = None;
+    loop {
+        let hosts = journal
+            .frontier_hosts_after(host_cursor.as_deref(), 1)
+            .unwrap();
+        let Some(host) = hosts.into_iter().next() else {
+            break;
+        };
+        let mut urls = Vec::new();
+        let mut cursor = None;
+        loop {
+            let slice = journal.frontier_of(&host, cursor, 2).unwrap();
+            if slice.is_empty() {
+                break;
+            }
+            cursor = slice.last().map(|r| r.id);
+            urls.extend(slice.into_iter().map(|r| (r.entry.url, r.attempts)));
+        }
+        host_cursor = Some(host.clone());
+        got.push((host, urls));
     }
     assert_eq!(got, expected);
+    let next_retry = model
+        .urls
+        .values()
+        .filter_map(|(_, s)| match s {
+            State::Pending { waiting, .. } => *waiting,
+            State::Done(_) => None,
+        })
+        .min();
+    assert_eq!(journal.next_retry_ms().unwrap(), next_retry);
+}
+
+fn new_url(u: &str) -> NewUrl {
+    NewUrl::given(&url::Url::parse(u).unwrap(), None)
 }
 
 proptest! {
@@ -136,14 +205,11 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(idxs) => {
-                    let batch: Vec<NewUrl> = idxs
-                        .iter()
-                        .map(|i| NewUrl { url: url(*i), source_key: None })
-                        .collect();
+                    let batch: Vec<NewUrl> = idxs.iter().map(|i| new_url(&url(*i))).collect();
                     let mut added = 0;
                     for new in &batch {
                         if !model.urls.contains_key(&new.url) {
-                            model.urls.insert(new.url.clone(), (order, None));
+                            model.urls.insert(new.url.clone(), (order, NEW));
                             order += 1;
                             added += 1;
                         }
@@ -157,18 +223,46 @@ proptest! {
                     for (i, body) in items {
                         let u = url(i);
                         let Some(id) = journal.find(&u).unwrap() else { continue };
-                        if let Some((_, page @ None)) = model.urls.get_mut(&u) {
-                            *page = Some(body.clone());
+                        if let Some((_, state @ State::Pending { .. })) = model.urls.get_mut(&u) {
+                            *state = State::Done(body.clone());
                         }
                         pages.push(FetchedPage {
                             id,
                             meta: meta(&body),
                             compressed_body: body.as_ref().map(|b| zstd::bulk::compress(b, 1).unwrap()),
+                            retry_at_ms: None,
                         });
                     }
                     // Within one batch the first record of an id wins; replays change nothing.
                     journal.record_fetches(&pages).unwrap();
                     journal.record_fetches(&pages).unwrap();
+                }
+                Op::Retry(items) => {
+                    let mut pages = Vec::new();
+                    for (i, due) in items {
+                        let u = url(i);
+                        let Some(id) = journal.find(&u).unwrap() else { continue };
+                        let at = if due { DUE } else { LATER };
+                        if let Some((_, State::Pending { attempts, waiting })) = model.urls.get_mut(&u) {
+                            *attempts += 1;
+                            *waiting = Some(at);
+                        }
+                        pages.push(FetchedPage {
+                            id,
+                            meta: meta(&None),
+                            compressed_body: None,
+                            retry_at_ms: Some(at),
+                        });
+                    }
+                    journal.record_fetches(&pages).unwrap();
+                }
+                Op::Promote => {
+                    for (_, state) in model.urls.values_mut() {
+                        if let State::Pending { waiting: waiting @ Some(DUE), .. } = state {
+                            *waiting = None;
+                        }
+                    }
+                    journal.promote_retries(webspool::journal::now_ms(), 1000).unwrap();
                 }
                 Op::Reopen => {
                     journal.flush_blocking().unwrap();
@@ -187,19 +281,11 @@ fn reopening_a_journal_keeps_its_id_counter_monotonic() {
     let path = dir.path().join("j");
     let first = {
         let j = Journal::open(&path).unwrap();
-        j.add_urls(&[NewUrl {
-            url: url(1),
-            source_key: None,
-        }])
-        .unwrap();
+        j.add_urls(&[new_url(&url(1))]).unwrap();
         j.flush_blocking().unwrap();
         j.find(&url(1)).unwrap().unwrap()
     };
     let j = Journal::open(&path).unwrap();
-    j.add_urls(&[NewUrl {
-        url: url(2),
-        source_key: None,
-    }])
-    .unwrap();
+    j.add_urls(&[new_url(&url(2))]).unwrap();
     assert!(j.find(&url(2)).unwrap().unwrap() > first);
 }

@@ -56,6 +56,7 @@ fn reparse(journal: &Arc<Journal>, rules: Arc<Rules>) -> stage::ParseSummary {
         rules,
         threads: 2,
         progress: ProgressMode::Off,
+        follow: None,
     };
     stage::run(
         journal,

@@ -190,6 +190,7 @@ async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_data
             rules: Arc::new(Rules::default()),
             threads: 2,
             progress: webspool::progress::ProgressMode::Off,
+            follow: None,
         },
         webspool::parse::stage::Mode::Reparse,
         &Arc::new(webspool::parse::stage::Control::default()),

@@ -222,8 +222,13 @@ impl Journal {
     }
 
     /// Moves up to `limit` URLs whose retry time has come back to the frontier; returns
-    /// how many. Not flushed: a crash only leaves them waiting in `retry_queue`.
-    pub fn promote_retries(&self, now_ms: u64, limit: usize) -> Result<usize, JournalError> {
+    /// them as (host, id). Not flushed: a crash only leaves them waiting in
+    /// `retry_queue`.
+    pub fn promote_retries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, JournalError> {
         let due: Vec<sled::IVec> = self
             .retry_queue
             .range(..retry_key(now_ms.saturating_add(1), 0))
@@ -231,11 +236,12 @@ impl Journal {
             .take(limit)
             .collect::<Result<_, _>>()?;
         if due.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         self.guarded(|| {
             let trees = (&self.retry_queue, &self.pending_fetch, &self.frontier);
             let result = trees.transaction(|(retry, pending, frontier)| {
+                let mut moved = Vec::with_capacity(due.len());
                 for key in &due {
                     if retry.remove(key)?.is_none() {
                         continue;
@@ -257,12 +263,24 @@ impl Journal {
                         Err(e) => return abort(e),
                     };
                     frontier.insert(frontier_key(&entry.host, id), &[])?;
+                    moved.push((entry.host, id));
                 }
-                Ok(())
+                Ok(moved)
             });
             flatten(result)
-        })?;
-        Ok(due.len())
+        })
+    }
+
+    /// The ready URL `id`, if it is pending.
+    pub fn ready(&self, id: u64) -> Result<Option<Ready>, JournalError> {
+        let (Some(entry), Some(pending)) = (self.url(id)?, self.pending(id)?) else {
+            return Ok(None);
+        };
+        Ok(Some(Ready {
+            id,
+            entry,
+            attempts: pending.attempts,
+        }))
     }
 
     /// The earliest retry time waiting in `retry_queue`, if any.

@@ -57,7 +57,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use frontier::{NewUrl, Ready};
 pub use parse::{decompress_body, AnnotationReport, Budget, ParseInput, ReparseState};
-pub use record::{ErrorKind, HostEntry, KeptHeaders, Outcome, PageMeta, PendingEntry};
+pub use record::PendingEntry;
+pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
 pub use sync::{LastSync, SyncItem};
 
@@ -338,7 +339,8 @@ impl Journal {
                 attempts: 0,
                 not_before_ms: 0,
             })?;
-            self.frontier.insert(frontier::frontier_key(&host, id), &[])?;
+            self.frontier
+                .insert(frontier::frontier_key(&host, id), &[])?;
             self.pending_fetch.insert(key, pending)?;
         }
         self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;

@@ -14,8 +14,8 @@ use super::{
     abort, bump, counter, entries_after, flatten, read_u64, HostEntry, Journal, JournalError,
     Outcome, PageMeta, TxResult,
 };
-use sled::transaction::TransactionalTree;
 use crate::parse::Annotation;
+use sled::transaction::TransactionalTree;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread
 /// decompresses it with [`decompress_body`].
@@ -205,7 +205,15 @@ impl Journal {
                         pending: pending_fetch,
                         frontier,
                     };
-                    admit(&add, hosts, counters, discovered, budget, added_at_ms, &mut report)?;
+                    admit(
+                        &add,
+                        hosts,
+                        counters,
+                        discovered,
+                        budget,
+                        added_at_ms,
+                        &mut report,
+                    )?;
                     for ((id, annotation), bytes) in batch.iter().zip(&encoded) {
                         let key = id_key(*id);
                         if pending.remove(&key)?.is_some() {

@@ -89,6 +89,17 @@ pub struct HostEntry {
     pub robots: Option<Vec<u8>>,
     /// Nothing is sent to the host before this time (backoff, Retry-After).
     pub not_before_ms: u64,
+    /// Set when the host was taken for down: its URLs fail at once until then.
+    pub down: Option<HostDown>,
+}
+
+/// A host that failed too often in a row without answering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDown {
+    pub until_ms: u64,
+    /// What its URLs are recorded with.
+    pub kind: ErrorKind,
+    pub message: String,
 }
 
 /// Versioned envelope of [`HostEntry`].
@@ -309,7 +320,12 @@ mod tests {
         assert_eq!(&bytes[..4], &[0, 0, 0, 0], "variant tag V1");
         let entry = decode_url(&bytes).unwrap();
         assert_eq!(
-            (entry.url.as_str(), entry.source_key.as_deref(), entry.depth, entry.via),
+            (
+                entry.url.as_str(),
+                entry.source_key.as_deref(),
+                entry.depth,
+                entry.via
+            ),
             ("http://a/", Some("k"), 0, Via::Given)
         );
         let v2 = encode_url(&entry).unwrap();

@@ -14,9 +14,9 @@
 
 use url::Url;
 
+use super::{FollowPolicy, Scope};
 use crate::journal::{Budget, NewUrl, UrlEntry, Via};
 use crate::parse::{Annotation, DocKind};
-use crate::scope::{FollowPolicy, Scope};
 use crate::urls::normalize;
 
 #[derive(Debug)]
@@ -49,13 +49,16 @@ impl Follow {
                 continue;
             };
             let admitted = if sitemap {
-                // Seeds: the scope and depth do not apply, the rest does.
-                self.policy.check(&to, &to, page.depth)
+                self.policy.check_seed(&to)
             } else {
                 self.policy.check(&from, &to, page.depth + 1)
             };
             if let Err(skip) = admitted {
-                tracing::trace!("not following {}: {}", crate::urls::redact(&to), skip.as_str());
+                tracing::trace!(
+                    "not following {}: {}",
+                    crate::urls::redact(&to),
+                    skip.as_str()
+                );
                 continue;
             }
             out.push(if sitemap {
