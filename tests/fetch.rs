@@ -1,20 +1,20 @@
 //! The fetch stage against real servers on loopback, driven through the library crawl:
 //! stored bytes and headers, status counts, redirects, content-decoding, the size cap,
-//! timeouts, connect and DNS errors, URL-list intake, resume, per-host limits and
-//! credentials.
+//! connect and DNS errors, URL-list intake, resume, per-host limits and credentials.
+//! Servers that misbehave (timeouts, bombs, loops, garbage) are in `hostile.rs`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use webspool::fetch::FetchConfig;
 use webspool::journal::{ErrorKind::*, Journal, Outcome, Redirect};
 
-use crate::util::server::{chunks, gzip, gzip_bomb, header, redirect, refused_port, reply};
-use crate::util::server::{slow_server, streamed, with_headers, Gauge, SilentServer};
+use crate::util::server::{chunks, gzip, header, redirect, refused_port, reply};
+use crate::util::server::{slow_server, with_headers, Gauge};
 use crate::util::{self, body_of, error_of, errors, kind_of, no_body, page_of, took};
 use crate::util::{response_of, status_of, Reply, TestServer};
 
@@ -142,23 +142,20 @@ async fn every_redirect_status_is_followed_and_recorded() {
     }
 }
 
+/// The redirect cap's boundary (loops, long chains and foreign schemes are in
+/// `hostile.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn loops_long_chains_and_foreign_schemes_are_refused() {
+async fn chains_stop_after_max_redirects_and_exactly_max_is_followed() {
     let server = TestServer::start(|req| async move {
-        let path = req.uri().path().to_string();
-        let step = path
-            .strip_prefix("/chain/")
-            .map(|n| n.parse::<u32>().unwrap());
-        match step {
+        let step = req.uri().path().strip_prefix("/chain/");
+        match step.and_then(|n| n.parse::<u32>().ok()) {
             Some(n) if n < 20 => redirect(302, &format!("/chain/{}", n + 1)),
             Some(_) => reply(200, "end of chain"),
-            None if path == "/loop" => redirect(301, "/loop"),
-            None if path == "/file" => redirect(302, "file:///etc/passwd"),
             None => reply(404, ""),
         }
     })
     .await;
-    let urls = ["/loop", "/chain/0", "/chain/17", "/file"].map(|p| server.url(p));
+    let urls = ["/chain/0", "/chain/17"].map(|p| server.url(p));
     let config = FetchConfig {
         max_redirects: 3,
         ..util::quick_fetch()
@@ -166,26 +163,22 @@ async fn loops_long_chains_and_foreign_schemes_are_refused() {
     let (_dir, journal, _) = util::crawl_lines(&urls, config).await;
 
     assert_eq!(kind_of(&journal, &urls[0]), TooManyRedirects);
+    assert_eq!(page_of(&journal, &urls[0]).redirects.len(), 3);
+    let asked: Vec<u64> = (0..5)
+        .map(|i| server.hits(&format!("/chain/{i}")))
+        .collect();
     assert_eq!(
-        server.hits("/loop"),
-        4,
+        asked,
+        [1, 1, 1, 1, 0],
         "the request and 3 redirects, no more"
     );
-    assert_eq!(kind_of(&journal, &urls[1]), TooManyRedirects);
-    assert_eq!(page_of(&journal, &urls[1]).redirects.len(), 3);
-    assert_eq!(server.hits("/chain/4"), 0);
-    // Exactly max_redirects hops is still fine.
-    let meta = page_of(&journal, &urls[2]);
+    let meta = page_of(&journal, &urls[1]);
     assert_eq!(status_of(&meta), 200);
     assert_eq!(meta.redirects.len(), 3);
-    assert_eq!(body_of(&journal, &urls[2]), b"end of chain");
-    let (kind, message) = error_of(&journal, &urls[3]);
-    assert_eq!(kind, Protocol);
-    assert!(message.contains("file"), "{message}");
+    assert_eq!(body_of(&journal, &urls[1]), b"end of chain");
     let s = journal.status().unwrap();
-    let want = errors(&[("protocol", 1), ("too_many_redirects", 2)]);
-    assert_eq!(s.errors, want);
-    assert_eq!((s.fetched, s.failed), (1, 3));
+    assert_eq!(s.errors, errors(&[("too_many_redirects", 1)]));
+    assert_eq!((s.fetched, s.failed), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +250,6 @@ async fn bodies_over_the_cap_are_too_large_and_at_the_cap_are_kept() {
                 "/chunked-at-cap" => Reply::new(chunks(16, CAP / 16)),
                 "/chunked-over" => Reply::new(chunks(10, 16 * 1024 + 1)),
                 "/gzip-at-cap" => with_headers(reply(200, gz_at_cap), &gzipped),
-                "/bomb" => gzip_bomb(),
                 _ => reply(404, ""),
             }
         }
@@ -269,13 +261,10 @@ async fn bodies_over_the_cap_are_too_large_and_at_the_cap_are_kept() {
         "/gzip-at-cap",
         "/identity-over",
         "/chunked-over",
-        "/bomb",
     ]
     .map(|p| server.url(p));
     let config = FetchConfig {
         max_body: CAP as u64,
-        timeout: Duration::from_secs(20),
-        idle_timeout: Duration::from_secs(10),
         ..util::quick_fetch()
     };
     let started = Instant::now();
@@ -294,65 +283,9 @@ async fn bodies_over_the_cap_are_too_large_and_at_the_cap_are_kept() {
     }
     let (_, message) = error_of(&journal, &urls[3]);
     assert!(message.contains("Content-Length"), "{message}");
-    // An endless stream can only end at the cap (or at the 20 s deadline).
-    let bomb = page_of(&journal, &urls[5]);
-    assert!(bomb.duration_ms < 3000, "{bomb:?}");
-    assert_eq!((summary.fetched, summary.failed), (3, 3));
+    assert_eq!((summary.fetched, summary.failed), (3, 2));
     let s = journal.status().unwrap();
-    assert_eq!(s.errors, errors(&[("too_large", 3)]));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_stalled_and_dripping_servers_time_out_and_the_rest_is_fetched() {
-    let silent = SilentServer::start().await;
-    let server = TestServer::start(|req| async move {
-        match req.uri().path() {
-            // Headers, a first chunk, then nothing for a minute.
-            "/stall" => Reply::new(streamed(|i| match i {
-                0 => Some((Duration::ZERO, Bytes::from_static(b"partial"))),
-                1 => Some((Duration::from_secs(60), Bytes::from_static(b"rest"))),
-                _ => None,
-            })),
-            // A byte every 300 ms forever: never idle, but never done.
-            "/drip" => Reply::new(streamed(|_| {
-                Some((Duration::from_millis(300), Bytes::from_static(b".")))
-            })),
-            path => reply(200, format!("page {path}")),
-        }
-    })
-    .await;
-    let normal: Vec<String> = (0..10).map(|i| server.url(&format!("/ok/{i}"))).collect();
-    let stuck = [
-        silent.url("/never"),
-        server.url("/stall"),
-        server.url("/drip"),
-    ];
-    let config = FetchConfig {
-        idle_timeout: Duration::from_secs(1),
-        timeout: Duration::from_secs(3),
-        ..util::quick_fetch()
-    };
-    let started = Instant::now();
-    let all = [&stuck[..], &normal[..]].concat();
-    let (_dir, journal, summary) = util::crawl_lines(&all, config).await;
-    took(started, 7);
-
-    assert!(silent.accepted() >= 1, "the silent server was reached");
-    // The silent and the stalled server hit the idle timeout, the drip the deadline.
-    let windows = [900..2500, 900..2500, 2900..4500];
-    for (url, window) in stuck.iter().zip(windows) {
-        let meta = page_of(&journal, url);
-        assert_eq!(meta.error_kind(), Some(Timeout), "{url}: {meta:?}");
-        assert!(window.contains(&meta.duration_ms), "{url}: {meta:?}");
-        assert!(no_body(&journal, url), "{url}: no partial body stored");
-    }
-    for (i, url) in normal.iter().enumerate() {
-        assert_eq!(status_of(&page_of(&journal, url)), 200);
-        assert_eq!(body_of(&journal, url), format!("page /ok/{i}").as_bytes());
-    }
-    assert_eq!((summary.fetched, summary.failed), (10, 3));
-    let s = journal.status().unwrap();
-    assert_eq!(s.errors, errors(&[("timeout", 3)]));
+    assert_eq!(s.errors, errors(&[("too_large", 2)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod crawl_sync;
 mod fetch;
+mod hostile;
 mod journal_model;
 mod parse;
 mod polite;

@@ -4,7 +4,7 @@
 //! Transient: timeouts, connection failures (refused, reset, aborted, unreachable), a
 //! transfer cut short (the connection closed before the response was complete: a
 //! body shorter than its Content-Length or a chunked body without its last chunk) and
-//! temporary DNS failures (`EAI_AGAIN`, told apart by resolver's message). Not
+//! temporary DNS failures (`EAI_AGAIN`, told apart by the resolver's message). Not
 //! transient: a name that does not exist, TLS failures, caps (`too_large`,
 //! `too_many_redirects`), `blocked`, and malformed responses (a bad status line, bad
 //! chunk sizes, undecodable content): a server that sent garbage once will most likely

@@ -5,6 +5,7 @@
 
 pub mod mysql;
 pub mod proxy;
+pub mod raw;
 pub mod server;
 
 use std::path::PathBuf;

@@ -187,50 +187,6 @@ where
     }
 }
 
-/// A TCP server on 127.0.0.1:0 that accepts connections, reads nothing, answers nothing
-/// and holds every socket open until dropped.
-pub struct SilentServer {
-    pub addr: SocketAddr,
-    accepted: Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SilentServer {
-    pub async fn start() -> SilentServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let count = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                held.push(stream);
-            }
-        });
-        SilentServer {
-            addr,
-            accepted,
-            task,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for SilentServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A loopback port with nothing listening on it (bound, then released).
 pub fn refused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -258,18 +214,24 @@ pub fn chunks(n: usize, size: usize) -> Body {
     streamed(move |i| (i < n).then(|| (std::time::Duration::ZERO, Bytes::from(vec![b'c'; size]))))
 }
 
-/// An endless gzip stream of zeros (each 256 KiB decoded is well under 1 KiB on the
-/// wire), as a `Content-Encoding: gzip` response.
+/// An endless gzip stream of zeros, as a `Content-Encoding: gzip` response: 1 MiB
+/// compressed once, then one compressed 1 MiB block (about 1 KiB on the wire) sent again
+/// and again. Repeating it is valid deflate: the block starts and ends on a byte boundary
+/// (sync flush) and only refers back to zeros. Compressing on the fly instead would keep
+/// the test's own runtime busy compressing, starving the client under test.
 pub fn gzip_bomb() -> Reply {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let zeros = vec![0u8; 256 * 1024];
-    let body = streamed(move |_| {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut block = || {
         enc.write_all(&zeros).expect("gzip");
-        // A sync flush: what was written goes out now, not when the encoder's buffer fills.
         enc.flush().expect("gzip");
-        let out = Bytes::from(std::mem::take(enc.get_mut()));
-        Some((std::time::Duration::ZERO, out))
+        Bytes::from(std::mem::take(enc.get_mut()))
+    };
+    let (first, again) = (block(), block());
+    let body = streamed(move |i| {
+        let block = if i == 0 { &first } else { &again };
+        Some((std::time::Duration::ZERO, block.clone()))
     });
     with_headers(Response::new(body), &[("content-encoding", "gzip")])
 }
