@@ -337,7 +337,15 @@ async fn url_lists_skip_comments_and_invalid_lines_and_dedup() {
     assert_eq!(summary.fetched, 4);
     let mut hits: Vec<(String, u64)> = server.all_hits().into_iter().collect();
     hits.sort();
-    let want = ["/a", "/b", "/c?q=1", "/c?q=2"].map(|p| (p.to_string(), 1));
+    // robots.txt once for each of the two hosts (`127.0.0.1` and `localhost`).
+    let want = [
+        ("/a", 1),
+        ("/b", 1),
+        ("/c?q=1", 1),
+        ("/c?q=2", 1),
+        ("/robots.txt", 2),
+    ]
+    .map(|(p, n)| (p.to_string(), n));
     assert_eq!(hits, want, "each distinct URL fetched once");
     let b = format!("http://localhost:{port}/b");
     assert_eq!(body_of(&journal, &b), b"/b");
