@@ -126,11 +126,12 @@ pub async fn crawl(
             let fetched = counts.fetched.load(Ordering::Relaxed);
             let failed = counts.failed.load(Ordering::Relaxed);
             let bytes = counts.bytes.load(Ordering::Relaxed);
+            let retried = counts.retried.load(Ordering::Relaxed);
             View {
                 done: counts.done_before.load(Ordering::Relaxed) + fetched + failed,
                 total: counts.total.load(Ordering::Relaxed),
                 message: format!(
-                    "fetched {fetched}, failed {failed}, parsed {parsed}, {:.0} pages/s, {:.1} MB/s",
+                    "fetched {fetched}, failed {failed}, retries {retried}, parsed {parsed}, {:.0} pages/s, {:.1} MB/s",
                     per_sec(fetched + failed, started),
                     per_sec(bytes, started) / 1e6
                 ),

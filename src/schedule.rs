@@ -12,8 +12,9 @@
 //! host; a transient failure is retried with exponential backoff and jitter (or after
 //! the server's `Retry-After`) up to `--retries` times, the schedule kept in the
 //! journal's `retry_queue`; a host whose requests keep failing is backed off, and after
-//! [`HOST_DOWN_AFTER`] failures in a row without any response its remaining URLs are
-//! recorded as failed without being sent.
+//! [`HOST_DOWN_AFTER`] failures in a row without any response it is taken for down for
+//! [`HOST_DOWN_FOR`] (kept in the journal): its URLs are recorded as failed without
+//! being sent.
 //!
 //! The scheduler never writes results itself: every outcome, including URLs refused by
 //! robots.txt, goes to the committer, which acknowledges ids once they are durable.

@@ -52,6 +52,33 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn bad_follow_settings_are_clear_errors_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let journal = journal.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--follow", "same-planet,"], "--follow"),
+        (
+            &["--follow", "same-host", "--include", "(unclosed"],
+            "include",
+        ),
+        (&["--follow", "same-host", "--no-parse"], "--no-parse"),
+        (&["--delay", "abc"], "--delay"),
+    ];
+    for (flags, said) in cases {
+        let mut args = vec!["crawl", "--urls", "-", "--journal", journal];
+        args.extend_from_slice(flags);
+        let out = run(&args);
+        assert_ne!(out.status.code(), Some(0), "{flags:?}");
+        assert!(stderr(&out).contains(said), "{flags:?}: {}", stderr(&out));
+        assert!(
+            !dir.path().join("j").exists(),
+            "{flags:?} created the journal"
+        );
+    }
+}
+
+#[test]
 fn a_missing_url_list_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("j");

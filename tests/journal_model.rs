@@ -289,3 +289,65 @@ fn reopening_a_journal_keeps_its_id_counter_monotonic() {
     j.add_urls(&[new_url(&url(2))]).unwrap();
     assert!(j.find(&url(2)).unwrap().unwrap() > first);
 }
+
+/// A journal as format version 1 left it: pending ids with empty values, `UrlRecord::V1`.
+#[test]
+fn a_version_1_journal_is_upgraded_in_place() {
+    #[derive(serde::Serialize)]
+    enum UrlRecordV1 {
+        V1 {
+            url: String,
+            source_key: Option<String>,
+            added_at_ms: u64,
+        },
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    {
+        let db = sled::open(&path).unwrap();
+        db.insert("version", &1u32.to_be_bytes()).unwrap();
+        db.insert("journal_id", &[7u8; 16]).unwrap();
+        db.insert("next_id", &3u64.to_be_bytes()).unwrap();
+        db.insert("format", b"webspool-journal").unwrap();
+        let (urls, index, pending) = (
+            db.open_tree("urls").unwrap(),
+            db.open_tree("url_index").unwrap(),
+            db.open_tree("pending_fetch").unwrap(),
+        );
+        for id in 1u64..3 {
+            let url = url(id as usize);
+            let record = UrlRecordV1::V1 {
+                url: url.clone(),
+                source_key: Some(format!("k{id}")),
+                added_at_ms: 5,
+            };
+            urls.insert(id.to_be_bytes(), bincode::serialize(&record).unwrap())
+                .unwrap();
+            index.insert(url.as_bytes(), &id.to_be_bytes()).unwrap();
+            pending.insert(id.to_be_bytes(), &[]).unwrap();
+        }
+        db.open_tree("counters")
+            .unwrap()
+            .insert("urls", &2u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.status().unwrap().pending_fetch, 2);
+    for id in 1u64..3 {
+        let entry = journal.url(id).unwrap().unwrap();
+        assert_eq!(entry.source_key, Some(format!("k{id}")));
+        let pending = journal.pending(id).unwrap().unwrap();
+        let host = webspool::urls::host_key(&url::Url::parse(&entry.url).unwrap());
+        assert_eq!(
+            (pending.host.as_str(), pending.attempts),
+            (host.as_str(), 0)
+        );
+        let ready = journal.frontier_of(&host, None, 10).unwrap();
+        assert_eq!(ready.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+    }
+    drop(journal);
+    // Opened again, it is a version-2 journal and stays as it is.
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.frontier_hosts_after(None, 10).unwrap().len(), 2);
+}
