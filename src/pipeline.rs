@@ -129,7 +129,8 @@ pub async fn crawl(
             let retried = counts.retried.load(Ordering::Relaxed);
             View {
                 done: counts.done_before.load(Ordering::Relaxed) + fetched + failed,
-                total: counts.total.load(Ordering::Relaxed),
+                total: counts.total.load(Ordering::Relaxed)
+                    + parse_control.discovered.load(Ordering::Relaxed),
                 message: format!(
                     "fetched {fetched}, failed {failed}, retries {retried}, parsed {parsed}, {:.0} pages/s, {:.1} MB/s",
                     per_sec(fetched + failed, started),

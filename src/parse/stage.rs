@@ -57,6 +57,8 @@ pub struct Control {
     pub fetch_done: AtomicBool,
     /// Pages annotated (durably) so far in this run.
     pub parsed: AtomicU64,
+    /// URLs link following added to the frontier (durably) in this run.
+    pub discovered: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -353,6 +355,9 @@ fn commit(
             summary.bytes += done.bytes;
             summary.with_errors += results.iter().filter(|(_, a)| a.error.is_some()).count() as u64;
             control.parsed.fetch_add(n, Ordering::Relaxed);
+            control
+                .discovered
+                .fetch_add(report.discovered, Ordering::Relaxed);
             tracing::debug!(target: "webspool::committed", through = done.last_id, "{n} pages annotated");
             next += 1;
             committed.store(next, Ordering::Release);
