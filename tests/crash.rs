@@ -82,8 +82,16 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
     let mut kills = 0;
     for round in 0..KILLS {
         let mut child = run_binary(&list, &journal_dir, &log);
-        let wait = Duration::from_millis(400 + 150 * round as u64);
-        tokio::time::sleep(wait).await;
+        // Kill once this run has reported pages, at a different moment each round:
+        // a fixed delay would kill a slow start (a loaded machine) before anything.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20)
+            && reported(&std::fs::read_to_string(&log).unwrap_or_default()).is_empty()
+            && child.try_wait().expect("poll child").is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50 + 100 * round as u64)).await;
         if child.try_wait().expect("poll child").is_some() {
             break; // finished before the kill: nothing more to crash
         }
