@@ -187,15 +187,18 @@ pub async fn crawl(
         rx
     };
 
+    let parse_ended = Arc::new(AtomicBool::new(false));
     let parser = match config.parse.clone() {
         None => None,
         Some(parse_config) => {
             let (journal, control) = (journal.clone(), parse_control.clone());
+            let ended = parse_ended.clone();
             let (tx, rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name("webspool-parse".into())
                 .spawn(move || {
                     let result = stage::run(&journal, &parse_config, Mode::Pending, &control);
+                    ended.store(true, Ordering::Release);
                     drop(journal);
                     let _ = tx.send(result);
                 })
@@ -211,7 +214,7 @@ pub async fn crawl(
         tokio::spawn(async move { sync::run(journal, &sync_config, control).await })
     });
 
-    let follow = config.parse.as_ref().is_some_and(|p| p.follow.is_some());
+    let following = config.parse.as_ref().is_some_and(|p| p.follow.is_some());
     let mut scheduler = Scheduler::new(
         journal.clone(),
         fetcher,
@@ -228,7 +231,7 @@ pub async fn crawl(
             intake_notify: &intake_notify,
             stop_intake: &stop_intake,
             committer_failed: &committer_failed,
-            follow,
+            parse_ended: following.then_some(&*parse_ended),
         },
     )
     .await?;
@@ -366,8 +369,9 @@ struct Upstream<'a> {
     intake_notify: &'a Notify,
     stop_intake: &'a AtomicBool,
     committer_failed: &'a AtomicBool,
-    /// Link following is on: the parse stage may still add URLs.
-    follow: bool,
+    /// With link following, the parse stage may add URLs until it has parsed every
+    /// page or has ended (on an error, reported once the crawl is over).
+    parse_ended: Option<&'a AtomicBool>,
 }
 
 /// Runs the scheduler until every URL is done; returns whether it was interrupted.
@@ -395,7 +399,7 @@ async fn run_scheduler(
                 let intake_finished = up.intake_done.load(Ordering::Acquire);
                 scheduler.refill()?;
                 refilled = Some(Instant::now());
-                if !scheduler.busy() && intake_finished && all_done(journal, up.follow)? {
+                if !scheduler.busy() && intake_finished && all_done(journal, up.parse_ended)? {
                     return Ok(false);
                 }
             }
@@ -425,8 +429,10 @@ const REFILL_EVERY: Duration = Duration::from_millis(50);
 /// Longest sleep of the scheduler loop.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
-/// Nothing is pending, waiting for a retry, or (with link following) still to be parsed.
-fn all_done(journal: &Journal, follow: bool) -> Result<bool, JournalError> {
+/// Nothing is pending, waiting for a retry, or (with link following, while the parse
+/// stage runs) still to be parsed.
+fn all_done(journal: &Journal, parse_ended: Option<&AtomicBool>) -> Result<bool, JournalError> {
     let status = journal.status()?;
-    Ok(status.pending_fetch == 0 && (!follow || status.pending_parse == 0))
+    let parsing = parse_ended.is_some_and(|ended| !ended.load(Ordering::Acquire));
+    Ok(status.pending_fetch == 0 && !(parsing && status.pending_parse > 0))
 }
