@@ -1,10 +1,12 @@
 //! The parse side of the journal: pages to annotate out, annotations in, and the pages
 //! whose annotation changed marked for sync.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+use zstd::bulk::Decompressor;
 
 use super::record::{decode_annotation, decode_page, encode_annotation, id_key, key_id};
 use super::sync::mark_for_sync;
@@ -42,8 +44,35 @@ pub struct AnnotationReport {
     pub changed: u64,
 }
 
-/// Decompresses a body read from the journal.
+/// Largest body decompressed in one step into a buffer of the size its frame declares;
+/// larger ones (or frames without a size) are streamed, so a damaged size field cannot
+/// make us allocate more than this up front.
+const MAX_ONE_STEP: u64 = 64 * 1024 * 1024;
+
+/// Decompresses a body read from the journal. Bodies are written as one zstd frame that
+/// records its size (`zstd::bulk::Compressor`), so the usual case is one allocation and
+/// one call, with a decompression context kept per thread; anything else is streamed.
 pub fn decompress_body(id: u64, compressed: &[u8]) -> Result<Vec<u8>, JournalError> {
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
+    }
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .ok()
+        .flatten();
+    if let Some(size) = size.filter(|&s| s <= MAX_ONE_STEP) {
+        let one_step = DECOMPRESSOR.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let decompressor = match &mut *cell {
+                Some(d) => d,
+                None => cell.insert(Decompressor::new().ok()?),
+            };
+            decompressor.decompress(compressed, size as usize).ok()
+        });
+        // A failure here (several frames, damage) gets the streaming decoder's error.
+        if let Some(body) = one_step.filter(|b| b.len() as u64 == size) {
+            return Ok(body);
+        }
+    }
     zstd::stream::decode_all(compressed).map_err(|e| JournalError::Damaged {
         what: format!("body of id {id} does not decompress: {e}"),
     })

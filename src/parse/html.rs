@@ -163,7 +163,11 @@ impl State {
             return;
         };
         let href = html_escape::decode_html_entities(&href);
-        let rel = el.get_attribute("rel");
+        // Most anchors have no `rel`: asking first saves an allocation.
+        let rel = el
+            .has_attribute("rel")
+            .then(|| el.get_attribute("rel"))
+            .flatten();
         let alt = area.then(|| {
             el.get_attribute("alt")
                 .map_or_else(String::new, |a| attr_text(&a, MAX_FIELD))

@@ -15,6 +15,9 @@ const MAX_HREF: usize = 8192;
 pub(super) struct Links {
     /// The document base URL: the page URL, or the first `<base href>` once seen.
     base: Url,
+    /// What a fragment-only `href` (`#top`) resolves to: the base without its fragment,
+    /// if that is http(s). Such hrefs are common, and need no URL parsing.
+    base_for_fragment: Option<String>,
     base_seen: bool,
     links: Vec<Link>,
     /// xxh3 of a kept URL -> its index in `links` (strings compared on a hit).
@@ -33,6 +36,7 @@ impl Links {
     pub fn new(page_url: &Url) -> Self {
         Links {
             base: page_url.clone(),
+            base_for_fragment: without_fragment(page_url),
             base_seen: false,
             links: Vec::new(),
             kept: HashMap::new(),
@@ -49,6 +53,7 @@ impl Links {
             return;
         }
         if let Some(url) = self.resolve(href) {
+            self.base_for_fragment = without_fragment(&url);
             self.base = url;
             self.seen_raw.clear();
         }
@@ -76,10 +81,14 @@ impl Links {
         if !self.seen_raw.insert(xxh3_64(href.as_bytes())) {
             return;
         }
-        let Some(url) = self.resolve(href) else {
+        let url = if href.starts_with('#') && href.len() <= MAX_HREF {
+            self.base_for_fragment.clone()
+        } else {
+            self.resolve(href).map(String::from)
+        };
+        let Some(url) = url else {
             return;
         };
-        let url = String::from(url);
         let hash = xxh3_64(url.as_bytes());
         if let Some(&i) = self.kept.get(&hash) {
             if self.links[i].url == url {
@@ -132,4 +141,15 @@ impl Links {
         self.finish_current();
         (self.links, self.dropped.len() as u64)
     }
+}
+
+/// `url` without its fragment, if it is http(s): what [`Links::resolve`] gives for a
+/// fragment-only `href` against it.
+fn without_fragment(url: &Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut url = url.clone();
+    url.set_fragment(None);
+    Some(url.into())
 }

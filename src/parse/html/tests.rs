@@ -295,6 +295,17 @@ fn base_rules() {
     assert_eq!(urls(&a), ["https://example.test/dir/a"]);
     let a = parse(b"<base href='https://other.test/x/'><a href=a>1</a><a href=//cdn.test/y>2</a>");
     assert_eq!(urls(&a), ["https://other.test/x/a", "https://cdn.test/y"]);
+    // Fragment-only hrefs are the base URL without fragment, before and after a <base>.
+    let a = parse(b"<a href=#a>1</a><base href='/b/?q#f'><a href='#b'>2</a><a href=#>3</a>");
+    assert_eq!(
+        urls(&a),
+        [
+            "https://example.test/dir/page.html",
+            "https://example.test/b/?q"
+        ]
+    );
+    let a = parse(b"<base href='javascript:x'><a href=#a>1</a>");
+    assert_eq!(urls(&a), ["https://example.test/dir/page.html"]);
 }
 
 #[test]
