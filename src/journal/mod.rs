@@ -46,7 +46,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-pub use parse::{decompress_body, AnnotationReport, ParseInput, ReparseState};
+pub use parse::{
+    decompress_body, decompress_body_into, AnnotationReport, ParseInput, ReparseState,
+};
 pub use record::{ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect, UrlEntry};
 pub use sync::{LastSync, SyncItem};
 

@@ -222,7 +222,7 @@ fn builtin() -> &'static Builtin {
             meta: s("meta[name][content]"),
             link: s("link[rel][href]"),
             base: s("base[href]"),
-            html: s("html[lang]"),
+            html: s("html"),
             a: s("a[href]"),
             area: s("area[href]"),
             template: s("template"),
@@ -293,12 +293,17 @@ fn rewrite(
         ))
         .append_element_content_handler(on(
             &b.html,
-            element(|st, el| {
+            Handlers::default().element(|el: &mut Element<'_, '_>| {
+                let mut st = state.borrow_mut();
                 if st.lang.is_none() {
                     st.lang = attribute(el, st.html, "lang")
                         .map(|l| attr_value(&l, MAX_FIELD))
                         .filter(|l| !l.is_empty());
                 }
+                // The rewritten output is thrown away. Inside a removed element lol_html
+                // still calls every handler but no longer serializes what it parsed.
+                el.remove();
+                Ok(())
             }),
         ))
         .append_element_content_handler(on(
