@@ -2,6 +2,7 @@
 //! fragments, deduplicated (first occurrence wins), capped at [`MAX_LINKS`].
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use url::Url;
 use xxhash_rust::xxh3::xxh3_64;
@@ -21,13 +22,13 @@ pub(super) struct Links {
     base_seen: bool,
     links: Vec<Link>,
     /// xxh3 of a kept URL -> its index in `links` (strings compared on a hit).
-    kept: HashMap<u64, usize>,
+    kept: U64Map<usize>,
     /// xxh3 of URLs beyond the cap, so each distinct one is counted once.
-    dropped: HashSet<u64>,
+    dropped: U64Set,
     /// xxh3 of every raw `href` already handled under the current base: a repeat
     /// resolves to the same URL, so it is skipped without parsing (link-dense pages
     /// repeat most of their hrefs). 64-bit hashes: a collision is not a concern.
-    seen_raw: HashSet<u64>,
+    seen_raw: U64Set,
     /// The anchor whose text is being collected: index into `links` and its text.
     current: Option<(usize, Collapse)>,
 }
@@ -39,9 +40,9 @@ impl Links {
             base_for_fragment: without_fragment(page_url),
             base_seen: false,
             links: Vec::new(),
-            kept: HashMap::new(),
-            dropped: HashSet::new(),
-            seen_raw: HashSet::new(),
+            kept: U64Map::default(),
+            dropped: U64Set::default(),
+            seen_raw: U64Set::default(),
             current: None,
         }
     }
@@ -152,4 +153,28 @@ fn without_fragment(url: &Url) -> Option<String> {
     let mut url = url.clone();
     url.set_fragment(None);
     Some(url.into())
+}
+
+/// A map keyed by xxh3 hashes, which need no hashing again.
+type U64Map<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+/// A set of xxh3 hashes.
+type U64Set = HashSet<u64, BuildHasherDefault<PreHashed>>;
+
+/// The hasher of [`U64Map`] and [`U64Set`]: a `u64` key is its own hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `u64` keys; anything else still hashes.
+        self.0 = xxh3_64(bytes) ^ self.0.rotate_left(5);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
