@@ -56,7 +56,8 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 pub use frontier::{NewUrl, Ready};
-pub use parse::{decompress_body, AnnotationReport, Budget, ParseInput, ReparseState};
+pub use parse::ReparseState;
+pub use parse::{decompress_body, decompress_body_into, AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};

@@ -282,8 +282,15 @@ enum AnnotationRecord {
     V1(Annotation),
 }
 
+/// [`AnnotationRecord`] borrowing its content: the same encoding, without a copy of the
+/// annotation (the parse committer encodes every page it records).
+#[derive(Serialize)]
+enum AnnotationRecordRef<'a> {
+    V1(&'a Annotation),
+}
+
 pub(crate) fn encode_annotation(annotation: &Annotation) -> Result<Vec<u8>, JournalError> {
-    encode(&AnnotationRecord::V1(annotation.clone()))
+    encode(&AnnotationRecordRef::V1(annotation))
 }
 
 pub(crate) fn decode_annotation(bytes: &[u8]) -> Result<Annotation, JournalError> {
@@ -343,6 +350,24 @@ mod tests {
             );
         }
         assert_eq!(ErrorKind::ALL[7].as_str(), "blocked");
+    }
+
+    #[test]
+    fn borrowed_annotation_encoding_is_the_v1_record() {
+        let annotation = Annotation {
+            title: Some("t".into()),
+            links: vec![crate::parse::Link {
+                url: "http://a/".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let bytes = encode_annotation(&annotation).unwrap();
+        assert_eq!(
+            bytes,
+            encode(&AnnotationRecord::V1(annotation.clone())).unwrap()
+        );
+        assert_eq!(decode_annotation(&bytes).unwrap(), annotation);
     }
 
     #[test]

@@ -49,7 +49,7 @@ use url::Url;
 
 use self::fields::FieldState;
 use self::links::Links;
-use self::text::{attr_text, attr_value, Collapse, Gap, NodeBuffer};
+use self::text::{attr_text, attr_value, attribute, Collapse, Gap, NodeBuffer};
 use super::charset::decode_html;
 use super::{Annotation, Rules, MAX_FIELD, MAX_TEXT_EXTRACT};
 
@@ -71,8 +71,8 @@ pub fn parse_html(
         .map(str::to_ascii_lowercase);
     let decoded = decode_html(body, content_type, tld.as_deref().map(str::as_bytes));
     out.charset = Some(decoded.encoding.name().to_string());
-    let state = RefCell::new(State::new(page_url, rules));
-    let result = rewrite(decoded.text.as_bytes(), usize::MAX, &state, rules);
+    let state = RefCell::new(State::new(&decoded.text, page_url, rules));
+    let result = rewrite(&decoded.text, usize::MAX, &state, rules);
     state.into_inner().finish(out);
     if let Err(e) = result {
         out.error = Some(format!("HTML parsing stopped early: {e}"));
@@ -81,7 +81,9 @@ pub fn parse_html(
 
 /// Everything gathered during the pass; shared by the handlers through a `RefCell`
 /// (lol_html calls them one at a time).
-struct State {
+struct State<'h> {
+    /// The document lol_html is reading: attribute values are read from it.
+    html: &'h str,
     links: Links,
     titles: u32,
     title: Collapse,
@@ -99,9 +101,10 @@ struct State {
     fields: Vec<FieldState>,
 }
 
-impl State {
-    fn new(page_url: &Url, rules: &Rules) -> Self {
+impl<'h> State<'h> {
+    fn new(html: &'h str, page_url: &Url, rules: &Rules) -> Self {
         State {
+            html,
             links: Links::new(page_url),
             titles: 0,
             title: Collapse::new(MAX_FIELD),
@@ -123,8 +126,10 @@ impl State {
     }
 
     fn meta(&mut self, el: &Element<'_, '_>) {
-        let (Some(name), Some(content)) = (el.get_attribute("name"), el.get_attribute("content"))
-        else {
+        let (Some(name), Some(content)) = (
+            attribute(el, self.html, "name"),
+            attribute(el, self.html, "content"),
+        ) else {
             return;
         };
         let name = name.trim();
@@ -146,7 +151,10 @@ impl State {
         if self.canonical.is_some() {
             return;
         }
-        let (Some(rel), Some(href)) = (el.get_attribute("rel"), el.get_attribute("href")) else {
+        let (Some(rel), Some(href)) = (
+            attribute(el, self.html, "rel"),
+            attribute(el, self.html, "href"),
+        ) else {
             return;
         };
         if rel
@@ -159,14 +167,13 @@ impl State {
     }
 
     fn anchor(&mut self, el: &Element<'_, '_>, area: bool) {
-        let Some(href) = el.get_attribute("href") else {
+        let Some(href) = attribute(el, self.html, "href") else {
             return;
         };
         let href = html_escape::decode_html_entities(&href);
-        let rel = el.get_attribute("rel");
+        let rel = attribute(el, self.html, "rel");
         let alt = area.then(|| {
-            el.get_attribute("alt")
-                .map_or_else(String::new, |a| attr_text(&a, MAX_FIELD))
+            attribute(el, self.html, "alt").map_or_else(String::new, |a| attr_text(&a, MAX_FIELD))
         });
         self.links.start(&href, rel.as_deref(), alt);
     }
@@ -215,7 +222,7 @@ fn builtin() -> &'static Builtin {
             meta: s("meta[name][content]"),
             link: s("link[rel][href]"),
             base: s("base[href]"),
-            html: s("html[lang]"),
+            html: s("html"),
             a: s("a[href]"),
             area: s("area[href]"),
             template: s("template"),
@@ -232,9 +239,9 @@ fn on<'h, 's>(sel: &'s Selector, h: Handlers<'h>) -> (Cow<'s, Selector>, Handler
 /// Runs lol_html over `html`, written `chunk` bytes at a time (all at once in
 /// production; tests use small chunks to split text nodes and tags).
 fn rewrite(
-    html: &[u8],
+    html: &str,
     chunk: usize,
-    state: &RefCell<State>,
+    state: &RefCell<State<'_>>,
     rules: &Rules,
 ) -> Result<(), lol_html::errors::RewritingError> {
     let b = builtin();
@@ -246,7 +253,7 @@ fn rewrite(
     };
     // Text collected into one of the state's values while a condition holds.
     let text_into = |f: fn(&mut State, &str, Gap<'_>), when: fn(&State) -> bool| {
-        let mut node = NodeBuffer::new(html);
+        let mut node = NodeBuffer::new(html.as_bytes());
         move |t: &mut TextChunk<'_>| {
             let mut st = state.borrow_mut();
             if when(&st) {
@@ -274,25 +281,29 @@ fn rewrite(
                 |st| st.h1s == 1 && !st.h1.is_full(),
             )),
         ))
-        .append_element_content_handler(on(&b.meta, element(State::meta)))
-        .append_element_content_handler(on(&b.link, element(State::link)))
+        .append_element_content_handler(on(&b.meta, element(|st, el| st.meta(el))))
+        .append_element_content_handler(on(&b.link, element(|st, el| st.link(el))))
         .append_element_content_handler(on(
             &b.base,
             element(|st, el| {
-                if let Some(href) = el.get_attribute("href") {
+                if let Some(href) = attribute(el, st.html, "href") {
                     st.links.set_base(&html_escape::decode_html_entities(&href));
                 }
             }),
         ))
         .append_element_content_handler(on(
             &b.html,
-            element(|st, el| {
+            Handlers::default().element(|el: &mut Element<'_, '_>| {
+                let mut st = state.borrow_mut();
                 if st.lang.is_none() {
-                    st.lang = el
-                        .get_attribute("lang")
+                    st.lang = attribute(el, st.html, "lang")
                         .map(|l| attr_value(&l, MAX_FIELD))
                         .filter(|l| !l.is_empty());
                 }
+                // The rewritten output is thrown away. Inside a removed element lol_html
+                // still calls every handler but no longer serializes what it parsed.
+                el.remove();
+                Ok(())
             }),
         ))
         .append_element_content_handler(on(
@@ -311,12 +322,12 @@ fn rewrite(
     for (i, (rule, selector)) in rules.compiled().enumerate() {
         let mut h = Handlers::default().element(move |el: &mut Element<'_, '_>| {
             if let Some(f) = state.borrow_mut().fields.get_mut(i) {
-                f.element(el);
+                f.element(el, html);
             }
             Ok(())
         });
         if rule.attr.is_none() {
-            let mut node = NodeBuffer::new(html);
+            let mut node = NodeBuffer::new(html.as_bytes());
             h = h.text(move |t: &mut TextChunk<'_>| {
                 if let Some(f) = state.borrow_mut().fields.get_mut(i) {
                     node.feed(t, |s, sep| f.text(s, sep));
@@ -326,7 +337,7 @@ fn rewrite(
         }
         settings = settings.append_element_content_handler(on(selector, h));
     }
-    let mut node = NodeBuffer::new(html);
+    let mut node = NodeBuffer::new(html.as_bytes());
     settings = settings.append_document_content_handler(DocumentContentHandlers::default().text(
         move |t: &mut TextChunk<'_>| {
             let mut st = state.borrow_mut();
@@ -342,7 +353,7 @@ fn rewrite(
     ));
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
     // After a failed write lol_html must not be used again (`end` would panic).
-    for piece in html.chunks(chunk.max(1)) {
+    for piece in html.as_bytes().chunks(chunk.max(1)) {
         rewriter.write(piece)?;
     }
     rewriter.end()

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use super::{annotate, Annotation, Rules, PARSER_VERSION};
 use crate::follow::Follow;
-use crate::journal::{decompress_body, Budget, Journal, JournalError, ParseInput, ReparseState};
+use crate::journal::ReparseState;
+use crate::journal::{decompress_body_into, Budget, Journal, JournalError, ParseInput};
 use crate::progress::{per_sec, ProgressMode, Reporter, View};
 
 /// Pages per chunk, at most.
@@ -282,11 +283,14 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
         };
         let Ok(chunk) = chunk else { return };
         let mut bytes = 0;
+        // One buffer for the chunk's bodies: a fresh allocation of a page's size for
+        // every page made glibc consolidate its free lists each time.
+        let mut body = Vec::new();
         let results = chunk
             .pages
             .iter()
             .map(|page| {
-                let body = decompress_body(page.id, &page.compressed_body)?;
+                decompress_body_into(page.id, &page.compressed_body, &mut body)?;
                 bytes += body.len() as u64;
                 Ok((page.id, annotate(&page.meta, &body, rules)))
             })

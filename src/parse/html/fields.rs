@@ -10,7 +10,7 @@
 
 use lol_html::html_content::Element;
 
-use super::text::{attr_value, Collapse, Gap};
+use super::text::{attr_value, attribute, Collapse, Gap};
 use crate::parse::MAX_FIELD;
 
 /// Most values kept for one `all` rule on one page; further matches are ignored.
@@ -39,15 +39,15 @@ impl FieldState {
         }
     }
 
-    /// An element matched the rule's selector.
-    pub fn element(&mut self, el: &Element<'_, '_>) {
+    /// An element matched the rule's selector; `html` is the document being read.
+    pub fn element(&mut self, el: &Element<'_, '_>, html: &str) {
         self.close_current();
         if self.done {
             return;
         }
         match &self.attr {
             Some(attr) => {
-                if let Some(raw) = el.get_attribute(attr) {
+                if let Some(raw) = attribute(el, html, attr) {
                     self.accept(attr_value(&raw, MAX_FIELD));
                 }
             }

@@ -2,6 +2,7 @@
 //! fragments, deduplicated (first occurrence wins), capped at [`MAX_LINKS`].
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use url::Url;
 use xxhash_rust::xxh3::xxh3_64;
@@ -15,16 +16,19 @@ const MAX_HREF: usize = 8192;
 pub(super) struct Links {
     /// The document base URL: the page URL, or the first `<base href>` once seen.
     base: Url,
+    /// What a fragment-only `href` (`#top`) resolves to: the base without its fragment,
+    /// if that is http(s). Such hrefs are common, and need no URL parsing.
+    base_for_fragment: Option<String>,
     base_seen: bool,
     links: Vec<Link>,
     /// xxh3 of a kept URL -> its index in `links` (strings compared on a hit).
-    kept: HashMap<u64, usize>,
+    kept: U64Map<usize>,
     /// xxh3 of URLs beyond the cap, so each distinct one is counted once.
-    dropped: HashSet<u64>,
+    dropped: U64Set,
     /// xxh3 of every raw `href` already handled under the current base: a repeat
     /// resolves to the same URL, so it is skipped without parsing (link-dense pages
     /// repeat most of their hrefs). 64-bit hashes: a collision is not a concern.
-    seen_raw: HashSet<u64>,
+    seen_raw: U64Set,
     /// The anchor whose text is being collected: index into `links` and its text.
     current: Option<(usize, Collapse)>,
 }
@@ -33,11 +37,12 @@ impl Links {
     pub fn new(page_url: &Url) -> Self {
         Links {
             base: page_url.clone(),
+            base_for_fragment: without_fragment(page_url),
             base_seen: false,
             links: Vec::new(),
-            kept: HashMap::new(),
-            dropped: HashSet::new(),
-            seen_raw: HashSet::new(),
+            kept: U64Map::default(),
+            dropped: U64Set::default(),
+            seen_raw: U64Set::default(),
             current: None,
         }
     }
@@ -49,6 +54,7 @@ impl Links {
             return;
         }
         if let Some(url) = self.resolve(href) {
+            self.base_for_fragment = without_fragment(&url);
             self.base = url;
             self.seen_raw.clear();
         }
@@ -76,10 +82,14 @@ impl Links {
         if !self.seen_raw.insert(xxh3_64(href.as_bytes())) {
             return;
         }
-        let Some(url) = self.resolve(href) else {
+        let url = if href.starts_with('#') && href.len() <= MAX_HREF {
+            self.base_for_fragment.clone()
+        } else {
+            self.resolve(href).map(String::from)
+        };
+        let Some(url) = url else {
             return;
         };
-        let url = String::from(url);
         let hash = xxh3_64(url.as_bytes());
         if let Some(&i) = self.kept.get(&hash) {
             if self.links[i].url == url {
@@ -131,5 +141,40 @@ impl Links {
     pub fn finish(mut self) -> (Vec<Link>, u64) {
         self.finish_current();
         (self.links, self.dropped.len() as u64)
+    }
+}
+
+/// `url` without its fragment, if it is http(s): what [`Links::resolve`] gives for a
+/// fragment-only `href` against it.
+fn without_fragment(url: &Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut url = url.clone();
+    url.set_fragment(None);
+    Some(url.into())
+}
+
+/// A map keyed by xxh3 hashes, which need no hashing again.
+type U64Map<V> = HashMap<u64, V, BuildHasherDefault<PreHashed>>;
+/// A set of xxh3 hashes.
+type U64Set = HashSet<u64, BuildHasherDefault<PreHashed>>;
+
+/// The hasher of [`U64Map`] and [`U64Set`]: a `u64` key is its own hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `u64` keys; anything else still hashes.
+        self.0 = xxh3_64(bytes) ^ self.0.rotate_left(5);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }

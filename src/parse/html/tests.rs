@@ -30,8 +30,8 @@ fn parse(body: &[u8]) -> Annotation {
 /// Like `parse_html`, but lol_html gets the text `chunk` bytes at a time.
 fn parse_chunked(body: &[u8], chunk: usize, rules: &Rules) -> Annotation {
     let decoded = decode_html(body, None, None);
-    let state = RefCell::new(State::new(&page_url(), rules));
-    let result = rewrite(decoded.text.as_bytes(), chunk, &state, rules);
+    let state = RefCell::new(State::new(&decoded.text, &page_url(), rules));
+    let result = rewrite(&decoded.text, chunk, &state, rules);
     let mut out = Annotation {
         charset: Some(decoded.encoding.name().to_string()),
         ..Annotation::default()
@@ -295,6 +295,38 @@ fn base_rules() {
     assert_eq!(urls(&a), ["https://example.test/dir/a"]);
     let a = parse(b"<base href='https://other.test/x/'><a href=a>1</a><a href=//cdn.test/y>2</a>");
     assert_eq!(urls(&a), ["https://other.test/x/a", "https://cdn.test/y"]);
+    // Fragment-only hrefs are the base URL without fragment, before and after a <base>.
+    let a = parse(b"<a href=#a>1</a><base href='/b/?q#f'><a href='#b'>2</a><a href=#>3</a>");
+    assert_eq!(
+        urls(&a),
+        [
+            "https://example.test/dir/page.html",
+            "https://example.test/b/?q"
+        ]
+    );
+    let a = parse(b"<base href='javascript:x'><a href=#a>1</a>");
+    assert_eq!(urls(&a), ["https://example.test/dir/page.html"]);
+}
+
+#[test]
+fn attribute_spellings() {
+    // Valueless (the page itself), duplicated (the first counts), odd quoting and
+    // whitespace, non-ASCII values, names in any case.
+    let a = parse(
+        "<a href>0</a><a href=/one href=/two rel=x REL=nofollow>1</a>\
+         <a\n\tHref = '/é?q=&quot;' rEl=\"ugc\">2</a><a data-href=/no>3</a>\
+         <meta NAME=description content=\"café &amp; thé\">"
+            .as_bytes(),
+    );
+    assert_eq!(
+        a.links,
+        [
+            link("https://example.test/dir/page.html", "0", false),
+            link("https://example.test/one", "1", false),
+            link("https://example.test/%C3%A9?q=%22", "2", true),
+        ]
+    );
+    assert_eq!(a.description.as_deref(), Some("café & thé"));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use html_escape::decode_html_entities;
-use lol_html::html_content::{TextChunk, TextType};
+use lol_html::html_content::{Element, TextChunk, TextType};
 
 /// Reassembles a text node from lol_html's chunks (which may split it anywhere, even
 /// inside an entity) and passes it on, entities decoded if its context allows them,
@@ -233,28 +233,25 @@ impl Collapse {
     /// called in between.
     pub fn push(&mut self, s: &str) {
         let bytes = s.as_bytes();
-        let mut start = None;
         let mut i = 0;
-        while let Some(&b) = bytes.get(i) {
-            // ASCII fast path; other characters are decoded for Unicode White_Space.
-            let (space, nul, len) = if b < 0x80 {
-                (matches!(b, b'\t'..=b'\r' | b' '), b == 0, 1)
-            } else {
-                let c = s[i..].chars().next().unwrap_or_default();
-                (c.is_whitespace(), false, c.len_utf8())
-            };
-            if space || nul {
-                if let Some(st) = start.take() {
-                    self.word_part(&s[st..i]);
+        while i < bytes.len() {
+            // A run of word characters, scanned a byte at a time: only bytes that may
+            // start whitespace or are NUL end it (see `MAY_SEPARATE`).
+            let start = i;
+            while let Some(&b) = bytes.get(i) {
+                if MAY_SEPARATE[usize::from(b)] && separator_len(s, i).is_some() {
+                    break;
                 }
-                self.in_word &= nul;
-            } else if start.is_none() {
-                start = Some(i);
+                i += 1;
             }
-            i += len;
-        }
-        if let Some(st) = start {
-            self.word_part(&s[st..]);
+            if i > start {
+                self.word_part(&s[start..i]);
+            }
+            // Then whitespace ends the word; NUL is dropped without ending it.
+            while let Some(len) = separator_len(s, i) {
+                self.in_word &= bytes[i] == 0;
+                i += len;
+            }
         }
     }
 
@@ -291,6 +288,61 @@ impl Collapse {
         }
         text
     }
+}
+
+/// Bytes that are NUL or whitespace, or may start a whitespace character: ASCII
+/// whitespace and the lead bytes of U+0085, U+00A0 (0xC2), U+1680 (0xE1), U+2000 to
+/// U+205F (0xE2) and U+3000 (0xE3). Every other byte is part of a word.
+static MAY_SEPARATE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(
+            b as u8,
+            0 | b'\t'..=b'\r' | b' ' | 0xC2 | 0xE1 | 0xE2 | 0xE3
+        );
+        b += 1;
+    }
+    table
+};
+
+/// The length of the NUL or whitespace (Unicode White_Space) character at byte `i` of
+/// `s`, if there is one.
+fn separator_len(s: &str, i: usize) -> Option<usize> {
+    let b = *s.as_bytes().get(i)?;
+    if !MAY_SEPARATE[usize::from(b)] {
+        return None;
+    }
+    if b < 0x80 {
+        return Some(1);
+    }
+    let c = s.get(i..)?.chars().next()?;
+    c.is_whitespace().then(|| c.len_utf8())
+}
+
+/// The first attribute of `el` named `name` (ASCII case-insensitively), as written:
+/// entities not decoded, `""` when it has no value. Read from `html`, the document
+/// lol_html is reading, where lol_html located it: unlike `Element::get_attribute`,
+/// which allocates the lowercased name and the value on every call. Falls back to
+/// lol_html's own copy should a location not line up.
+pub(super) fn attribute<'h>(
+    el: &Element<'_, '_>,
+    html: &'h str,
+    name: &str,
+) -> Option<Cow<'h, str>> {
+    let attr = el.attributes().iter().find(|a| {
+        a.name_source_location()
+            .and_then(|at| html.as_bytes().get(at.bytes()))
+            .map_or_else(
+                || a.name().eq_ignore_ascii_case(name),
+                |raw| raw.eq_ignore_ascii_case(name.as_bytes()),
+            )
+    })?;
+    Some(
+        attr.value_source_location()
+            .and_then(|at| html.get(at.bytes()))
+            .map_or_else(|| Cow::Owned(attr.value()), Cow::Borrowed),
+    )
 }
 
 /// Decodes entities, trims, and caps an attribute value (whitespace inside is kept).
@@ -343,6 +395,55 @@ mod tests {
         assert_eq!(collapse(&["a\u{a0}b\u{3000}c"], 100), ("a b c".into(), 3));
         assert_eq!(collapse(&["nul\0byte \0 x"], 100), ("nulbyte x".into(), 2));
         assert_eq!(collapse(&["", " ", "\0"], 100), (String::new(), 0));
+    }
+
+    /// The definition [`Collapse::push`] implements, a char at a time.
+    fn reference(parts: &[&str], cap: usize) -> (String, u64) {
+        let (mut words, mut in_word, mut text) = (0, false, String::new());
+        for c in parts.iter().flat_map(|p| p.chars()).filter(|&c| c != '\0') {
+            if c.is_whitespace() {
+                in_word = false;
+                continue;
+            }
+            if !in_word {
+                words += 1;
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+            }
+            in_word = true;
+            text.push(c);
+        }
+        (
+            text[..floor_char_boundary(&text, cap)]
+                .trim_end()
+                .to_string(),
+            words,
+        )
+    }
+
+    #[test]
+    fn every_whitespace_and_lookalike_character() {
+        // Unicode White_Space, characters sharing their lead bytes, CJK, NUL.
+        let pieces = [
+            "a", " ", "\t", "\u{b}", "\u{c}", "\r\n", "\u{1c}", "\u{85}", "\u{a0}", "\u{a9}",
+            "\u{1680}", "\u{1681}", "\u{2000}", "\u{200a}", "\u{200b}", "\u{2028}", "\u{2029}",
+            "\u{202f}", "\u{205f}", "\u{2060}", "\u{3000}", "\u{3001}", "\u{3042}", "\0", "é",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let parts = [a, b, c, a];
+                    assert_eq!(collapse(&parts, 100), reference(&parts, 100), "{parts:?}");
+                    let joined = parts.concat();
+                    assert_eq!(
+                        collapse(&[&joined], 5),
+                        reference(&[&joined], 5),
+                        "{joined:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
