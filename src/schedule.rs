@@ -11,8 +11,9 @@
 //! (`hosts` tree) until it expires; `Crawl-delay` and `--delay` space the requests to a
 //! host; a transient failure is retried with exponential backoff and jitter (or after
 //! the server's `Retry-After`) up to `--retries` times, the schedule kept in the
-//! journal's `retry_queue`; a host whose requests keep failing is backed off, and after
-//! [`HOST_DOWN_AFTER`] failures in a row without any response it is taken for down for
+//! journal's `retry_queue`; a host whose requests keep failing is backed off, and a host
+//! that has not answered once in this run is, after [`HOST_DOWN_AFTER`] failures in a
+//! row without any response, taken for down for
 //! [`HOST_DOWN_FOR`] (kept in the journal): its URLs are recorded as failed without
 //! being sent.
 //!
@@ -45,7 +46,7 @@ const RETRY_BASE: Duration = Duration::from_millis(500);
 /// Longest wait between attempts, and the most of a `Retry-After` that is honored.
 const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Longest backoff of a host that keeps failing.
-const HOST_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const HOST_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How the crawl treats the sites it visits.
 #[derive(Clone, Debug)]
@@ -108,7 +109,10 @@ struct Host {
     robots_failures: u32,
     /// Transient failures in a row (reset by any response).
     failures: u32,
-    last_failure: Option<(ErrorKind, String)>,
+    /// The host has answered at least once in this run: then it is never taken for
+    /// down, whatever fails on it (a server that serves some pages and stalls on others
+    /// keeps serving the good ones).
+    answered: bool,
     /// Set when nothing more is sent to the host: how its remaining URLs fail.
     down: Option<(ErrorKind, String)>,
     in_ready: bool,
@@ -119,8 +123,7 @@ enum Event {
     Page {
         host: String,
         id: u64,
-        /// Some: the fetch got no response or a transient status; with its Retry-After.
-        failure: Option<Failure>,
+        verdict: Verdict,
     },
     Robots {
         host: String,
@@ -128,9 +131,41 @@ enum Event {
     },
 }
 
-struct Failure {
-    no_response: Option<(ErrorKind, String)>,
-    retry_after: Option<Duration>,
+/// What one fetch says about its host.
+enum Verdict {
+    /// A response that is not a transient failure: the host works.
+    Served,
+    /// A transient status (408, 429, 5xx): the host answers, but is busy or erring.
+    Busy { retry_after: Option<Duration> },
+    /// No response at all (DNS, connect, TLS, timeout, protocol): maybe down.
+    Silent { kind: ErrorKind, message: String },
+    /// Says nothing about the host (too large, too many redirects, blocked).
+    Neutral,
+}
+
+impl Verdict {
+    fn of(fetched: &Fetched) -> Verdict {
+        match &fetched.meta.outcome {
+            Outcome::Response { .. } if fetched.transient => Verdict::Busy {
+                retry_after: fetched.retry_after,
+            },
+            Outcome::Response { .. } => Verdict::Served,
+            Outcome::Error { kind, message } => match kind {
+                ErrorKind::Dns
+                | ErrorKind::Connect
+                | ErrorKind::Tls
+                | ErrorKind::Timeout
+                | ErrorKind::Protocol => Verdict::Silent {
+                    kind: *kind,
+                    message: message.clone(),
+                },
+                ErrorKind::TooLarge
+                | ErrorKind::TooManyRedirects
+                | ErrorKind::Blocked
+                | ErrorKind::Robots => Verdict::Neutral,
+            },
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -308,7 +343,7 @@ impl Scheduler {
             robots,
             robots_failures: 0,
             failures: 0,
-            last_failure: None,
+            answered: false,
             down,
             in_ready: false,
         };
@@ -488,13 +523,7 @@ impl Scheduler {
                     Trust::Discovered
                 };
                 let fetched = fetcher.fetch(&job.url, trust).await;
-                let failure = fetched.transient.then(|| Failure {
-                    no_response: match &fetched.meta.outcome {
-                        Outcome::Error { kind, message } => Some((*kind, message.clone())),
-                        Outcome::Response { .. } => None,
-                    },
-                    retry_after: fetched.retry_after,
-                });
+                let verdict = Verdict::of(&fetched);
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
                 let id = job.id;
@@ -510,7 +539,7 @@ impl Scheduler {
                 let _ = events.send(Event::Page {
                     host: key,
                     id,
-                    failure,
+                    verdict,
                 });
             });
         }
@@ -541,41 +570,44 @@ impl Scheduler {
 
     fn apply(&mut self, event: Event) -> Result<(), JournalError> {
         match event {
-            Event::Page { host, id, failure } => {
+            Event::Page { host, id, verdict } => {
                 self.active -= 1;
                 let mut newly_down = None;
                 let Some(h) = self.hosts.get_mut(&host) else {
                     return Ok(());
                 };
                 h.active -= 1;
-                match failure {
-                    None => {
+                let back_off = |h: &mut Host, retry_after: Option<Duration>| {
+                    h.failures += 1;
+                    let mut wait = host_backoff(h.failures, id);
+                    if let Some(after) = retry_after {
+                        wait = wait.max(after.min(RETRY_MAX));
+                    }
+                    h.next_at = h.next_at.max(Instant::now() + wait);
+                };
+                match verdict {
+                    Verdict::Served => {
                         h.failures = 0;
-                        h.last_failure = None;
+                        h.answered = true;
                     }
-                    Some(failure) => {
-                        h.failures += 1;
-                        let mut wait = host_backoff(h.failures, id);
-                        if let Some(after) = failure.retry_after {
-                            wait = wait.max(after.min(RETRY_MAX));
-                        }
-                        h.next_at = h.next_at.max(Instant::now() + wait);
-                        match failure.no_response {
-                            Some((kind, last)) => {
-                                if h.failures >= HOST_DOWN_AFTER && h.down.is_none() {
-                                    let message = format!(
-                                        "not sent: the host failed {} times in a row without \
-                                         answering (last: {last})",
-                                        h.failures
-                                    );
-                                    newly_down = Some((kind, message));
-                                }
-                                h.last_failure = Some((kind, last));
-                            }
-                            // The host answers: it is busy or erring, not down.
-                            None => h.last_failure = None,
+                    Verdict::Busy { retry_after } => {
+                        h.answered = true;
+                        back_off(h, retry_after);
+                    }
+                    Verdict::Silent { kind, message } => {
+                        back_off(h, None);
+                        if h.failures >= HOST_DOWN_AFTER && !h.answered && h.down.is_none() {
+                            newly_down = Some((
+                                kind,
+                                format!(
+                                    "not sent: the host failed {} times in a row without \
+                                     answering (last: {message})",
+                                    h.failures
+                                ),
+                            ));
                         }
                     }
+                    Verdict::Neutral => {}
                 }
                 if let Some((kind, message)) = newly_down {
                     self.take_down(&host, kind, message)?;
@@ -593,6 +625,7 @@ impl Scheduler {
                 let source = RobotsSource::new(robots_input(&fetched), now_ms());
                 let robots = Robots::from_source(&source, &agent);
                 let unreachable = robots.is_unreachable();
+                h.answered |= matches!(fetched.meta.outcome, Outcome::Response { .. });
                 if unreachable {
                     // Nothing is fetched from the host until its robots.txt is known.
                     h.robots_failures += 1;

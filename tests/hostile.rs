@@ -211,8 +211,10 @@ async fn serve_raw(path: String, mut s: TcpStream) -> io::Result<()> {
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
             s.write_all(body.as_bytes()).await
         }
+        // robots.txt among them. The connection closes after it, so say so: a client
+        // may not reuse it.
         _ => {
-            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .await
         }
     }
