@@ -7,6 +7,13 @@
 //! statements with bound parameters, sized to stay under the server's
 //! `max_allowed_packet`; a body that alone would not fit is left out and flagged on its
 //! row (`body_omitted`), so it never blocks the batch.
+//!
+//! Statements hold a power-of-two number of rows (at most `PAGE_STATEMENT_ROWS` pages,
+//! `LINK_STATEMENT_ROWS` links or hashes), so only a few statement shapes exist: each is
+//! prepared once per connection and found in mysql_async's statement cache after that.
+//! A statement with a new shape costs a prepare round trip, and the server sends back
+//! one column definition per placeholder, which for tens of thousands of placeholders
+//! costs more than the rows themselves.
 
 use mysql_async::prelude::*;
 use mysql_async::{Params, TxOpts, Value};
@@ -50,6 +57,11 @@ const LINK_COLUMNS: &[&str] = &[
 const MAX_PLACEHOLDERS: usize = 65_535;
 /// Room kept in a packet for the statement id, headers and the NULL bitmap.
 const PACKET_SLACK: usize = 64 * 1024;
+/// The most rows in one statement, per kind: powers of two, so that the few statement
+/// shapes stay in the statement cache (64 statements a connection; see
+/// `Target::parse`). 128 pages of the Rust docs are ~1.5 MB; 1024 links ~150 kB.
+const PAGE_STATEMENT_ROWS: usize = 128;
+const LINK_STATEMENT_ROWS: usize = 1024;
 
 /// Limits of one batch.
 #[derive(Clone, Copy, Debug)]
@@ -61,22 +73,37 @@ pub struct Limits {
     pub packet: usize,
 }
 
-/// One row of a statement and its size on the wire, roughly.
-struct Row {
+/// Rows of one statement kind, flattened (`columns` values a row), and each row's size
+/// on the wire, roughly. The values move into the statements' parameters.
+struct Rows {
+    columns: usize,
     values: Vec<Value>,
-    bytes: usize,
+    sizes: Vec<usize>,
 }
 
-impl Row {
-    fn new(values: Vec<Value>) -> Row {
-        let bytes = values
+impl Rows {
+    fn new(columns: usize) -> Rows {
+        Rows {
+            columns,
+            values: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    /// Appends one row of `columns` values; returns its size.
+    fn push(&mut self, row: impl IntoIterator<Item = Value>) -> usize {
+        let before = self.values.len();
+        self.values.extend(row);
+        debug_assert_eq!(self.values.len() - before, self.columns);
+        let bytes = self.values[before..]
             .iter()
             .map(|v| match v {
                 Value::Bytes(b) => b.len() + 9,
                 _ => 9,
             })
             .sum();
-        Row { values, bytes }
+        self.sizes.push(bytes);
+        bytes
     }
 }
 
@@ -84,9 +111,10 @@ pub struct Batch {
     pub pages: usize,
     /// The highest sync sequence number in the batch: the watermark once committed.
     pub last_seq: u64,
-    page_rows: Vec<Row>,
-    hashes: Vec<Vec<u8>>,
-    link_rows: Vec<Row>,
+    page_rows: Rows,
+    /// The pages' keys, for the DELETE of their old links.
+    hashes: Rows,
+    link_rows: Rows,
 }
 
 /// The key of a page's row: xxh3-128 of its normalized URL.
@@ -117,9 +145,9 @@ pub fn build(
     let mut batch = Batch {
         pages: 0,
         last_seq: first.seq,
-        page_rows: Vec::new(),
-        hashes: Vec::new(),
-        link_rows: Vec::new(),
+        page_rows: Rows::new(PAGE_COLUMNS.len()),
+        hashes: Rows::new(1),
+        link_rows: Rows::new(LINK_COLUMNS.len()),
     };
     let mut bytes = 0;
     let max_body = limits.packet.saturating_sub(PACKET_SLACK * 2);
@@ -175,7 +203,7 @@ pub fn build(
             ),
             None => Value::NULL,
         };
-        let row = Row::new(vec![
+        bytes += batch.page_rows.push([
             Value::Bytes(hash.clone()),
             text(entry.url.as_str()),
             text(journal_id),
@@ -199,15 +227,13 @@ pub fn build(
             body,
             body_omitted,
         ]);
-        bytes += row.bytes;
-        batch.page_rows.push(row);
         for (position, link) in a
             .map(|a| a.links.as_slice())
             .unwrap_or_default()
             .iter()
             .enumerate()
         {
-            let row = Row::new(vec![
+            bytes += batch.link_rows.push([
                 Value::Bytes(hash.clone()),
                 Value::UInt(position as u64),
                 text(link.url.as_str()),
@@ -215,10 +241,8 @@ pub fn build(
                 Value::from(link.nofollow),
                 opt_text(link.lastmod.clone()),
             ]);
-            bytes += row.bytes;
-            batch.link_rows.push(row);
         }
-        batch.hashes.push(hash);
+        batch.hashes.push([Value::Bytes(hash)]);
         batch.pages += 1;
         batch.last_seq = item.seq;
     }
@@ -231,23 +255,27 @@ fn damaged(id: u64, what: &str) -> JournalError {
     }
 }
 
-/// Groups rows into statements that respect the placeholder and packet limits.
-fn statements(rows: &[Row], columns: usize, packet: usize) -> Vec<&[Row]> {
-    let max_rows = MAX_PLACEHOLDERS / columns;
-    let budget = packet.saturating_sub(PACKET_SLACK).max(1);
+/// How many rows each statement takes, in order: the largest power of two that the rows
+/// left, `most`, the placeholder limit and the packet `budget` allow. A row bigger than
+/// the budget still goes, alone.
+fn statement_rows(sizes: &[usize], columns: usize, most: usize, budget: usize) -> Vec<usize> {
+    let most = floor_power_of_two(most.min(MAX_PLACEHOLDERS / columns));
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        if i > start && (i - start >= max_rows || bytes + row.bytes > budget) {
-            out.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
+    let mut rest = sizes;
+    while !rest.is_empty() {
+        let mut n = floor_power_of_two(most.min(rest.len()));
+        while n > 1 && rest[..n].iter().sum::<usize>() > budget {
+            n /= 2;
         }
-        bytes += row.bytes;
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
+        out.push(n);
+        rest = &rest[n..];
     }
     out
+}
+
+/// The largest power of two not above `n` (`n` >= 1).
+fn floor_power_of_two(n: usize) -> usize {
+    1 << (usize::BITS - 1 - n.max(1).leading_zeros())
 }
 
 fn upsert_sql(
@@ -278,14 +306,31 @@ fn upsert_sql(
     sql
 }
 
-fn params(rows: &[Row]) -> Params {
-    Params::Positional(rows.iter().flat_map(|r| r.values.iter().cloned()).collect())
+/// Runs `sql(n)` for each group of `n` rows that [`statement_rows`] makes, the rows'
+/// values moved into its parameters.
+async fn exec_rows(
+    tx: &mut mysql_async::Transaction<'_>,
+    rows: Rows,
+    most: usize,
+    packet: usize,
+    sql: impl Fn(usize) -> String,
+) -> Result<(), mysql_async::Error> {
+    let budget = packet.saturating_sub(PACKET_SLACK).max(1);
+    let counts = statement_rows(&rows.sizes, rows.columns, most, budget);
+    let mut values = rows.values.into_iter();
+    for n in counts {
+        let params: Vec<Value> = values.by_ref().take(n * rows.columns).collect();
+        tx.exec_drop(sql(n), Params::Positional(params)).await?;
+    }
+    Ok(())
 }
 
-/// Writes the batch and the new watermark in one transaction.
+/// Writes the batch and the new watermark in one transaction. Consumes the batch: its
+/// values go into the statements without a copy (after a failed write the batch is read
+/// from the journal again).
 pub async fn write(
     conn: &mut mysql_async::Conn,
-    batch: &Batch,
+    batch: Batch,
     journal_id: &str,
     packet: usize,
 ) -> Result<(), mysql_async::Error> {
@@ -296,29 +341,28 @@ pub async fn write(
         ["?"; 8].join(", "),
         vec!["?"; PAGE_COLUMNS.len() - 9].join(", ")
     );
-    for rows in statements(&batch.page_rows, PAGE_COLUMNS.len(), packet) {
-        let sql = upsert_sql(
+    exec_rows(&mut tx, batch.page_rows, PAGE_STATEMENT_ROWS, packet, |n| {
+        upsert_sql(
             "pages",
             PAGE_COLUMNS,
-            rows.len(),
+            n,
             &page_values,
             ", synced_at = VALUES(synced_at)",
-        );
-        tx.exec_drop(sql, params(rows)).await?;
-    }
-    for hashes in batch.hashes.chunks(1000) {
-        let sql = format!(
+        )
+    })
+    .await?;
+    exec_rows(&mut tx, batch.hashes, LINK_STATEMENT_ROWS, packet, |n| {
+        format!(
             "DELETE FROM links WHERE page_hash IN ({})",
-            vec!["?"; hashes.len()].join(", ")
-        );
-        let values: Vec<Value> = hashes.iter().map(|h| Value::Bytes(h.clone())).collect();
-        tx.exec_drop(sql, Params::Positional(values)).await?;
-    }
+            vec!["?"; n].join(", ")
+        )
+    })
+    .await?;
     let link_values = format!("({})", vec!["?"; LINK_COLUMNS.len()].join(", "));
-    for rows in statements(&batch.link_rows, LINK_COLUMNS.len(), packet) {
-        let sql = upsert_sql("links", LINK_COLUMNS, rows.len(), &link_values, "");
-        tx.exec_drop(sql, params(rows)).await?;
-    }
+    exec_rows(&mut tx, batch.link_rows, LINK_STATEMENT_ROWS, packet, |n| {
+        upsert_sql("links", LINK_COLUMNS, n, &link_values, "")
+    })
+    .await?;
     tx.exec_drop(
         "INSERT INTO webspool_sync_state (journal_id, watermark, synced_at) VALUES (?, ?, NOW(3)) \
          ON DUPLICATE KEY UPDATE watermark = VALUES(watermark), synced_at = VALUES(synced_at)",
@@ -333,19 +377,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statements_respect_placeholders_and_packet() {
-        let rows: Vec<Row> = (0..10_000)
-            .map(|_| Row::new(vec![Value::Bytes(vec![0; 100]); 6]))
-            .collect();
-        let groups = statements(&rows, 6, 1 << 30);
-        assert!(groups.iter().all(|g| g.len() * 6 <= MAX_PLACEHOLDERS));
-        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), 10_000);
-        let groups = statements(&rows, 6, PACKET_SLACK + 100_000);
-        assert!(groups
-            .iter()
-            .all(|g| g.iter().map(|r| r.bytes).sum::<usize>() <= 100_000));
-        // A row bigger than the budget still goes, alone.
-        let big = vec![Row::new(vec![Value::Bytes(vec![0; 1_000_000])])];
-        assert_eq!(statements(&big, 1, PACKET_SLACK + 10).len(), 1);
+    fn statements_have_power_of_two_rows_within_placeholders_and_packet() {
+        let sizes = vec![109; 10_000];
+        let counts = statement_rows(&sizes, 6, LINK_STATEMENT_ROWS, 1 << 30);
+        assert_eq!(counts.iter().sum::<usize>(), 10_000);
+        assert!(counts.iter().all(|n| n.is_power_of_two()));
+        // 9 full statements, then 784 = 512 + 256 + 16.
+        assert_eq!(counts[..9], [1024; 9]);
+        assert_eq!(counts[9..], [512, 256, 16]);
+        // The placeholder limit: 65,535 / 22 columns allows 2,978 rows, so 2,048.
+        assert_eq!(statement_rows(&sizes, 22, 1 << 20, 1 << 30)[0], 2048);
+
+        // The packet: groups are halved until they fit.
+        let counts = statement_rows(&sizes, 6, LINK_STATEMENT_ROWS, 100_000);
+        let mut start = 0;
+        for n in &counts {
+            assert!(n.is_power_of_two());
+            assert!(sizes[start..start + n].iter().sum::<usize>() <= 100_000);
+            start += n;
+        }
+        assert_eq!(start, 10_000);
+        assert_eq!(counts[0], 512);
+
+        // A row bigger than the budget still goes, alone; the next ones are grouped.
+        let counts = statement_rows(&[10, 1_000_000, 10, 10, 10], 1, 128, 1_000);
+        assert_eq!(counts, [1, 1, 2, 1]);
+    }
+
+    #[test]
+    fn floor_power_of_two_of_small_and_large_numbers() {
+        assert_eq!(floor_power_of_two(1), 1);
+        assert_eq!(floor_power_of_two(3), 2);
+        assert_eq!(floor_power_of_two(1024), 1024);
+        assert_eq!(floor_power_of_two(2978), 2048);
     }
 }

@@ -218,34 +218,33 @@ pub async fn run(
             }
             break;
         };
+        let (pages, watermark) = (batch.pages as u64, batch.last_seq);
         let written = tokio::time::timeout(
             config.op_timeout,
-            batch::write(&mut live.conn, &batch, &journal_id, live.packet),
+            batch::write(&mut live.conn, batch, &journal_id, live.packet),
         )
         .await
         .map_err(|_| SyncError::timeout("writing a batch", config.op_timeout))
         .and_then(|r| r.map_err(|e| SyncError::mysql("writing a batch", e)));
         match written {
             Ok(()) => {
-                live.watermark = batch.last_seq;
+                live.watermark = watermark;
                 backoff = Duration::from_secs(1);
-                summary.pages += batch.pages as u64;
+                summary.pages += pages;
                 summary.batches += 1;
-                control
-                    .synced
-                    .fetch_add(batch.pages as u64, Ordering::Relaxed);
-                let (journal, watermark, pages) = (journal.clone(), batch.last_seq, summary.pages);
+                control.synced.fetch_add(pages, Ordering::Relaxed);
+                let (journal, total) = (journal.clone(), summary.pages);
                 tokio::task::spawn_blocking(move || {
                     journal.complete_sync(watermark)?;
                     journal.record_last_sync(&LastSync {
                         at_ms: now_ms(),
                         watermark,
-                        pages,
+                        pages: total,
                     })
                 })
                 .await
                 .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
-                tracing::debug!(target: "webspool::committed", watermark, "{} pages synced", batch.pages);
+                tracing::debug!(target: "webspool::committed", watermark, "{pages} pages synced");
             }
             Err(e) if e.is_retryable() => {
                 // The commit may or may not have happened: the next session reads the
