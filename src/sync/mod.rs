@@ -16,6 +16,7 @@ mod background;
 mod batch;
 mod schema;
 mod target;
+mod upsert;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -245,7 +246,7 @@ async fn drive(
         background.read_ahead(watermark, limits);
         let written = tokio::time::timeout(
             config.op_timeout,
-            batch::write(&mut live.conn, batch, journal_id, live.packet),
+            upsert::write(&mut live.conn, batch, journal_id, live.packet),
         )
         .await
         .map_err(|_| SyncError::timeout("writing a batch", config.op_timeout))
