@@ -1,6 +1,7 @@
 //! The parse side of the journal: pages to annotate out, annotations in, and the pages
 //! whose annotation changed marked for sync.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -42,11 +43,35 @@ pub struct AnnotationReport {
     pub changed: u64,
 }
 
+/// Bodies whose frame header states a size up to this are decompressed in one call into
+/// a buffer of that size; others (and frames without a size) are streamed, so that a
+/// damaged header cannot make us allocate its claim.
+const ONE_CALL_LIMIT: u64 = 64 << 20;
+
+thread_local! {
+    /// One zstd context per thread, reused, instead of a new context and stream buffers
+    /// for every body.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
 /// Decompresses a body read from the journal.
 pub fn decompress_body(id: u64, compressed: &[u8]) -> Result<Vec<u8>, JournalError> {
-    zstd::stream::decode_all(compressed).map_err(|e| JournalError::Damaged {
+    let damaged = |e: std::io::Error| JournalError::Damaged {
         what: format!("body of id {id} does not decompress: {e}"),
-    })
+    };
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(len)) if len <= ONE_CALL_LIMIT => DECOMPRESSOR.with_borrow_mut(|slot| {
+            let decompressor = match slot {
+                Some(d) => d,
+                None => slot.insert(zstd::bulk::Decompressor::new().map_err(damaged)?),
+            };
+            decompressor
+                .decompress(compressed, len as usize)
+                .map_err(damaged)
+        }),
+        _ => zstd::stream::decode_all(compressed).map_err(damaged),
+    }
 }
 
 impl Journal {
@@ -185,5 +210,45 @@ impl Journal {
                 });
             flatten(result)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_decompress_with_or_without_a_size_in_the_frame_and_damage_is_an_error() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        // As the crawl stores them: the frame states the size.
+        let sized = zstd::bulk::compress(&body, 3).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&sized).unwrap(),
+            Some(200_000)
+        );
+        // Twice on one thread: the context is reused.
+        assert_eq!(decompress_body(1, &sized).unwrap(), body);
+        assert_eq!(decompress_body(1, &sized).unwrap(), body);
+        assert_eq!(
+            decompress_body(2, &zstd::bulk::compress(b"", 3).unwrap()).unwrap(),
+            b""
+        );
+        // A streamed frame has no size and is streamed back.
+        let mut streamed = Vec::new();
+        let mut encoder = zstd::stream::Encoder::new(&mut streamed, 3).unwrap();
+        std::io::Write::write_all(&mut encoder, &body).unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
+            None
+        );
+        assert_eq!(decompress_body(3, &streamed).unwrap(), body);
+        // A frame cut short is reported, and the context still works afterwards.
+        let cut = &sized[..sized.len() / 2];
+        assert!(matches!(
+            decompress_body(4, cut),
+            Err(JournalError::Damaged { .. })
+        ));
+        assert_eq!(decompress_body(5, &sized).unwrap(), body);
     }
 }
