@@ -34,16 +34,16 @@ async fn sync_all(journal: &Arc<Journal>, config: &SyncConfig) -> sync::SyncSumm
         .expect("sync")
 }
 
-/// A site whose page `i` has `i % 5` links and a body that depends on `i`.
-async fn site() -> util::TestServer {
-    util::TestServer::start(|req| async move {
+/// A site whose page `i` has `i % links` links and a body that depends on `i`.
+async fn site(links: usize) -> util::TestServer {
+    util::TestServer::start(move |req| async move {
         let path = req.uri().path().to_string();
         let n: usize = path
             .rsplit('/')
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let links: String = (0..n % 5)
+        let links: String = (0..n % links)
             .map(|k| format!("<a href=/l/{k}>link {k}</a>"))
             .collect();
         let mut r = server::reply(
@@ -161,7 +161,7 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_database() {
     let db = TestDb::new().await;
-    let server = site().await;
+    let server = site(5).await;
     let first: Vec<String> = (0..40).map(|i| server.url(&format!("/a/{i}"))).collect();
     let second: Vec<String> = (0..25).map(|i| server.url(&format!("/b/{i}"))).collect();
     let rules_v = Arc::new(Rules::from_toml("[fields.v]\nselector = \"b.v\"\n").unwrap());
@@ -204,10 +204,45 @@ async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_data
     assert_eq!(links_after, links, "links replaced, not duplicated");
 }
 
+/// One batch of 400 pages and 2,184 links takes several statements of each kind
+/// (3 x 128 + 16 pages, 2 x 1,024 + 128 + 8 links); a replay of all of them through the
+/// same statements changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_one_statement_writes_every_row_once() {
+    let db = TestDb::new().await;
+    let server = site(12).await;
+    let lines: Vec<String> = (0..400).map(|i| server.url(&format!("/m/{i}"))).collect();
+    let (_dir, journal, _) = util::crawl_lines(&lines, util::quick_fetch()).await;
+    let expected: BTreeMap<String, u64> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 12 > 0)
+        .map(|(i, url)| (url.clone(), (i % 12) as u64))
+        .collect();
+    let summary = sync_all(&journal, &config(&db, 1000)).await;
+    assert_eq!((summary.pages, summary.batches), (400, 1));
+    let (pages, links) = rows(&db).await;
+    assert_eq!(pages.len(), 400);
+    assert_eq!(pages[&lines[7]].0.as_deref(), Some("Page 7"));
+    assert_eq!(links, expected);
+
+    assert_eq!(journal.mark_all_for_sync().unwrap(), 400);
+    assert_eq!(sync_all(&journal, &config(&db, 1000)).await.pages, 400);
+    let (pages, links) = rows(&db).await;
+    assert_eq!(pages.len(), 400);
+    assert_eq!(links, expected, "links replaced, not duplicated");
+    let mut conn = db.conn().await;
+    let positions: Option<u64> = conn
+        .query_first("SELECT COUNT(DISTINCT page_hash, position) FROM links")
+        .await
+        .unwrap();
+    assert_eq!(positions, Some(expected.values().sum()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connections_mid_batch_and_at_commit_leave_exactly_one_row_per_page() {
     let db = TestDb::new().await;
-    let server = site().await;
+    let server = site(5).await;
     let lines: Vec<String> = (0..1500).map(|i| server.url(&format!("/k/{i}"))).collect();
     let (_dir, journal, _) = util::crawl_lines(&lines, util::quick_fetch()).await;
     let control = Arc::new(SyncControl::default());
@@ -286,7 +321,7 @@ fn sync_binary(journal: &std::path::Path, url: &str, log: &std::path::Path) -> s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_sync_then_restart_leaves_exactly_one_row_per_page() {
     let db = TestDb::new().await;
-    let server = site().await;
+    let server = site(5).await;
     let lines: Vec<String> = (0..3000).map(|i| server.url(&format!("/s/{i}"))).collect();
     let dir = tempfile::tempdir().unwrap();
     util::crawl_in(dir.path(), &lines, util::quick_fetch()).await;

@@ -1,20 +1,18 @@
-//! Batches: the rows of a run of the sync queue, read from the journal, and their write
-//! to MySQL in one transaction together with the journal's watermark.
+//! Batches: the rows of a run of the sync queue, read from the journal, ready for
+//! `upsert::write`, which writes them to MySQL in one transaction together with the
+//! journal's watermark.
 //!
-//! Writes are idempotent upserts keyed by the hash of the normalized URL, and a page's
-//! links are replaced whole, so replaying a batch (after a commit whose outcome was
-//! unknown) changes nothing. Rows go in multi-row `INSERT ... ON DUPLICATE KEY UPDATE`
-//! statements with bound parameters, sized to stay under the server's
-//! `max_allowed_packet`; a body that alone would not fit is left out and flagged on its
-//! row (`body_omitted`), so it never blocks the batch.
+//! Rows are keyed by the hash of the normalized URL, and a page's links are replaced
+//! whole, so replaying a batch (after a commit whose outcome was unknown) changes
+//! nothing. A body that alone would not fit in the server's `max_allowed_packet` is left
+//! out and flagged on its row (`body_omitted`), so it never blocks the batch.
 
-use mysql_async::prelude::*;
-use mysql_async::{Params, TxOpts, Value};
+use mysql_async::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::journal::{Journal, JournalError, Outcome};
 
-const PAGE_COLUMNS: &[&str] = &[
+pub(super) const PAGE_COLUMNS: &[&str] = &[
     "url_hash",
     "url",
     "journal_id",
@@ -38,7 +36,7 @@ const PAGE_COLUMNS: &[&str] = &[
     "body",
     "body_omitted",
 ];
-const LINK_COLUMNS: &[&str] = &[
+pub(super) const LINK_COLUMNS: &[&str] = &[
     "page_hash",
     "position",
     "to_url",
@@ -46,10 +44,8 @@ const LINK_COLUMNS: &[&str] = &[
     "nofollow",
     "lastmod",
 ];
-/// MySQL's limit of placeholders in one statement.
-const MAX_PLACEHOLDERS: usize = 65_535;
 /// Room kept in a packet for the statement id, headers and the NULL bitmap.
-const PACKET_SLACK: usize = 64 * 1024;
+pub(super) const PACKET_SLACK: usize = 64 * 1024;
 
 /// Limits of one batch.
 #[derive(Clone, Copy, Debug)]
@@ -61,22 +57,37 @@ pub struct Limits {
     pub packet: usize,
 }
 
-/// One row of a statement and its size on the wire, roughly.
-struct Row {
-    values: Vec<Value>,
-    bytes: usize,
+/// Rows of one statement kind, flattened (`columns` values a row), and each row's size
+/// on the wire, roughly. The values move into the statements' parameters.
+pub(super) struct Rows {
+    pub(super) columns: usize,
+    pub(super) values: Vec<Value>,
+    pub(super) sizes: Vec<usize>,
 }
 
-impl Row {
-    fn new(values: Vec<Value>) -> Row {
-        let bytes = values
+impl Rows {
+    fn new(columns: usize) -> Rows {
+        Rows {
+            columns,
+            values: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    /// Appends one row of `columns` values; returns its size.
+    fn push(&mut self, row: impl IntoIterator<Item = Value>) -> usize {
+        let before = self.values.len();
+        self.values.extend(row);
+        debug_assert_eq!(self.values.len() - before, self.columns);
+        let bytes = self.values[before..]
             .iter()
             .map(|v| match v {
                 Value::Bytes(b) => b.len() + 9,
                 _ => 9,
             })
             .sum();
-        Row { values, bytes }
+        self.sizes.push(bytes);
+        bytes
     }
 }
 
@@ -84,9 +95,10 @@ pub struct Batch {
     pub pages: usize,
     /// The highest sync sequence number in the batch: the watermark once committed.
     pub last_seq: u64,
-    page_rows: Vec<Row>,
-    hashes: Vec<Vec<u8>>,
-    link_rows: Vec<Row>,
+    pub(super) page_rows: Rows,
+    /// The pages' keys, for the DELETE of their old links.
+    pub(super) hashes: Rows,
+    pub(super) link_rows: Rows,
 }
 
 /// The key of a page's row: xxh3-128 of its normalized URL.
@@ -117,9 +129,9 @@ pub fn build(
     let mut batch = Batch {
         pages: 0,
         last_seq: first.seq,
-        page_rows: Vec::new(),
-        hashes: Vec::new(),
-        link_rows: Vec::new(),
+        page_rows: Rows::new(PAGE_COLUMNS.len()),
+        hashes: Rows::new(1),
+        link_rows: Rows::new(LINK_COLUMNS.len()),
     };
     let mut bytes = 0;
     let max_body = limits.packet.saturating_sub(PACKET_SLACK * 2);
@@ -175,7 +187,7 @@ pub fn build(
             ),
             None => Value::NULL,
         };
-        let row = Row::new(vec![
+        bytes += batch.page_rows.push([
             Value::Bytes(hash.clone()),
             text(entry.url.as_str()),
             text(journal_id),
@@ -199,15 +211,13 @@ pub fn build(
             body,
             body_omitted,
         ]);
-        bytes += row.bytes;
-        batch.page_rows.push(row);
         for (position, link) in a
             .map(|a| a.links.as_slice())
             .unwrap_or_default()
             .iter()
             .enumerate()
         {
-            let row = Row::new(vec![
+            bytes += batch.link_rows.push([
                 Value::Bytes(hash.clone()),
                 Value::UInt(position as u64),
                 text(link.url.as_str()),
@@ -215,10 +225,8 @@ pub fn build(
                 Value::from(link.nofollow),
                 opt_text(link.lastmod.clone()),
             ]);
-            bytes += row.bytes;
-            batch.link_rows.push(row);
         }
-        batch.hashes.push(hash);
+        batch.hashes.push([Value::Bytes(hash)]);
         batch.pages += 1;
         batch.last_seq = item.seq;
     }
@@ -228,124 +236,5 @@ pub fn build(
 fn damaged(id: u64, what: &str) -> JournalError {
     JournalError::Damaged {
         what: format!("id {id} is queued for sync but has no {what} record"),
-    }
-}
-
-/// Groups rows into statements that respect the placeholder and packet limits.
-fn statements(rows: &[Row], columns: usize, packet: usize) -> Vec<&[Row]> {
-    let max_rows = MAX_PLACEHOLDERS / columns;
-    let budget = packet.saturating_sub(PACKET_SLACK).max(1);
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        if i > start && (i - start >= max_rows || bytes + row.bytes > budget) {
-            out.push(&rows[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes += row.bytes;
-    }
-    if start < rows.len() {
-        out.push(&rows[start..]);
-    }
-    out
-}
-
-fn upsert_sql(
-    table: &str,
-    columns: &[&str],
-    rows: usize,
-    values: &str,
-    extra_update: &str,
-) -> String {
-    let mut sql = format!("INSERT INTO {table} ({}", columns.join(", "));
-    if table == "pages" {
-        sql.push_str(", synced_at");
-    }
-    sql.push_str(") VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(values);
-    }
-    sql.push_str(" ON DUPLICATE KEY UPDATE ");
-    let updates: Vec<String> = columns[1..]
-        .iter()
-        .map(|c| format!("{c} = VALUES({c})"))
-        .collect();
-    sql.push_str(&updates.join(", "));
-    sql.push_str(extra_update);
-    sql
-}
-
-fn params(rows: &[Row]) -> Params {
-    Params::Positional(rows.iter().flat_map(|r| r.values.iter().cloned()).collect())
-}
-
-/// Writes the batch and the new watermark in one transaction.
-pub async fn write(
-    conn: &mut mysql_async::Conn,
-    batch: &Batch,
-    journal_id: &str,
-    packet: usize,
-) -> Result<(), mysql_async::Error> {
-    let mut tx = conn.start_transaction(TxOpts::default()).await?;
-    // fetched_at is bound as milliseconds since the epoch; the session is in UTC.
-    let page_values = format!(
-        "({}, FROM_UNIXTIME(? / 1000), {}, NOW(3))",
-        ["?"; 8].join(", "),
-        vec!["?"; PAGE_COLUMNS.len() - 9].join(", ")
-    );
-    for rows in statements(&batch.page_rows, PAGE_COLUMNS.len(), packet) {
-        let sql = upsert_sql(
-            "pages",
-            PAGE_COLUMNS,
-            rows.len(),
-            &page_values,
-            ", synced_at = VALUES(synced_at)",
-        );
-        tx.exec_drop(sql, params(rows)).await?;
-    }
-    for hashes in batch.hashes.chunks(1000) {
-        let sql = format!(
-            "DELETE FROM links WHERE page_hash IN ({})",
-            vec!["?"; hashes.len()].join(", ")
-        );
-        let values: Vec<Value> = hashes.iter().map(|h| Value::Bytes(h.clone())).collect();
-        tx.exec_drop(sql, Params::Positional(values)).await?;
-    }
-    let link_values = format!("({})", vec!["?"; LINK_COLUMNS.len()].join(", "));
-    for rows in statements(&batch.link_rows, LINK_COLUMNS.len(), packet) {
-        let sql = upsert_sql("links", LINK_COLUMNS, rows.len(), &link_values, "");
-        tx.exec_drop(sql, params(rows)).await?;
-    }
-    tx.exec_drop(
-        "INSERT INTO webspool_sync_state (journal_id, watermark, synced_at) VALUES (?, ?, NOW(3)) \
-         ON DUPLICATE KEY UPDATE watermark = VALUES(watermark), synced_at = VALUES(synced_at)",
-        (journal_id, batch.last_seq),
-    )
-    .await?;
-    tx.commit().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_respect_placeholders_and_packet() {
-        let rows: Vec<Row> = (0..10_000)
-            .map(|_| Row::new(vec![Value::Bytes(vec![0; 100]); 6]))
-            .collect();
-        let groups = statements(&rows, 6, 1 << 30);
-        assert!(groups.iter().all(|g| g.len() * 6 <= MAX_PLACEHOLDERS));
-        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), 10_000);
-        let groups = statements(&rows, 6, PACKET_SLACK + 100_000);
-        assert!(groups
-            .iter()
-            .all(|g| g.iter().map(|r| r.bytes).sum::<usize>() <= 100_000));
-        // A row bigger than the budget still goes, alone.
-        let big = vec![Row::new(vec![Value::Bytes(vec![0; 1_000_000])])];
-        assert_eq!(statements(&big, 1, PACKET_SLACK + 10).len(), 1);
     }
 }

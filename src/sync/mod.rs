@@ -6,13 +6,17 @@
 //! `webspool_sync_state`. MySQL is the source of truth: on start and after every
 //! reconnect the watermark is read back, and the local queue up to it is dropped. A
 //! commit whose outcome was lost with the connection is thus either seen (and skipped)
-//! or replayed, and replays are idempotent upserts. Errors are retried with backoff when
+//! or replayed, and replays are idempotent upserts. The journal side runs beside the
+//! writes: while batch n is written, batch n + 1 is read and the local cleanup of batch
+//! n - 1 (never of an uncommitted one) runs. Errors are retried with backoff when
 //! they are about the connection or the server's state (outage, killed connection,
 //! deadlock); anything else stops the stage with the error.
 
+mod background;
 mod batch;
 mod schema;
 mod target;
+mod upsert;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +29,8 @@ pub use batch::url_hash;
 pub use schema::SCHEMA_VERSION;
 pub use target::Target;
 
-use crate::journal::{now_ms, Journal, JournalError, LastSync};
+use crate::journal::{Journal, JournalError};
+use background::Background;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -156,6 +161,10 @@ struct Session {
 
 /// Runs the sync stage until the queue is drained (and, with `every` or `follow`,
 /// beyond), or until `control.stop` is set.
+///
+/// While MySQL writes batch n, batch n + 1 is read from the journal and the journal's
+/// cleanup after batch n - 1 runs, both on the blocking pool. The local cleanup only
+/// ever follows a commit, and the watermark in MySQL stays the truth.
 pub async fn run(
     journal: Arc<Journal>,
     config: &SyncConfig,
@@ -163,6 +172,22 @@ pub async fn run(
 ) -> Result<SyncSummary, SyncError> {
     let started = Instant::now();
     let journal_id = journal.journal_id()?;
+    let mut background = Background::new(journal.clone(), journal_id.clone());
+    let result = drive(&journal, &journal_id, config, &control, &mut background).await;
+    let settled = background.settle().await;
+    let mut summary = result?;
+    settled?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+async fn drive(
+    journal: &Arc<Journal>,
+    journal_id: &str,
+    config: &SyncConfig,
+    control: &SyncControl,
+    background: &mut Background,
+) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
     let mut session: Option<Session> = None;
     let mut backoff = Duration::from_secs(1);
@@ -173,20 +198,25 @@ pub async fn run(
         }
         let live = match session.as_mut() {
             Some(live) => live,
-            None => match connect(&journal, config, &journal_id).await {
-                Ok(new) => session.insert(new),
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(
-                        "sync: {} unavailable ({e}); retrying in {}s",
-                        config.target,
-                        backoff.as_secs()
-                    );
-                    pause(&control, backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+            None => {
+                // connect() cleans the queue up to MySQL's watermark: not beside another
+                // cleanup.
+                background.cleaned().await?;
+                match connect(journal, config, journal_id).await {
+                    Ok(new) => session.insert(new),
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(
+                            "sync: {} unavailable ({e}); retrying in {}s",
+                            config.target,
+                            backoff.as_secs()
+                        );
+                        pause(control, backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
         };
         let limits = batch::Limits {
             rows: config.batch_rows,
@@ -194,21 +224,15 @@ pub async fn run(
             bodies: config.bodies,
             packet: live.packet,
         };
-        let next = {
-            let (journal, id, watermark) = (journal.clone(), journal_id.clone(), live.watermark);
-            tokio::task::spawn_blocking(move || batch::build(&journal, &id, watermark, limits))
-                .await
-                .map_err(|e| SyncError::Internal(format!("batch builder died: {e}")))??
-        };
-        let Some(batch) = next else {
+        let Some(batch) = background.batch(live.watermark, limits).await? else {
             if let Some(every) = config.every {
-                pause(&control, every).await;
+                pause(control, every).await;
                 continue;
             }
             let following = control.follow.load(Ordering::Acquire)
                 && !control.upstream_done.load(Ordering::Acquire);
             if following {
-                pause(&control, Duration::from_millis(250)).await;
+                pause(control, Duration::from_millis(250)).await;
                 continue;
             }
             // The upstream may have queued pages between our look and its "done" flag:
@@ -218,34 +242,24 @@ pub async fn run(
             }
             break;
         };
+        let (pages, watermark) = (batch.pages as u64, batch.last_seq);
+        background.read_ahead(watermark, limits);
         let written = tokio::time::timeout(
             config.op_timeout,
-            batch::write(&mut live.conn, &batch, &journal_id, live.packet),
+            upsert::write(&mut live.conn, batch, journal_id, live.packet),
         )
         .await
         .map_err(|_| SyncError::timeout("writing a batch", config.op_timeout))
         .and_then(|r| r.map_err(|e| SyncError::mysql("writing a batch", e)));
         match written {
             Ok(()) => {
-                live.watermark = batch.last_seq;
+                live.watermark = watermark;
                 backoff = Duration::from_secs(1);
-                summary.pages += batch.pages as u64;
+                summary.pages += pages;
                 summary.batches += 1;
-                control
-                    .synced
-                    .fetch_add(batch.pages as u64, Ordering::Relaxed);
-                let (journal, watermark, pages) = (journal.clone(), batch.last_seq, summary.pages);
-                tokio::task::spawn_blocking(move || {
-                    journal.complete_sync(watermark)?;
-                    journal.record_last_sync(&LastSync {
-                        at_ms: now_ms(),
-                        watermark,
-                        pages,
-                    })
-                })
-                .await
-                .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
-                tracing::debug!(target: "webspool::committed", watermark, "{} pages synced", batch.pages);
+                control.synced.fetch_add(pages, Ordering::Relaxed);
+                tracing::debug!(target: "webspool::committed", watermark, "{pages} pages synced");
+                background.clean_up(watermark, summary.pages).await?;
             }
             Err(e) if e.is_retryable() => {
                 // The commit may or may not have happened: the next session reads the
@@ -254,14 +268,14 @@ pub async fn run(
                     "sync: batch failed ({e}); reconnecting in {}s",
                     backoff.as_secs()
                 );
+                background.drop_next().await;
                 session = None;
-                pause(&control, backoff).await;
+                pause(control, backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => return Err(e),
         }
     }
-    summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
