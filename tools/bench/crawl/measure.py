@@ -79,7 +79,8 @@ class Run:
 
     @property
     def other_frac(self):
-        return self.other_cpu / max(self.secs * NPROC, 1e-9)
+        """Share of the machine other work took, in the window that is measured."""
+        return self.w_other_cpu / max(self.w_secs * NPROC, 1e-9)
 
 
 class Runner:
@@ -107,21 +108,23 @@ class Runner:
             warn(f"the machine is still {busy}% busy with other work: figures will be low and noisy")
         return busy
 
-    def run(self, tag, argv, env, log, before=None, sample=None, limit=None, stop_when=None):
+    def run(self, tag, argv, env, log, before=None, sample=None, limit=None, mark_when=None, kill_at_mark=False):
         """Runs argv (stdout discarded, stderr to `log`) until it exits, again when disturbed.
 
         `before()` is called before each attempt (e.g. to remove the journal). `sample(pid,
         t0)` runs in a thread while the process lives; what it returns becomes the Run's
         `samples`. `limit` (s): past it the process is sent SIGINT, and SIGKILL 30 s
-        later. `stop_when()`, checked 4 times a second: once true, the process is killed
-        (SIGKILL). `Run.stopped` says why it was stopped, if it was. Returns the least
-        disturbed attempt's Run.
+        later. `mark_when()`, checked 4 times a second, ends the measured window when it
+        turns true: `w_secs`, `w_cpu`, `w_server_cpu` and `w_other_cpu` cover the run up to
+        then (without it, the whole run), and whether a run was disturbed is judged on it;
+        with `kill_at_mark` the process is then killed (SIGKILL). `Run.stopped` says why it
+        was stopped, if it was. Returns the least disturbed attempt's Run.
         """
         best = None
         for attempt in range(self.retries + 1):
             if before:
                 before()
-            run = self._once(argv, env, log, sample, limit, stop_when)
+            run = self._once(argv, env, log, sample, limit, mark_when, kill_at_mark)
             if run.rc != 0 and not run.stopped:
                 return run
             run.disturbed = run.other_frac > self.disturbed_pct / 100
@@ -131,7 +134,7 @@ class Runner:
                 best = run
             if not run.disturbed or attempt == self.retries:
                 break
-            say(f"{tag}: other processes took {run.other_cpu:.2f} CPU s during the {run.secs:.1f} s run; running it again ({attempt + 1}/{self.retries})")
+            say(f"{tag}: other processes took {run.w_other_cpu:.2f} CPU s in the {run.w_secs:.1f} s measured; running it again ({attempt + 1}/{self.retries})")
             # The best attempt's log goes aside while the next one writes `log`.
             if best.log == log:
                 os.replace(log, log + ".best")
@@ -141,7 +144,7 @@ class Runner:
             best.log = log
         return best
 
-    def _once(self, argv, env, log, sample, limit, stop_when):
+    def _once(self, argv, env, log, sample, limit, mark_when, kill_at_mark):
         subprocess.run(["sync"], check=False)
         busy_before = self.wait_quiet()
         b1, _ = machine_ticks()
@@ -154,15 +157,18 @@ class Runner:
             sampler = threading.Thread(target=lambda: samples.extend(sample(proc.pid, t0)), daemon=True)
             sampler.start()
         # Signals only before the process is reaped (its pid cannot have been reused).
-        lock, reaped, why = threading.Lock(), threading.Event(), []
+        lock, reaped, why, mark = threading.Lock(), threading.Event(), [], []
 
         def watch():
             while not reaped.wait(0.25):
                 elapsed = time.time() - t0
                 sig = None
-                if stop_when and not why and stop_when():
-                    why.append("killed once done")
-                    sig = signal.SIGKILL
+                if mark_when and not mark and mark_when():
+                    busy, _ = machine_ticks()
+                    mark.append((elapsed, busy, proc_ticks(self.server_pids), proc_ticks([proc.pid])))
+                    if kill_at_mark:
+                        why.append("killed once done")
+                        sig = signal.SIGKILL
                 elif limit and elapsed >= limit + 30:
                     sig = signal.SIGKILL
                 elif limit and elapsed >= limit and not why:
@@ -189,6 +195,11 @@ class Runner:
         cpu = usage.ru_utime + usage.ru_stime
         server_cpu = (s2 - s1) / HZ
         other = max((b2 - b1) / HZ - cpu - server_cpu, 0.0)
+        window = (t1 - t0, cpu, server_cpu, other)
+        if mark:
+            secs, bm, sm, cm = mark[0]
+            w_server = (sm - s1) / HZ
+            window = (secs, cm / HZ, w_server, max((bm - b1) / HZ - cm / HZ - w_server, 0.0))
         return Run(
             rc=proc.returncode,
             t0=t0,
@@ -202,6 +213,10 @@ class Runner:
             stopped=why[0] if why else None,
             log=log,
             samples=samples,
+            w_secs=window[0],
+            w_cpu=window[1],
+            w_server_cpu=window[2],
+            w_other_cpu=window[3],
         )
 
 

@@ -112,7 +112,7 @@ def politeness_part(c, polite, trap_ports, target_ratio):
            f"(clean) and with {len(trap_ports)} tarpit hosts ({modes}) of {c['PAGES_PER_HOST']} URLs each, listed "
            "before the normal URLs (first) or interleaved with them (mixed). Throughput: normal pages / seconds "
            "from the start of the process to the commit of the last normal page. \"end\": when the whole crawl "
-           "ended (the tarpit URLs decided); \"-\": killed once the last normal page was committed (rounds after "
+           "ended (the tarpit URLs decided). CPU s: up to the last normal page (the log read 4 times a second); \"-\": killed once the last normal page was committed (rounds after "
            f"FULL_ROUNDS={c['FULL_ROUNDS']}), \"+\": interrupted at RUN_LIMIT={c['RUN_LIMIT']} s.", ""]
     for lat, rows in polite.items():
         out += [f"Normal hosts answering after **{lat} ms**:", "",
@@ -133,8 +133,8 @@ def politeness_part(c, polite, trap_ports, target_ratio):
 
             out.append(
                 f"| {r} | {cl.pps:.0f}{mark(cl)} | {fi.pps:.0f}{mark(fi)} | {fi.pps / cl.pps:.3f} | {mx.pps:.0f}{mark(mx)} "
-                f"| {mx.pps / cl.pps:.3f} | {end(cl)} / {end(fi)} / {end(mx)} | {cl.cpu:.1f} / {fi.cpu:.1f} / {mx.cpu:.1f} "
-                f"| {cl.other_cpu:.1f} / {fi.other_cpu:.1f} / {mx.other_cpu:.1f} | {cl.busy_before} / {fi.busy_before} / {mx.busy_before} |")
+                f"| {mx.pps / cl.pps:.3f} | {end(cl)} / {end(fi)} / {end(mx)} | {cl.w_cpu:.1f} / {fi.w_cpu:.1f} / {mx.w_cpu:.1f} "
+                f"| {cl.w_other_cpu:.1f} / {fi.w_other_cpu:.1f} / {mx.w_other_cpu:.1f} | {cl.busy_before} / {fi.busy_before} / {mx.busy_before} |")
         out.append("")
         for v, rs in ratios.items():
             m = med(rs)
