@@ -108,23 +108,24 @@ class Runner:
             warn(f"the machine is still {busy}% busy with other work: figures will be low and noisy")
         return busy
 
-    def run(self, tag, argv, env, log, before=None, sample=None, limit=None, mark_when=None, kill_at_mark=False):
+    def run(self, tag, argv, env, log, before=None, sample=None, limit=None, marker=None, kill_at_mark=False):
         """Runs argv (stdout discarded, stderr to `log`) until it exits, again when disturbed.
 
         `before()` is called before each attempt (e.g. to remove the journal). `sample(pid,
         t0)` runs in a thread while the process lives; what it returns becomes the Run's
         `samples`. `limit` (s): past it the process is sent SIGINT, and SIGKILL 30 s
-        later. `mark_when()`, checked 4 times a second, ends the measured window when it
-        turns true: `w_secs`, `w_cpu`, `w_server_cpu` and `w_other_cpu` cover the run up to
-        then (without it, the whole run), and whether a run was disturbed is judged on it;
-        with `kill_at_mark` the process is then killed (SIGKILL). `Run.stopped` says why it
+        later. `marker()` makes, for each attempt, a test `mark_when()` that is checked 4
+        times a second and ends the measured window when it turns true: `w_secs`, `w_cpu`,
+        `w_server_cpu` and `w_other_cpu` cover the run up to then (without it, the whole
+        run), and whether a run was disturbed is judged on it; with `kill_at_mark` the
+        process is then killed (SIGKILL). `Run.stopped` says why it
         was stopped, if it was. Returns the least disturbed attempt's Run.
         """
         best = None
         for attempt in range(self.retries + 1):
             if before:
                 before()
-            run = self._once(argv, env, log, sample, limit, mark_when, kill_at_mark)
+            run = self._once(argv, env, log, sample, limit, marker() if marker else None, kill_at_mark)
             if run.rc != 0 and not run.stopped:
                 return run
             run.disturbed = run.other_frac > self.disturbed_pct / 100
