@@ -3,7 +3,8 @@
 //! Work comes from the journal's on-disk frontier, grouped by host (see
 //! `journal/frontier.rs`), so memory holds only a bounded set of hosts with a bounded
 //! chunk of URLs each, whatever the crawl's size. Hosts take turns; a host is ready
-//! when it has work, a free slot (`--per-host`; one at a time while a delay applies),
+//! when it has work, a free slot (`--per-host`; one at a time while a delay applies or
+//! while its last requests failed),
 //! its delay or backoff has passed and its robots.txt is known. A slow host, a tarpit
 //! or a host in backoff holds at most its own slots, so it never starves the others.
 //!
@@ -419,7 +420,9 @@ impl Scheduler {
         let Some(host) = self.hosts.get_mut(key) else {
             return;
         };
-        let limit = if host.delay.is_zero() {
+        // One request at a time while a delay applies, and while the host is failing
+        // (a tarpit then holds one of the global slots, not `--per-host` of them).
+        let limit = if host.delay.is_zero() && host.failures == 0 {
             self.per_host
         } else {
             1
