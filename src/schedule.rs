@@ -3,10 +3,13 @@
 //! Work comes from the journal's on-disk frontier, grouped by host (see
 //! `journal/frontier.rs`), so memory holds only a bounded set of hosts with a bounded
 //! chunk of URLs each, whatever the crawl's size. Hosts take turns; a host is ready
-//! when it has work, a free slot (`--per-host`; one at a time while a delay applies or
-//! while its last requests failed),
-//! its delay or backoff has passed and its robots.txt is known. A slow host, a tarpit
-//! or a host in backoff holds at most its own slots, so it never starves the others.
+//! when it has work, a free slot, its delay or backoff has passed and its robots.txt is
+//! known. A host's slots start at one and grow by one with every page it serves, up to
+//! `--per-host` (slow start); a failure takes them back to one, and a delay keeps them
+//! at one. A fetch still running after [`STALLED_AFTER`] stops counting against
+//! `--concurrency` (up to another `--concurrency` of them), so a slow host, a tarpit or
+//! a host in backoff never starves the others: it holds one request that the global
+//! limit no longer sees.
 //!
 //! Politeness lives here: robots.txt is fetched once per host and cached in the journal
 //! (`hosts` tree) until it expires; `Crawl-delay` and `--delay` space the requests to a
@@ -48,6 +51,9 @@ const RETRY_BASE: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Longest backoff of a host that keeps failing.
 const HOST_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A fetch running longer than this is stalled: its slot is given back to the global
+/// limit while it goes on (its host's slot stays taken).
+const STALLED_AFTER: Duration = Duration::from_secs(2);
 
 /// How the crawl treats the sites it visits.
 #[derive(Clone, Debug)]
@@ -104,6 +110,9 @@ struct Host {
     /// The last load filled the chunk: the frontier may hold more.
     more: bool,
     active: usize,
+    /// Requests the host may have in flight: 1, plus one per page served since its last
+    /// failure, at most `--per-host`.
+    window: usize,
     next_at: Instant,
     delay: Duration,
     robots: RobotsState,
@@ -122,14 +131,18 @@ struct Host {
 /// What a finished task tells the scheduler.
 enum Event {
     Page {
+        task: u64,
         host: String,
         id: u64,
         verdict: Verdict,
     },
     Robots {
+        task: u64,
         host: String,
         fetched: Box<Fetched>,
     },
+    /// The task has run longer than [`STALLED_AFTER`].
+    Stalled { task: u64 },
 }
 
 /// What one fetch says about its host.
@@ -189,7 +202,12 @@ pub struct Scheduler {
     /// Ids handed out and not yet durable: never loaded again.
     inflight: HashSet<u64>,
     queued: usize,
+    /// Tasks counted against `--concurrency`.
     active: usize,
+    /// Tasks past [`STALLED_AFTER`] that no longer count (at most `--concurrency`).
+    stalled: HashSet<u64>,
+    /// Number of the next task started.
+    next_task: u64,
     /// The last host visited by the scan of the frontier's hosts.
     host_cursor: Option<String>,
     /// Failures decided without fetching, waiting to go to the committer.
@@ -232,6 +250,8 @@ impl Scheduler {
             inflight: HashSet::new(),
             queued: 0,
             active: 0,
+            stalled: HashSet::new(),
+            next_task: 0,
             host_cursor: None,
             refused: Vec::new(),
         }
@@ -239,11 +259,12 @@ impl Scheduler {
 
     /// Fetches in flight or queued in memory.
     pub fn busy(&self) -> bool {
-        self.active > 0 || self.queued > 0
+        self.active() > 0 || self.queued > 0
     }
 
+    /// Tasks running, stalled or not.
     pub fn active(&self) -> usize {
-        self.active
+        self.active + self.stalled.len()
     }
 
     /// Moves due retries back to the frontier and loads work from it.
@@ -339,6 +360,7 @@ impl Scheduler {
             cursor: None,
             more: true,
             active: 0,
+            window: 1,
             next_at: Instant::now() + wait,
             delay: self.politeness.delay,
             robots,
@@ -420,10 +442,10 @@ impl Scheduler {
         let Some(host) = self.hosts.get_mut(key) else {
             return;
         };
-        // One request at a time while a delay applies, and while the host is failing
-        // (a tarpit then holds one of the global slots, not `--per-host` of them).
-        let limit = if host.delay.is_zero() && host.failures == 0 {
-            self.per_host
+        // One request at a time while a delay applies; otherwise as many as the host
+        // has earned (a tarpit never gets past one).
+        let limit = if host.delay.is_zero() {
+            host.window.min(self.per_host)
         } else {
             1
         };
@@ -483,6 +505,8 @@ impl Scheduler {
                     host.active += 1;
                     self.active += 1;
                     started += 1;
+                    let task = self.next_task;
+                    self.next_task += 1;
                     let target = robots_url(&first.url);
                     let trust = if first.via.trusted() {
                         Trust::Given
@@ -491,9 +515,13 @@ impl Scheduler {
                     };
                     let (fetcher, events) = (self.fetcher.clone(), self.events_tx.clone());
                     tokio::spawn(async move {
-                        let fetched = fetcher.fetch(&target, trust).await;
-                        let fetched = Box::new(fetched);
-                        let _ = events.send(Event::Robots { host: key, fetched });
+                        let fetched = watched(fetcher.fetch(&target, trust), task, &events);
+                        let fetched = Box::new(fetched.await);
+                        let _ = events.send(Event::Robots {
+                            task,
+                            host: key,
+                            fetched,
+                        });
                     });
                     continue;
                 }
@@ -512,6 +540,8 @@ impl Scheduler {
             host.active += 1;
             self.active += 1;
             started += 1;
+            let task = self.next_task;
+            self.next_task += 1;
             if !host.delay.is_zero() {
                 host.next_at = Instant::now() + host.delay;
             }
@@ -525,7 +555,7 @@ impl Scheduler {
                 } else {
                     Trust::Discovered
                 };
-                let fetched = fetcher.fetch(&job.url, trust).await;
+                let fetched = watched(fetcher.fetch(&job.url, trust), task, &events).await;
                 let verdict = Verdict::of(&fetched);
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
@@ -540,6 +570,7 @@ impl Scheduler {
                 // stays pending in the journal and is fetched again next run.
                 let _ = commit_tx.send(done).await;
                 let _ = events.send(Event::Page {
+                    task,
                     host: key,
                     id,
                     verdict,
@@ -565,6 +596,13 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Gives back the task's global slot, unless it had stalled and given it back.
+    fn task_ended(&mut self, task: u64) {
+        if !self.stalled.remove(&task) {
+            self.active -= 1;
+        }
+    }
+
     fn acknowledge(&mut self, ids: &[u64]) {
         for id in ids {
             self.inflight.remove(id);
@@ -573,8 +611,21 @@ impl Scheduler {
 
     fn apply(&mut self, event: Event) -> Result<(), JournalError> {
         match event {
-            Event::Page { host, id, verdict } => {
-                self.active -= 1;
+            Event::Stalled { task } => {
+                if self.stalled.len() < self.concurrency {
+                    self.stalled.insert(task);
+                    self.active -= 1;
+                }
+                Ok(())
+            }
+            Event::Page {
+                task,
+                host,
+                id,
+                verdict,
+            } => {
+                self.task_ended(task);
+                let per_host = self.per_host;
                 let mut newly_down = None;
                 let Some(h) = self.hosts.get_mut(&host) else {
                     return Ok(());
@@ -587,11 +638,13 @@ impl Scheduler {
                         wait = wait.max(after.min(RETRY_MAX));
                     }
                     h.next_at = h.next_at.max(Instant::now() + wait);
+                    h.window = 1;
                 };
                 match verdict {
                     Verdict::Served => {
                         h.failures = 0;
                         h.answered = true;
+                        h.window = (h.window + 1).min(per_host);
                     }
                     Verdict::Busy { retry_after } => {
                         h.answered = true;
@@ -617,8 +670,12 @@ impl Scheduler {
                 }
                 self.after_task(&host)
             }
-            Event::Robots { host, fetched } => {
-                self.active -= 1;
+            Event::Robots {
+                task,
+                host,
+                fetched,
+            } => {
+                self.task_ended(task);
                 let agent = self.agent.clone();
                 let retries = self.politeness.retries;
                 let Some(h) = self.hosts.get_mut(&host) else {
@@ -708,6 +765,20 @@ impl Scheduler {
             Ok(())
         }
     }
+}
+
+/// Runs a task's fetch, telling the scheduler once it has run past [`STALLED_AFTER`].
+async fn watched<F: std::future::Future>(
+    fetch: F,
+    task: u64,
+    events: &mpsc::UnboundedSender<Event>,
+) -> F::Output {
+    tokio::pin!(fetch);
+    if let Ok(done) = tokio::time::timeout(STALLED_AFTER, &mut fetch).await {
+        return done;
+    }
+    let _ = events.send(Event::Stalled { task });
+    fetch.await
 }
 
 /// A job that is not to be sent: its host is down, or robots.txt disallows it.
