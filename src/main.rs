@@ -1,6 +1,6 @@
 //! The `webspool` binary: flags, logging, signals and exit codes around the library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -251,12 +251,16 @@ fn print_summary(s: &CrawlSummary) {
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let journal = open_existing(&args.journal.journal)?;
     let status = journal.status()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        print_status(&journal, &status);
+        status_text(&journal, &status)
+    };
+    // A reader that stops early (`| head`) is not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A rough "how long ago" for a timestamp in milliseconds since the epoch.
@@ -269,28 +273,31 @@ fn ago(at_ms: u64) -> String {
     }
 }
 
-fn print_status(journal: &Journal, s: &Status) {
-    println!("journal        {}", journal.path().display());
-    println!("urls           {}", s.urls);
-    println!("pending fetch  {}", s.pending_fetch);
-    println!("fetched        {}", s.fetched);
-    println!("failed         {}", s.failed);
-    for (kind, n) in &s.errors {
-        println!("  {kind:<13}{n}");
-    }
-    println!("pending parse  {}", s.pending_parse);
-    println!("parsed         {}", s.parsed);
-    println!("pending sync   {}", s.pending_sync);
-    match &s.last_sync {
-        Some(last) => println!(
-            "last sync      {} pages, {} ago (watermark {})",
-            last.pages,
-            ago(last.at_ms),
-            last.watermark
-        ),
-        None => println!("last sync      never"),
-    }
-    println!("raw bytes      {}", s.raw_bytes);
-    println!("stored bodies  {}", s.stored_body_bytes);
-    println!("disk bytes     {}", s.disk_bytes);
+fn status_text(journal: &Journal, s: &Status) -> String {
+    let mut lines = vec![
+        format!("journal        {}", journal.path().display()),
+        format!("urls           {}", s.urls),
+        format!("pending fetch  {}", s.pending_fetch),
+        format!("fetched        {}", s.fetched),
+        format!("failed         {}", s.failed),
+    ];
+    lines.extend(s.errors.iter().map(|(kind, n)| format!("  {kind:<13}{n}")));
+    lines.extend([
+        format!("pending parse  {}", s.pending_parse),
+        format!("parsed         {}", s.parsed),
+        format!("pending sync   {}", s.pending_sync),
+        match &s.last_sync {
+            Some(last) => format!(
+                "last sync      {} pages, {} ago (watermark {})",
+                last.pages,
+                ago(last.at_ms),
+                last.watermark
+            ),
+            None => "last sync      never".to_string(),
+        },
+        format!("raw bytes      {}", s.raw_bytes),
+        format!("stored bodies  {}", s.stored_body_bytes),
+        format!("disk bytes     {}", s.disk_bytes),
+    ]);
+    lines.join("\n") + "\n"
 }

@@ -99,6 +99,26 @@ fn a_missing_url_list_is_a_clear_error() {
 }
 
 #[test]
+fn status_into_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = empty_journal(&dir);
+    for flags in [&["--json"][..], &[]] {
+        // The reading end is closed before webspool writes: as with `status | head -0`.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(util::bin())
+            .args(["status", "--journal", journal.to_str().unwrap()])
+            .args(flags)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run webspool");
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).is_empty(), "{flags:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn status_of_a_missing_journal_is_an_error_not_a_new_journal() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("nope");
