@@ -37,6 +37,9 @@ const COMMIT_BATCH: usize = 256;
 const COMMIT_BYTES: usize = 32 * 1024 * 1024;
 /// zstd level for bodies: fast, and HTML still shrinks several times.
 const ZSTD_LEVEL: i32 = 3;
+/// Longest wait for more pages to share a group's flush: a flush per page or two
+/// would cost more than the fetches (one `sync_file_range` each).
+const GROUP_WAIT: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Debug)]
 pub struct CrawlConfig {
@@ -171,10 +174,11 @@ pub async fn crawl(
         let counts = counts.clone();
         let failed = committer_failed.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("webspool-commit".into())
             .spawn(move || {
-                let result = commit_loop(&journal, commit_rx, &counts, &acks_tx);
+                let result = commit_loop(&journal, &runtime, commit_rx, &counts, &acks_tx);
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
                 }
@@ -298,6 +302,7 @@ pub async fn crawl(
 /// counts them and acknowledges their ids to the scheduler.
 fn commit_loop(
     journal: &Journal,
+    runtime: &tokio::runtime::Handle,
     mut rx: mpsc::Receiver<Done>,
     counts: &Counts,
     acks: &mpsc::UnboundedSender<Vec<u64>>,
@@ -308,14 +313,21 @@ fn commit_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group[0].fetched.body.as_ref().map_or(0, Vec::len);
+        // Pages that arrive within GROUP_WAIT of the first share its flush.
+        let until = tokio::time::Instant::now() + GROUP_WAIT;
         while group.len() < COMMIT_BATCH && bytes < COMMIT_BYTES {
-            match rx.try_recv() {
-                Ok(done) => {
-                    bytes += done.fetched.body.as_ref().map_or(0, Vec::len);
-                    group.push(done);
-                }
-                Err(_) => break,
-            }
+            let next = match rx.try_recv() {
+                Ok(done) => Some(done),
+                Err(_) => runtime.block_on(async {
+                    tokio::time::timeout_at(until, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }),
+            };
+            let Some(done) = next else { break };
+            bytes += done.fetched.body.as_ref().map_or(0, Vec::len);
+            group.push(done);
         }
         let mut pages = Vec::with_capacity(group.len());
         for done in &group {
