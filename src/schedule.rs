@@ -6,7 +6,7 @@
 //! when it has work, a free slot, its delay or backoff has passed and its robots.txt is
 //! known. A host's slots start at one and grow by one with every page it serves, up to
 //! `--per-host` (slow start); a failure takes them back to one, and a delay keeps them
-//! at one. A fetch still running after [`STALLED_AFTER`] stops counting against
+//! at one. A fetch still running after `STALLED_AFTER` (2 s) stops counting against
 //! `--concurrency` (up to another `--concurrency` of them), so a slow host, a tarpit or
 //! a host in backoff never starves the others: it holds one request that the global
 //! limit no longer sees.

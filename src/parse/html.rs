@@ -10,17 +10,17 @@
 //! - `links`: `<a href>` and `<area href>` resolved against the first `<base href>` (for
 //!   links after it) or the page URL, http(s) only, fragment dropped, first occurrence
 //!   of each URL kept with its text (words separated as below; an area's `alt`),
-//!   `nofollow` from `rel` tokens `nofollow`/`ugc`/`sponsored`; see [`links`].
+//!   `nofollow` from `rel` tokens `nofollow`/`ugc`/`sponsored`; see `links.rs`.
 //! - visible text (`word_count`, `text`): character data outside `<script>`, `<style>`,
 //!   `<title>`, `<textarea>`, `<noscript>`, `<template>` and the other raw-text elements
 //!   (`<iframe>`, `<xmp>`, `<noembed>`, `<noframes>`), i.e. what lol_html reports as
 //!   data text outside templates. Text on either side of a block-level or line-breaking
-//!   tag (`<p>`, `</div>`, `<br>`, `<td>`, ... see [`text::markup_separates`]) is
+//!   tag (`<p>`, `</div>`, `<br>`, `<td>`, ... see `text::markup_separates`) is
 //!   separate words; inline tags join text as rendered (`Hel<b>lo</b>` is one word,
 //!   `<td>a</td><td>b</td>` two). A word is a maximal run of non-whitespace, so
 //!   unspaced CJK text counts one word per run. The same rule separates words in
 //!   titles, headings, anchor texts and extracted fields.
-//! - `fields`: per extraction rule, see [`fields`]; every rule's name is present, with no
+//! - `fields`: per extraction rule, see `fields.rs`; every rule's name is present, with no
 //!   values when nothing matched.
 //!
 //! Entities are decoded exactly once, by us: lol_html hands over text and attribute
