@@ -21,8 +21,11 @@ use crate::progress::Counts;
 use crate::sync::Target;
 use crate::urls::{normalize, redact_text};
 
-/// URLs per intake transaction.
-const INTAKE_BATCH: usize = 1024;
+/// URLs per intake transaction. Small: a sled transaction holds a lock that stops every
+/// other reader and writer of the journal, so long ones would keep the scheduler and the
+/// committer waiting while a long list is read in (1024 cost a crawl of 48,625 docs pages
+/// about 10 % of its time and 30 MB of peak RSS).
+const INTAKE_BATCH: usize = 64;
 /// Deadline for connecting to the seed database and for each wait for rows.
 const SEED_TIMEOUT: Duration = Duration::from_secs(120);
 
