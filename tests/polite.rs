@@ -287,22 +287,33 @@ async fn a_host_that_keeps_failing_is_not_hammered() {
     util::took(started, 60);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tarpit_host_does_not_hold_up_the_others() {
-    let tarpit = TestServer::start(|req| async move {
+/// A host that answers robots.txt at once (404) and holds every other request for 30 s.
+async fn tarpit() -> TestServer {
+    TestServer::start(|req| async move {
         if req.uri().path() != "/robots.txt" {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
         reply(404, "")
     })
-    .await;
-    let last_fast = Arc::new(Mutex::new(None::<Instant>));
-    let stamp = last_fast.clone();
-    let fast = TestServer::start(move |_| {
+    .await
+}
+
+/// A host that answers everything at once, and when it last answered.
+async fn fast_host() -> (TestServer, Arc<Mutex<Option<Instant>>>) {
+    let last = Arc::new(Mutex::new(None::<Instant>));
+    let stamp = last.clone();
+    let server = TestServer::start(move |_| {
         *stamp.lock().unwrap() = Some(Instant::now());
         async { reply(200, "fast") }
     })
     .await;
+    (server, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarpit_host_does_not_hold_up_the_others() {
+    let tarpit = tarpit().await;
+    let (fast, last_fast) = fast_host().await;
     // The tarpit's URLs come first in the list. It gets one request at a time (it has
     // never served a page), so they hang one after the other.
     let mut urls: Vec<String> = (0..3).map(|i| tarpit.url(&format!("/t{i}"))).collect();
@@ -334,23 +345,9 @@ async fn stalled_fetches_give_back_their_global_slots() {
     // nothing else can be sent.
     let mut tarpits = Vec::new();
     for _ in 0..3 {
-        tarpits.push(
-            TestServer::start(|req| async move {
-                if req.uri().path() != "/robots.txt" {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
-                reply(404, "")
-            })
-            .await,
-        );
+        tarpits.push(tarpit().await);
     }
-    let last_fast = Arc::new(Mutex::new(None::<Instant>));
-    let stamp = last_fast.clone();
-    let fast = TestServer::start(move |_| {
-        *stamp.lock().unwrap() = Some(Instant::now());
-        async { reply(200, "fast") }
-    })
-    .await;
+    let (fast, last_fast) = fast_host().await;
     let mut urls: Vec<String> = Vec::new();
     for tarpit in &tarpits {
         urls.extend((0..2).map(|i| tarpit.url(&format!("/t{i}"))));
