@@ -35,8 +35,6 @@ use crate::sync::{self, SyncConfig, SyncControl, SyncError};
 const COMMIT_BATCH: usize = 256;
 /// Body bytes (decoded) per commit group, at most.
 const COMMIT_BYTES: usize = 32 * 1024 * 1024;
-/// zstd level for bodies: fast, and HTML still shrinks several times.
-const ZSTD_LEVEL: i32 = 3;
 /// Longest wait for more pages to share a group's flush: a flush per page or two
 /// would cost more than the fetches (one `sync_file_range` each).
 const GROUP_WAIT: Duration = Duration::from_millis(2);
@@ -307,12 +305,9 @@ fn commit_loop(
     counts: &Counts,
     acks: &mpsc::UnboundedSender<Vec<u64>>,
 ) -> Result<(), JournalError> {
-    // One compression context for the whole crawl, not one per page.
-    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-        .map_err(|e| JournalError::Encode(format!("zstd: {e}")))?;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
-        let mut bytes = group[0].fetched.body.as_ref().map_or(0, Vec::len);
+        let mut bytes = body_len(&group[0]);
         // Pages that arrive within GROUP_WAIT of the first share its flush.
         let until = tokio::time::Instant::now() + GROUP_WAIT;
         while group.len() < COMMIT_BATCH && bytes < COMMIT_BYTES {
@@ -326,23 +321,15 @@ fn commit_loop(
                 }),
             };
             let Some(done) = next else { break };
-            bytes += done.fetched.body.as_ref().map_or(0, Vec::len);
+            bytes += body_len(&done);
             group.push(done);
         }
         let mut pages = Vec::with_capacity(group.len());
-        for done in &group {
-            let compressed_body = match &done.fetched.body {
-                Some(body) => Some(
-                    compressor
-                        .compress(body)
-                        .map_err(|e| JournalError::Encode(format!("zstd: {e}")))?,
-                ),
-                None => None,
-            };
+        for done in &mut group {
             pages.push(FetchedPage {
                 id: done.id,
                 meta: done.fetched.meta.clone(),
-                compressed_body,
+                compressed_body: std::mem::replace(&mut done.compressed_body, Ok(None))?,
                 retry_at_ms: done.retry_at_ms,
             });
         }
@@ -373,6 +360,14 @@ fn commit_loop(
         }
     }
     Ok(())
+}
+
+/// The page's body size as received (decoded), for the group's byte bound.
+fn body_len(done: &Done) -> usize {
+    match &done.fetched.meta.outcome {
+        Outcome::Response { body_len, .. } => *body_len as usize,
+        Outcome::Error { .. } => 0,
+    }
 }
 
 /// What the scheduler loop watches besides its own work.

@@ -36,7 +36,7 @@ use url::Url;
 
 use crate::fetch::{Fetched, Fetcher, Trust};
 use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
-use crate::journal::{PageMeta, Via};
+use crate::journal::{compress_body, PageMeta, Via};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize, redact, redact_text};
 
@@ -85,7 +85,10 @@ pub struct Done {
     pub id: u64,
     /// The URL for log lines, userinfo redacted.
     pub shown: String,
+    /// The outcome; its body has been taken out and compressed into `compressed_body`.
     pub fetched: Fetched,
+    /// The body as the journal stores it (see [`compress_off_loop`]).
+    pub compressed_body: Result<Option<Vec<u8>>, JournalError>,
     /// Try again at this time instead of recording the outcome.
     pub retry_at_ms: Option<u64>,
 }
@@ -555,8 +558,9 @@ impl Scheduler {
                 } else {
                     Trust::Discovered
                 };
-                let fetched = watched(fetcher.fetch(&job.url, trust), task, &events).await;
+                let mut fetched = watched(fetcher.fetch(&job.url, trust), task, &events).await;
                 let verdict = Verdict::of(&fetched);
+                let compressed_body = compress_off_loop(fetched.body.take()).await;
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
                 let id = job.id;
@@ -564,6 +568,7 @@ impl Scheduler {
                     id,
                     shown: redact(&job.url),
                     fetched,
+                    compressed_body,
                     retry_at_ms,
                 };
                 // A closed channel means the committer stopped on an error; the page
@@ -825,7 +830,26 @@ fn failed(id: u64, shown: String, (kind, message): (ErrorKind, String)) -> Done 
             transient: false,
             retry_after: None,
         },
+        compressed_body: Ok(None),
         retry_at_ms: None,
+    }
+}
+
+/// Bodies up to this size are compressed on the fetch task's worker thread (tens of
+/// microseconds); larger ones on the blocking pool, so no page holds up the event loop.
+const COMPRESS_INLINE_MAX: usize = 256 * 1024;
+
+/// Compresses a fetched body for the journal. This runs in the fetch tasks, spread over
+/// the runtime's workers, rather than on the committer's one thread, which every page
+/// passes through.
+async fn compress_off_loop(body: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, JournalError> {
+    match body {
+        None => Ok(None),
+        Some(body) if body.len() <= COMPRESS_INLINE_MAX => compress_body(&body).map(Some),
+        Some(body) => tokio::task::spawn_blocking(move || compress_body(&body))
+            .await
+            .map_err(|e| JournalError::Encode(format!("zstd task: {e}")))?
+            .map(Some),
     }
 }
 

@@ -41,6 +41,7 @@
 //! exactly the state of some flush or later, and everything still in `pending_fetch` is
 //! fetched again.
 
+mod body;
 mod fetch;
 mod frontier;
 mod parse;
@@ -57,7 +58,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 pub use frontier::{NewUrl, Ready};
 pub use parse::ReparseState;
-pub use parse::{decompress_body, decompress_body_into, AnnotationReport, Budget, ParseInput};
+pub use body::{compress_body, decompress_body, decompress_body_into};
+pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};

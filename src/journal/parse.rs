@@ -1,12 +1,10 @@
 //! The parse side of the journal: pages to annotate out, annotations in, and the pages
 //! whose annotation changed marked for sync.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use zstd::bulk::Decompressor;
 
 use super::frontier::{AddTrees, NewUrl};
 use super::record::{decode_annotation, decode_host, decode_page, encode_annotation, encode_host};
@@ -20,7 +18,7 @@ use crate::parse::Annotation;
 use sled::transaction::TransactionalTree;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread
-/// decompresses it with [`decompress_body`].
+/// decompresses it with [`super::decompress_body`].
 pub struct ParseInput {
     pub id: u64,
     pub meta: PageMeta,
@@ -59,55 +57,6 @@ pub struct Budget {
     pub max_urls: Option<u64>,
     /// No URL of a host is added once following has added this many for the host.
     pub per_host: Option<u64>,
-}
-
-/// Largest body decompressed in one step into a buffer of the size its frame declares;
-/// larger ones (or frames without a size) are streamed, so a damaged size field cannot
-/// make us allocate more than this up front.
-const MAX_ONE_STEP: u64 = 64 * 1024 * 1024;
-
-/// Decompresses a body read from the journal.
-pub fn decompress_body(id: u64, compressed: &[u8]) -> Result<Vec<u8>, JournalError> {
-    let mut body = Vec::new();
-    decompress_body_into(id, compressed, &mut body)?;
-    Ok(body)
-}
-
-/// Decompresses a body read from the journal into `body` (replacing what it held), so
-/// that a caller decompressing many can reuse one buffer. Bodies are written as one
-/// zstd frame that records its size (`zstd::bulk::Compressor`), so the usual case is one
-/// call with a decompression context kept per thread; anything else is streamed.
-pub fn decompress_body_into(
-    id: u64,
-    compressed: &[u8],
-    body: &mut Vec<u8>,
-) -> Result<(), JournalError> {
-    thread_local! {
-        static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
-    }
-    body.clear();
-    let size = zstd::zstd_safe::get_frame_content_size(compressed)
-        .ok()
-        .flatten();
-    if let Some(size) = size.filter(|&s| s <= MAX_ONE_STEP) {
-        body.reserve(size as usize);
-        let one_step = DECOMPRESSOR.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let decompressor = match &mut *cell {
-                Some(d) => d,
-                None => cell.insert(Decompressor::new().ok()?),
-            };
-            decompressor.decompress_to_buffer(compressed, body).ok()
-        });
-        // A failure here (several frames, damage) gets the streaming decoder's error.
-        if one_step == Some(size as usize) {
-            return Ok(());
-        }
-    }
-    *body = zstd::stream::decode_all(compressed).map_err(|e| JournalError::Damaged {
-        what: format!("body of id {id} does not decompress: {e}"),
-    })?;
-    Ok(())
 }
 
 impl Journal {
