@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::fetch::{Fetched, Fetcher, Trust};
-use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
 use crate::journal::{compress_body, PageMeta, Via};
+use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize, redact, redact_text};
 
@@ -87,7 +87,7 @@ pub struct Done {
     pub shown: String,
     /// The outcome; its body has been taken out and compressed into `compressed_body`.
     pub fetched: Fetched,
-    /// The body as the journal stores it (see [`compress_off_loop`]).
+    /// The body as the journal stores it, compressed by the fetch task.
     pub compressed_body: Result<Option<Vec<u8>>, JournalError>,
     /// Try again at this time instead of recording the outcome.
     pub retry_at_ms: Option<u64>,

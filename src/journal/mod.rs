@@ -56,9 +56,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+pub use body::{compress_body, decompress_body, decompress_body_into};
 pub use frontier::{NewUrl, Ready};
 pub use parse::ReparseState;
-pub use body::{compress_body, decompress_body, decompress_body_into};
 pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
