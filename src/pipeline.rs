@@ -9,8 +9,9 @@
 //!   and the hosts' robots.txt, delays and backoff. A URL stays pending until its result
 //!   is committed, so whatever is in flight at a crash is fetched again on restart, and
 //!   nothing else is.
-//! - **committer** (its own thread) takes finished fetches in groups, compresses the
-//!   bodies, records the group in one journal transaction and flushes. Only then does it
+//! - **committer** (its own thread) takes finished fetches (bodies already compressed
+//!   by the fetch tasks) in groups, appends the group's bodies to a segment file,
+//!   records the group in one journal transaction and flushes. Only then does it
 //!   count the pages as fetched. At most [`max_unflushed`] pages are fetched but not yet
 //!   durable at any moment: that is what a kill -9 can cost.
 

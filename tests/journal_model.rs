@@ -347,7 +347,116 @@ fn a_version_1_journal_is_upgraded_in_place() {
         assert_eq!(ready.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
     }
     drop(journal);
-    // Opened again, it is a version-2 journal and stays as it is.
+    // Opened again, it is a current journal and stays as it is.
     let journal = Journal::open(&path).unwrap();
     assert_eq!(journal.frontier_hosts_after(None, 10).unwrap().len(), 2);
+}
+
+/// The sled database under a journal, opened directly once the journal has let go of
+/// it (sled releases its lock from a background thread).
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the journal's lock: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
+}
+
+fn response(id: u64, body: &[u8]) -> FetchedPage {
+    let body = body.to_vec();
+    FetchedPage {
+        id,
+        meta: meta(&Some(body.clone())),
+        compressed_body: Some(webspool::journal::compress_body(&body).unwrap()),
+        retry_at_ms: None,
+    }
+}
+
+/// A journal as format version 2 left it: each body inline in the `bodies` tree, no
+/// segment files. It is read as it is, and new bodies go to segments.
+#[test]
+fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let old_body = b"<html>stored by format 2</html>".to_vec();
+    let (first, second) = {
+        let journal = Journal::open(&path).unwrap();
+        journal
+            .add_urls(&[new_url(&url(1)), new_url(&url(2))])
+            .unwrap();
+        let first = journal.find(&url(1)).unwrap().unwrap();
+        let second = journal.find(&url(2)).unwrap().unwrap();
+        journal
+            .record_fetches(&[response(first, &old_body)])
+            .unwrap();
+        journal.flush_blocking().unwrap();
+        (first, second)
+    };
+    {
+        let db = open_raw(&path);
+        let inline = webspool::journal::compress_body(&old_body).unwrap();
+        db.open_tree("bodies")
+            .unwrap()
+            .insert(first.to_be_bytes(), inline)
+            .unwrap();
+        db.remove("segments_end").unwrap();
+        db.insert("version", &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::remove_dir_all(path.join("segments")).unwrap();
+
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.body(first).unwrap(), Some(old_body.clone()));
+    journal.record_fetches(&[response(second, b"new")]).unwrap();
+    journal.flush_blocking().unwrap();
+    drop(journal);
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.body(first).unwrap(), Some(old_body));
+    assert_eq!(journal.body(second).unwrap(), Some(b"new".to_vec()));
+    assert!(path.join("segments").join("00000001.seg").is_file());
+    drop(journal);
+    let version = open_raw(&path).get("version").unwrap().unwrap();
+    assert_eq!(version.as_ref(), &3u32.to_be_bytes());
+}
+
+/// Bytes a crash left past the last recorded group (appended, never committed) are
+/// cut off when the journal is opened; what was committed reads back.
+#[test]
+fn a_segment_tail_past_the_last_commit_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let segment = path.join("segments").join("00000001.seg");
+    let (first, second) = {
+        let journal = Journal::open(&path).unwrap();
+        journal
+            .add_urls(&[new_url(&url(1)), new_url(&url(2))])
+            .unwrap();
+        let first = journal.find(&url(1)).unwrap().unwrap();
+        let second = journal.find(&url(2)).unwrap().unwrap();
+        journal.record_fetches(&[response(first, b"kept")]).unwrap();
+        journal.flush_blocking().unwrap();
+        (first, second)
+    };
+    let committed = std::fs::metadata(&segment).unwrap().len();
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all(b"a group that never committed").unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), committed);
+    journal
+        .record_fetches(&[response(second, b"next")])
+        .unwrap();
+    assert_eq!(journal.body(first).unwrap(), Some(b"kept".to_vec()));
+    assert_eq!(journal.body(second).unwrap(), Some(b"next".to_vec()));
 }

@@ -7,10 +7,11 @@ use sled::Transactional;
 use super::frontier::{frontier_key, retry_key};
 use super::record::{decode_page, decode_pending, decode_url, encode_page, encode_pending};
 use super::record::{id_key, key_id};
+use super::segments::{decode_stored_body, encode_end, encode_location, StoredBody};
 use super::sync::mark_for_sync;
 use super::{
     abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
-    PageMeta, UrlEntry,
+    PageMeta, UrlEntry, SEGMENTS_END,
 };
 
 impl Journal {
@@ -25,6 +26,20 @@ impl Journal {
             for page in batch {
                 encoded.push(encode_page(&page.meta)?);
             }
+            // The bodies go to the segments first, synced, so the locations recorded
+            // below always point at durable bytes.
+            let stored: Vec<&[u8]> = batch
+                .iter()
+                .filter(|page| page.retry_at_ms.is_none())
+                .filter_map(|page| page.compressed_body.as_deref())
+                .collect();
+            let (locations, end) = self.segments.append(&stored)?;
+            let mut located = Vec::with_capacity(locations.len());
+            for at in locations {
+                located.push(encode_location(at)?);
+            }
+            let located = located.into_iter();
+            let end = encode_end(end)?;
             let trees = (
                 &self.pending_fetch,
                 &self.frontier,
@@ -51,7 +66,14 @@ impl Journal {
                     counters,
                 )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+                    let mut located = located.clone();
+                    meta.insert(SEGMENTS_END, end.as_slice())?;
                     for (page, meta_bytes) in batch.iter().zip(&encoded) {
+                        // In the order of `stored`: every page with a body and no retry.
+                        let location = match (&page.compressed_body, page.retry_at_ms) {
+                            (Some(_), None) => located.next(),
+                            _ => None,
+                        };
                         let key = id_key(page.id);
                         let Some(waiting) = pending.get(key)? else {
                             continue;
@@ -84,7 +106,9 @@ impl Journal {
                                 let body = page.compressed_body.as_deref().unwrap_or_default();
                                 *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
                                     body.len() as i64;
-                                bodies.insert(&key, body)?;
+                                if let Some(location) = location {
+                                    bodies.insert(&key, location.as_slice())?;
+                                }
                                 pending_parse.insert(&key, &[])?;
                                 *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
                             }
@@ -128,9 +152,21 @@ impl Journal {
 
     /// The body exactly as received after content-decoding.
     pub fn body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
-        match self.bodies.get(id_key(id))? {
+        match self.compressed_body(id)? {
             None => Ok(None),
             Some(compressed) => decompress_body(id, &compressed).map(Some),
+        }
+    }
+
+    /// The body as stored: one zstd frame, from its segment or (journals written before
+    /// format 3) from the `bodies` tree itself.
+    pub(super) fn compressed_body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
+        let Some(value) = self.bodies.get(id_key(id))? else {
+            return Ok(None);
+        };
+        match decode_stored_body(id, &value)? {
+            StoredBody::Inline(compressed) => Ok(Some(compressed.to_vec())),
+            StoredBody::At(at) => self.segments.read(at).map(Some),
         }
     }
 

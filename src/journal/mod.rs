@@ -12,11 +12,13 @@
 //! | `retry_queue`   | not-before ms (u64 BE) id | empty: waiting to be retried            |
 //! | `hosts`         | host key (`host:port`)   | [`HostEntry`]: robots.txt, backoff, budget |
 //! | `pages`         | id                       | [`PageMeta`], versioned                 |
-//! | `bodies`        | id                       | zstd-compressed body, exact decoded bytes |
+//! | `bodies`        | id                       | where the body is in the segments (format 2: the zstd body itself) |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
 //! | `counters`      | counter name             | u64 BE                                  |
 //!
-//! Bodies live in their own tree so that scans of `pages` never read them. Ids are
+//! Bodies (one zstd frame each, the exact decoded bytes) live outside sled, in
+//! append-only segment files (`segments.rs`), so that scans of `pages` never read them
+//! and sled's nodes stay small. Ids are
 //! assigned from `next_id` in increasing order, so every scan in id order sees new URLs
 //! after old ones.
 //!
@@ -24,13 +26,15 @@
 //!
 //! `new -> pending_fetch (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
 //! The move out of `pending_fetch` happens in one sled transaction together with the
-//! page record, the body, the `pending_parse` entry and the counters, so no crash can
+//! page record, the body's location, the `pending_parse` entry and the counters, so no crash can
 //! leave a page half recorded. A transient failure moves the URL from `frontier` to
 //! `retry_queue` in the same kind of transaction, so the retry schedule survives
 //! restarts.
 //!
 //! Format version 2 added `frontier`, `retry_queue`, `hosts`, [`PendingEntry`] values
-//! and `UrlEntry` V2; a version-1 journal is upgraded in place when opened.
+//! and `UrlEntry` V2; a version-1 journal is upgraded in place when opened. Format 3
+//! moved new bodies to segment files; a version-2 journal keeps its bodies where they
+//! are and only has its version raised.
 //!
 //! # Durability
 //!
@@ -46,6 +50,7 @@ mod fetch;
 mod frontier;
 mod parse;
 mod record;
+mod segments;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -68,7 +73,9 @@ pub use sync::{LastSync, SyncItem};
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// Key in the default tree: the end of the body segments as of the last group.
+const SEGMENTS_END: &str = "segments_end";
 /// sled's page cache: small on purpose, memory must not grow with the journal.
 const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
@@ -88,6 +95,8 @@ pub enum JournalError {
     Storage(#[from] sled::Error),
     #[error("cannot encode a journal record: {0}")]
     Encode(String),
+    #[error("journal body segments: {0}")]
+    Segments(String),
     #[error("the journal refused the write because an earlier write or flush failed; nothing after the last successful flush was kept")]
     Poisoned,
 }
@@ -160,6 +169,8 @@ pub struct Journal {
     sync_queue: sled::Tree,
     sync_seq: sled::Tree,
     counters: sled::Tree,
+    /// Compressed bodies (format 3 on), outside sled.
+    segments: segments::Segments,
     poisoned: AtomicBool,
 }
 
@@ -249,7 +260,7 @@ impl Journal {
                 what: format!("{}: {other}", dir.display()),
             },
         })?;
-        let journal = Journal {
+        let mut journal = Journal {
             url_index: db.open_tree("url_index")?,
             urls: db.open_tree("urls")?,
             pending_fetch: db.open_tree("pending_fetch")?,
@@ -263,11 +274,14 @@ impl Journal {
             sync_queue: db.open_tree("sync_queue")?,
             sync_seq: db.open_tree("sync_seq")?,
             counters: db.open_tree("counters")?,
+            segments: segments::Segments::new(dir),
             db,
             path,
             poisoned: AtomicBool::new(false),
         };
         journal.check_or_init_format(fresh)?;
+        let end = journal.segments_end()?;
+        journal.segments.recover(end)?;
         Ok(journal)
     }
 
@@ -290,6 +304,11 @@ impl Journal {
                 }
                 if found < 2 {
                     self.upgrade_to_frontier()?;
+                } else if found < FORMAT_VERSION {
+                    // Format 3 only adds segment files for new bodies: the bodies already
+                    // in the `bodies` tree stay there and are read as before.
+                    self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;
+                    self.db.flush()?;
                 }
                 Ok(())
             }
@@ -355,6 +374,14 @@ impl Journal {
         &self.path
     }
 
+    /// The end of the body segments as of the last committed group.
+    fn segments_end(&self) -> Result<segments::SegmentsEnd, JournalError> {
+        match self.db.get(SEGMENTS_END)? {
+            None => Ok(segments::SegmentsEnd::default()),
+            Some(value) => segments::decode_end(&value),
+        }
+    }
+
     fn check_writable(&self) -> Result<(), JournalError> {
         if self.poisoned.load(Ordering::Acquire) {
             Err(JournalError::Poisoned)
@@ -367,7 +394,7 @@ impl Journal {
     fn guarded<T>(&self, f: impl FnOnce() -> Result<T, JournalError>) -> Result<T, JournalError> {
         self.check_writable()?;
         let result = f();
-        if let Err(JournalError::Storage(_)) = &result {
+        if let Err(JournalError::Storage(_) | JournalError::Segments(_)) = &result {
             self.poisoned.store(true, Ordering::Release);
         }
         result
@@ -420,7 +447,7 @@ impl Journal {
             pending_sync: get(counter::PENDING_SYNC)?,
             raw_bytes: get(counter::RAW_BYTES)?,
             stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
-            disk_bytes: self.db.size_on_disk()?,
+            disk_bytes: self.db.size_on_disk()? + self.segments.size_on_disk()?,
             errors,
             last_sync: self.last_sync()?,
         })

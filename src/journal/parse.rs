@@ -98,11 +98,7 @@ impl Journal {
         let Some(meta) = self.page(id)? else {
             return Ok(None);
         };
-        let compressed_body = self
-            .bodies
-            .get(id_key(id))?
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
+        let compressed_body = self.compressed_body(id)?.unwrap_or_default();
         Ok(Some(ParseInput {
             id,
             meta,
