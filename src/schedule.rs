@@ -560,9 +560,11 @@ impl Scheduler {
                 };
                 let mut fetched = watched(fetcher.fetch(&job.url, trust), task, &events).await;
                 let verdict = Verdict::of(&fetched);
-                let compressed_body = compress_off_loop(fetched.body.take()).await;
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
+                // A page to be fetched again keeps no body: nothing to compress.
+                let body = fetched.body.take().filter(|_| retry_at_ms.is_none());
+                let compressed_body = compress_off_loop(body).await;
                 let id = job.id;
                 let done = Done {
                     id,
