@@ -378,6 +378,20 @@ fn response(id: u64, body: &[u8]) -> FetchedPage {
     }
 }
 
+/// A new journal at `path` with two URLs, the first fetched with `body` and flushed;
+/// returns their ids.
+fn two_urls_first_fetched(path: &std::path::Path, body: &[u8]) -> (u64, u64) {
+    let journal = Journal::open(path).unwrap();
+    journal
+        .add_urls(&[new_url(&url(1)), new_url(&url(2))])
+        .unwrap();
+    let first = journal.find(&url(1)).unwrap().unwrap();
+    let second = journal.find(&url(2)).unwrap().unwrap();
+    journal.record_fetches(&[response(first, body)]).unwrap();
+    journal.flush_blocking().unwrap();
+    (first, second)
+}
+
 /// A journal as format version 2 left it: each body inline in the `bodies` tree, no
 /// segment files. It is read as it is, and new bodies go to segments.
 #[test]
@@ -385,19 +399,7 @@ fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let old_body = b"<html>stored by format 2</html>".to_vec();
-    let (first, second) = {
-        let journal = Journal::open(&path).unwrap();
-        journal
-            .add_urls(&[new_url(&url(1)), new_url(&url(2))])
-            .unwrap();
-        let first = journal.find(&url(1)).unwrap().unwrap();
-        let second = journal.find(&url(2)).unwrap().unwrap();
-        journal
-            .record_fetches(&[response(first, &old_body)])
-            .unwrap();
-        journal.flush_blocking().unwrap();
-        (first, second)
-    };
+    let (first, second) = two_urls_first_fetched(&path, &old_body);
     {
         let db = open_raw(&path);
         let inline = webspool::journal::compress_body(&old_body).unwrap();
@@ -432,17 +434,7 @@ fn a_segment_tail_past_the_last_commit_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let segment = path.join("segments").join("00000001.seg");
-    let (first, second) = {
-        let journal = Journal::open(&path).unwrap();
-        journal
-            .add_urls(&[new_url(&url(1)), new_url(&url(2))])
-            .unwrap();
-        let first = journal.find(&url(1)).unwrap().unwrap();
-        let second = journal.find(&url(2)).unwrap().unwrap();
-        journal.record_fetches(&[response(first, b"kept")]).unwrap();
-        journal.flush_blocking().unwrap();
-        (first, second)
-    };
+    let (first, second) = two_urls_first_fetched(&path, b"kept");
     let committed = std::fs::metadata(&segment).unwrap().len();
     {
         use std::io::Write;
