@@ -392,16 +392,26 @@ fn two_urls_first_fetched(path: &std::path::Path, body: &[u8]) -> (u64, u64) {
     (first, second)
 }
 
-/// A journal as format version 2 left it: each body inline in the `bodies` tree, no
-/// segment files. It is read as it is, and new bodies go to segments.
+/// A journal as format version 2 left it: `PageRecord::V1` records, each body inline in
+/// the `bodies` tree, no segment files. It is read as it is, and new bodies go to
+/// segments.
 #[test]
 fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
+    #[derive(serde::Serialize)]
+    enum PageRecordV1 {
+        V1(PageMeta),
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let old_body = b"<html>stored by format 2</html>".to_vec();
     let (first, second) = two_urls_first_fetched(&path, &old_body);
     {
         let db = open_raw(&path);
+        let record = PageRecordV1::V1(meta(&Some(old_body.clone())));
+        db.open_tree("pages")
+            .unwrap()
+            .insert(first.to_be_bytes(), bincode::serialize(&record).unwrap())
+            .unwrap();
         let inline = webspool::journal::compress_body(&old_body).unwrap();
         db.open_tree("bodies")
             .unwrap()

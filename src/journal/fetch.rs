@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use sled::Transactional;
 
 use super::frontier::{frontier_key, retry_key};
-use super::record::{decode_page, decode_pending, decode_url, encode_page, encode_pending};
+use super::record::{decode_page, decode_page_and_body, decode_pending, decode_url};
+use super::record::{encode_page, encode_pending};
 use super::record::{id_key, key_id};
-use super::segments::{decode_stored_body, encode_end, encode_location, StoredBody};
+use super::segments::{encode_end, BodyLocation};
 use super::sync::mark_for_sync;
 use super::{
     abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
@@ -15,17 +16,14 @@ use super::{
 };
 
 impl Journal {
-    /// Records finished fetches in one atomic step: page records, bodies, the move out
+    /// Records finished fetches in one atomic step: page records (with where the body
+    /// went in the segments, appended and synced just before), the move out
     /// of `pending_fetch` and the frontier, and the counters. A page with a retry time
     /// is not recorded: it moves from the frontier to `retry_queue` with one more
     /// attempt. A page that is no longer pending (already recorded) is left as it is, so
     /// replaying a batch changes nothing.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
-            let mut encoded = Vec::with_capacity(batch.len());
-            for page in batch {
-                encoded.push(encode_page(&page.meta)?);
-            }
             // The bodies go to the segments first, synced, so the locations recorded
             // below always point at durable bytes.
             let stored: Vec<&[u8]> = batch
@@ -34,18 +32,22 @@ impl Journal {
                 .filter_map(|page| page.compressed_body.as_deref())
                 .collect();
             let (locations, end) = self.segments.append(&stored)?;
-            let mut located = Vec::with_capacity(locations.len());
-            for at in locations {
-                located.push(encode_location(at)?);
+            let mut locations = locations.into_iter();
+            let mut encoded = Vec::with_capacity(batch.len());
+            for page in batch {
+                // In the order of `stored`: every page with a body and no retry.
+                let body = match (&page.compressed_body, page.retry_at_ms) {
+                    (Some(_), None) => locations.next(),
+                    _ => None,
+                };
+                encoded.push(encode_page(&page.meta, body)?);
             }
-            let located = located.into_iter();
             let end = encode_end(end)?;
             let trees = (
                 &self.pending_fetch,
                 &self.frontier,
                 &self.retry_queue,
                 &self.pages,
-                &self.bodies,
                 &self.pending_parse,
                 &*self.db,
                 &self.sync_queue,
@@ -53,27 +55,10 @@ impl Journal {
                 &self.counters,
             );
             let result = trees.transaction(
-                |(
-                    pending,
-                    frontier,
-                    retry,
-                    pages,
-                    bodies,
-                    pending_parse,
-                    meta,
-                    queue,
-                    seqs,
-                    counters,
-                )| {
+                |(pending, frontier, retry, pages, pending_parse, meta, queue, seqs, counters)| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-                    let mut located = located.clone();
                     meta.insert(SEGMENTS_END, end.as_slice())?;
                     for (page, meta_bytes) in batch.iter().zip(&encoded) {
-                        // In the order of `stored`: every page with a body and no retry.
-                        let location = match (&page.compressed_body, page.retry_at_ms) {
-                            (Some(_), None) => located.next(),
-                            _ => None,
-                        };
                         let key = id_key(page.id);
                         let Some(waiting) = pending.get(key)? else {
                             continue;
@@ -106,9 +91,6 @@ impl Journal {
                                 let body = page.compressed_body.as_deref().unwrap_or_default();
                                 *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
                                     body.len() as i64;
-                                if let Some(location) = location {
-                                    bodies.insert(&key, location.as_slice())?;
-                                }
                                 pending_parse.insert(&key, &[])?;
                                 *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
                             }
@@ -158,15 +140,27 @@ impl Journal {
         }
     }
 
-    /// The body as stored: one zstd frame, from its segment or (journals written before
-    /// format 3) from the `bodies` tree itself.
+    /// The body as stored (one zstd frame), if `id` has a page record.
     pub(super) fn compressed_body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
-        let Some(value) = self.bodies.get(id_key(id))? else {
-            return Ok(None);
-        };
-        match decode_stored_body(id, &value)? {
-            StoredBody::Inline(compressed) => Ok(Some(compressed.to_vec())),
-            StoredBody::At(at) => self.segments.read(at).map(Some),
+        match self.pages.get(id_key(id))? {
+            None => Ok(None),
+            Some(record) => {
+                let (_, body) = decode_page_and_body(&record)?;
+                self.stored_body(id, body)
+            }
+        }
+    }
+
+    /// The compressed body of page `id` whose record says `body`: from its segment, or
+    /// (pages written before format 3) from the `bodies` tree.
+    pub(super) fn stored_body(
+        &self,
+        id: u64,
+        body: Option<BodyLocation>,
+    ) -> Result<Option<Vec<u8>>, JournalError> {
+        match body {
+            Some(at) => self.segments.read(at).map(Some),
+            None => Ok(self.bodies.get(id_key(id))?.map(|b| b.to_vec())),
         }
     }
 

@@ -11,8 +11,8 @@
 //! | `frontier`      | host `0x00` id           | empty: ready to fetch (see `frontier.rs`) |
 //! | `retry_queue`   | not-before ms (u64 BE) id | empty: waiting to be retried            |
 //! | `hosts`         | host key (`host:port`)   | [`HostEntry`]: robots.txt, backoff, budget |
-//! | `pages`         | id                       | [`PageMeta`], versioned                 |
-//! | `bodies`        | id                       | where the body is in the segments (format 2: the zstd body itself) |
+//! | `pages`         | id                       | [`PageMeta`] and where the body is in the segments, versioned |
+//! | `bodies`        | id                       | journals before format 3: the zstd body |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
 //! | `counters`      | counter name             | u64 BE                                  |
 //!
@@ -26,7 +26,7 @@
 //!
 //! `new -> pending_fetch (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
 //! The move out of `pending_fetch` happens in one sled transaction together with the
-//! page record, the body's location, the `pending_parse` entry and the counters, so no crash can
+//! page record (with the body's location), the `pending_parse` entry and the counters, so no crash can
 //! leave a page half recorded. A transient failure moves the URL from `frontier` to
 //! `retry_queue` in the same kind of transaction, so the retry schedule survives
 //! restarts.

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::frontier::{AddTrees, NewUrl};
-use super::record::{decode_annotation, decode_host, decode_page, encode_annotation, encode_host};
+use super::record::{decode_annotation, decode_host, decode_page, decode_page_and_body};
+use super::record::{encode_annotation, encode_host};
 use super::record::{id_key, key_id};
 use super::sync::mark_for_sync;
 use super::{
@@ -95,10 +96,11 @@ impl Journal {
 
     /// The page record and compressed body of `id`, if it is a stored response.
     pub fn parse_input(&self, id: u64) -> Result<Option<ParseInput>, JournalError> {
-        let Some(meta) = self.page(id)? else {
+        let Some(record) = self.pages.get(id_key(id))? else {
             return Ok(None);
         };
-        let compressed_body = self.compressed_body(id)?.unwrap_or_default();
+        let (meta, body) = decode_page_and_body(&record)?;
+        let compressed_body = self.stored_body(id, body)?.unwrap_or_default();
         Ok(Some(ParseInput {
             id,
             meta,

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::segments::BodyLocation;
 use super::JournalError;
 use crate::parse::Annotation;
 
@@ -213,10 +214,16 @@ impl PageMeta {
     }
 }
 
-/// Versioned envelope of [`PageMeta`] in the `pages` tree.
+/// Versioned envelope of [`PageMeta`] in the `pages` tree. `V2` (journal format 3)
+/// adds where the body is in the segment files; a `V1` page's body, if any, is in the
+/// `bodies` tree.
 #[derive(Serialize, Deserialize)]
 enum PageRecord {
     V1(PageMeta),
+    V2 {
+        meta: PageMeta,
+        body: Option<BodyLocation>,
+    },
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
@@ -266,13 +273,27 @@ pub(crate) fn decode_host(bytes: &[u8]) -> Result<HostEntry, JournalError> {
     }
 }
 
-pub(crate) fn encode_page(meta: &PageMeta) -> Result<Vec<u8>, JournalError> {
-    encode(&PageRecord::V1(meta.clone()))
+pub(crate) fn encode_page(
+    meta: &PageMeta,
+    body: Option<BodyLocation>,
+) -> Result<Vec<u8>, JournalError> {
+    encode(&PageRecord::V2 {
+        meta: meta.clone(),
+        body,
+    })
 }
 
 pub(crate) fn decode_page(bytes: &[u8]) -> Result<PageMeta, JournalError> {
+    decode_page_and_body(bytes).map(|(meta, _)| meta)
+}
+
+/// The page record and, from format 3 on, where its body is.
+pub(crate) fn decode_page_and_body(
+    bytes: &[u8],
+) -> Result<(PageMeta, Option<BodyLocation>), JournalError> {
     match decode("pages", bytes)? {
-        PageRecord::V1(meta) => Ok(meta),
+        PageRecord::V1(meta) => Ok((meta, None)),
+        PageRecord::V2 { meta, body } => Ok((meta, body)),
     }
 }
 

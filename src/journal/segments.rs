@@ -4,8 +4,9 @@
 //!
 //! Only the committer appends, a group at a time: [`Segments::append`] writes the
 //! group's bodies, syncs them, and returns where each one went and where the segments
-//! now end. The caller then records the locations and that end (under `segments_end`
-//! in the default tree) in the transaction that records the pages, and flushes. So a
+//! now end. The caller then records the locations (in the page records) and that end
+//! (under `segments_end` in the default tree) in the transaction that records the
+//! pages, and flushes. So a
 //! location in the journal always points at synced bytes, and after a crash the bytes
 //! past the recorded end belong to no durable page: opening cuts them off.
 
@@ -37,41 +38,9 @@ pub struct SegmentsEnd {
     pub len: u64,
 }
 
-/// What the `bodies` tree holds for a page from format 3 on. A value that starts with
-/// the zstd magic number is instead the compressed body itself, as formats 1 and 2
-/// stored it; the bincode tag of `V1` (four zero bytes) can never be mistaken for it.
-#[derive(Serialize, Deserialize)]
-enum BodyRecord {
-    V1(BodyLocation),
-}
-
 #[derive(Serialize, Deserialize)]
 enum SegmentsEndRecord {
     V1(SegmentsEnd),
-}
-
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// A `bodies` value: where the body is, or (formats 1 and 2) the body itself.
-pub(super) enum StoredBody<'a> {
-    Inline(&'a [u8]),
-    At(BodyLocation),
-}
-
-pub(super) fn decode_stored_body(id: u64, value: &[u8]) -> Result<StoredBody<'_>, JournalError> {
-    if value.starts_with(&ZSTD_MAGIC) {
-        return Ok(StoredBody::Inline(value));
-    }
-    match bincode::deserialize(value) {
-        Ok(BodyRecord::V1(at)) => Ok(StoredBody::At(at)),
-        Err(e) => Err(JournalError::Damaged {
-            what: format!("undecodable body record of id {id}: {e}"),
-        }),
-    }
-}
-
-pub(super) fn encode_location(at: BodyLocation) -> Result<Vec<u8>, JournalError> {
-    bincode::serialize(&BodyRecord::V1(at)).map_err(|e| JournalError::Encode(e.to_string()))
 }
 
 pub(super) fn encode_end(end: SegmentsEnd) -> Result<Vec<u8>, JournalError> {
