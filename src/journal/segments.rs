@@ -6,9 +6,9 @@
 //! group's bodies, syncs them, and returns where each one went and where the segments
 //! now end. The caller then records the locations (in the page records) and that end
 //! (under `segments_end` in the default tree) in the transaction that records the
-//! pages, and flushes. So a
-//! location in the journal always points at synced bytes, and after a crash the bytes
-//! past the recorded end belong to no durable page: opening cuts them off.
+//! pages, and flushes. So a location in the journal always points at synced bytes, and
+//! after a crash the bytes past the recorded end belong to no durable page: opening
+//! cuts them off.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -128,7 +128,7 @@ impl Segments {
                 }
             }
         }
-        let last = dir.join(format!("{:08}.seg", end.segment));
+        let last = self.path(end.segment);
         if end.len > 0 && !last.is_file() {
             return Err(JournalError::Damaged {
                 what: format!("{} is missing", last.display()),
@@ -212,9 +212,20 @@ impl Segments {
                 }
             }
         };
-        let len = usize::try_from(at.len).map_err(|_| JournalError::Damaged {
-            what: format!("body length {} out of range", at.len),
-        })?;
+        // Checked against the file before allocating: a damaged length must not make
+        // us allocate more than the segment holds.
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let len = at
+            .offset
+            .checked_add(at.len)
+            .filter(|&end| end <= size)
+            .and_then(|_| usize::try_from(at.len).ok())
+            .ok_or_else(|| JournalError::Damaged {
+                what: format!(
+                    "segment {} ({size} bytes) has no {} bytes at {}",
+                    at.segment, at.len, at.offset
+                ),
+            })?;
         let mut out = vec![0; len];
         file.read_exact_at(&mut out, at.offset)
             .map_err(|e| JournalError::Damaged {
@@ -279,6 +290,14 @@ mod tests {
         let segments = open(dir.path(), end);
         assert_eq!(segments.size_on_disk().unwrap(), 7);
         assert!(segments.read(lost[0]).is_err());
+        let absurd = BodyLocation {
+            len: u64::MAX,
+            ..first[0]
+        };
+        assert!(matches!(
+            segments.read(absurd),
+            Err(JournalError::Damaged { .. })
+        ));
         let (next, end) = segments.append(&[b"three"]).unwrap();
         assert_eq!(next[0].offset, 7);
         assert_eq!(end.len, 12);
