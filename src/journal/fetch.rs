@@ -6,9 +6,9 @@ use sled::Transactional;
 
 use super::frontier::{frontier_key, retry_key};
 use super::record::{decode_page, decode_page_and_body, decode_pending, decode_url};
-use super::record::{encode_page, encode_pending};
+use super::record::{encode_page, encode_pending, encode_segments_end};
 use super::record::{id_key, key_id};
-use super::segments::{encode_end, BodyLocation};
+use super::segments::BodyLocation;
 use super::sync::mark_for_sync;
 use super::{
     abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
@@ -42,7 +42,7 @@ impl Journal {
                 };
                 encoded.push(encode_page(&page.meta, body)?);
             }
-            let end = encode_end(end)?;
+            let end = encode_segments_end(end)?;
             let trees = (
                 &self.pending_fetch,
                 &self.frontier,

@@ -18,16 +18,15 @@
 //!
 //! Bodies (one zstd frame each, the exact decoded bytes) live outside sled, in
 //! append-only segment files (`segments.rs`), so that scans of `pages` never read them
-//! and sled's nodes stay small. Ids are
-//! assigned from `next_id` in increasing order, so every scan in id order sees new URLs
-//! after old ones.
+//! and sled's nodes stay small. Ids are assigned from `next_id` in increasing order, so
+//! every scan in id order sees new URLs after old ones.
 //!
 //! # State machine of a URL
 //!
 //! `new -> pending_fetch (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
 //! The move out of `pending_fetch` happens in one sled transaction together with the
-//! page record (with the body's location), the `pending_parse` entry and the counters, so no crash can
-//! leave a page half recorded. A transient failure moves the URL from `frontier` to
+//! page record (with the body's location), the `pending_parse` entry and the counters,
+//! so no crash can leave a page half recorded. A transient failure moves the URL from `frontier` to
 //! `retry_queue` in the same kind of transaction, so the retry schedule survives
 //! restarts.
 //!
@@ -378,7 +377,7 @@ impl Journal {
     fn segments_end(&self) -> Result<segments::SegmentsEnd, JournalError> {
         match self.db.get(SEGMENTS_END)? {
             None => Ok(segments::SegmentsEnd::default()),
-            Some(value) => segments::decode_end(&value),
+            Some(value) => record::decode_segments_end(&value),
         }
     }
 

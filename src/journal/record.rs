@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::segments::BodyLocation;
+use super::segments::{BodyLocation, SegmentsEnd};
 use super::JournalError;
 use crate::parse::Annotation;
 
@@ -270,6 +270,22 @@ pub(crate) fn encode_host(entry: &HostEntry) -> Result<Vec<u8>, JournalError> {
 pub(crate) fn decode_host(bytes: &[u8]) -> Result<HostEntry, JournalError> {
     match decode("hosts", bytes)? {
         HostRecord::V1(entry) => Ok(entry),
+    }
+}
+
+/// Versioned envelope of [`SegmentsEnd`] under `segments_end` in the default tree.
+#[derive(Serialize, Deserialize)]
+enum SegmentsEndRecord {
+    V1(SegmentsEnd),
+}
+
+pub(crate) fn encode_segments_end(end: SegmentsEnd) -> Result<Vec<u8>, JournalError> {
+    encode(&SegmentsEndRecord::V1(end))
+}
+
+pub(crate) fn decode_segments_end(bytes: &[u8]) -> Result<SegmentsEnd, JournalError> {
+    match decode("default (segments_end)", bytes)? {
+        SegmentsEndRecord::V1(end) => Ok(end),
     }
 }
 

@@ -38,24 +38,6 @@ pub struct SegmentsEnd {
     pub len: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-enum SegmentsEndRecord {
-    V1(SegmentsEnd),
-}
-
-pub(super) fn encode_end(end: SegmentsEnd) -> Result<Vec<u8>, JournalError> {
-    bincode::serialize(&SegmentsEndRecord::V1(end)).map_err(|e| JournalError::Encode(e.to_string()))
-}
-
-pub(super) fn decode_end(value: &[u8]) -> Result<SegmentsEnd, JournalError> {
-    match bincode::deserialize(value) {
-        Ok(SegmentsEndRecord::V1(end)) => Ok(end),
-        Err(e) => Err(JournalError::Damaged {
-            what: format!("undecodable segments end: {e}"),
-        }),
-    }
-}
-
 struct Active {
     end: SegmentsEnd,
     /// Opened on the first append.
