@@ -283,8 +283,8 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
         };
         let Ok(chunk) = chunk else { return };
         let mut bytes = 0;
-        // One buffer for the chunk's bodies: a fresh allocation of a page's size for
-        // every page made glibc consolidate its free lists each time.
+        // One buffer for the chunk's bodies, reused: no allocation of a page's size for
+        // every page.
         let mut body = Vec::new();
         let results = chunk
             .pages
