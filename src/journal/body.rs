@@ -8,8 +8,9 @@ use zstd::bulk::{Compressor, Decompressor};
 
 use super::JournalError;
 
-/// zstd level for bodies: fast, and HTML still shrinks several times.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level for bodies: the fastest positive level. HTML still shrinks about 4.5
+/// times; level 3 saved 3 % more disk on the docs crawl for about 10 % more crawl CPU.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Compresses a body for the journal, with a compression context kept per thread.
 pub fn compress_body(body: &[u8]) -> Result<Vec<u8>, JournalError> {
