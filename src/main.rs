@@ -274,6 +274,7 @@ fn status_text(journal: &Journal, s: &Status) -> String {
         format!("journal        {}", journal.path().display()),
         format!("urls           {}", s.urls),
         format!("pending fetch  {}", s.pending_fetch),
+        format!("  retry later  {}", s.retry_waiting),
         format!("fetched        {}", s.fetched),
         format!("failed         {}", s.failed),
     ];

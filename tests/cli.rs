@@ -206,6 +206,7 @@ fn status_json_has_the_contract_keys() {
     for key in [
         "urls",
         "pending_fetch",
+        "retry_waiting",
         "fetched",
         "failed",
         "pending_parse",

@@ -104,6 +104,20 @@ fn check(journal: &Journal, model: &Model) {
         status.pending_fetch,
         model.urls.len() as u64 - fetched - failed
     );
+    let waiting = model
+        .urls
+        .values()
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                State::Pending {
+                    waiting: Some(_),
+                    ..
+                }
+            )
+        })
+        .count() as u64;
+    assert_eq!(status.retry_waiting, waiting);
     assert_eq!(status.pending_parse, fetched);
     assert_eq!(status.errors.get("timeout").copied().unwrap_or(0), failed);
     let raw: u64 = done
@@ -461,4 +475,38 @@ fn a_segment_tail_past_the_last_commit_is_cut_off() {
         .unwrap();
     assert_eq!(journal.body(first).unwrap(), Some(b"kept".to_vec()));
     assert_eq!(journal.body(second).unwrap(), Some(b"next".to_vec()));
+}
+
+#[test]
+fn a_journal_without_the_retry_counter_gets_its_retries_counted_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let (_, second) = two_urls_first_fetched(&path, b"<p>one</p>");
+    {
+        let journal = Journal::open(&path).unwrap();
+        let retry = FetchedPage {
+            id: second,
+            meta: meta(&None),
+            compressed_body: None,
+            retry_at_ms: Some(LATER),
+        };
+        journal.record_fetches(&[retry]).unwrap();
+        journal.flush_blocking().unwrap();
+        assert_eq!(journal.status().unwrap().retry_waiting, 1);
+    }
+    // As a journal written before the counter existed would be.
+    {
+        let db = open_raw(&path);
+        let counters = db.open_tree("counters").unwrap();
+        assert!(counters.remove("retry_waiting").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    let status = journal.status().unwrap();
+    assert_eq!((status.pending_fetch, status.retry_waiting), (1, 1));
+    // And from there it moves with the queue.
+    journal
+        .record_fetches(&[response(second, b"<p>two</p>")])
+        .unwrap();
+    assert_eq!(journal.status().unwrap().retry_waiting, 0);
 }

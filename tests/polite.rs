@@ -235,12 +235,16 @@ async fn retry_after_is_honored_and_the_schedule_survives_a_restart() {
     let pending = journal.pending(id).unwrap().expect("still pending");
     assert_eq!(pending.attempts, 1);
     assert!(pending.not_before_ms > 0, "{pending:?}");
+    let status = journal.status().unwrap();
+    assert_eq!((status.pending_fetch, status.retry_waiting), (1, 1));
     util::close(journal).await;
 
     // Restarted at once: the retry still waits for the server's 2 s.
     let (journal, summary) = crawl_with(dir.path(), &urls, |c| c.politeness.retries = 3).await;
     assert_eq!(summary.fetched, 1);
     assert_eq!(status_of(&page_of(&journal, &urls[0])), 200);
+    let status = journal.status().unwrap();
+    assert_eq!((status.pending_fetch, status.retry_waiting), (0, 0));
     let hits = times(&log, "/later");
     assert_eq!(hits.len(), 2);
     assert!(

@@ -68,10 +68,14 @@ impl Journal {
                             Err(e) => return abort(e),
                         };
                         frontier.remove(frontier_key(&waiting.host, page.id))?;
-                        if waiting.not_before_ms > 0 {
+                        let was_waiting = waiting.not_before_ms > 0;
+                        if was_waiting {
                             retry.remove(&retry_key(waiting.not_before_ms, page.id))?;
                         }
                         if let Some(at) = page.retry_at_ms {
+                            if !was_waiting {
+                                *deltas.entry(counter::RETRY_WAITING.into()).or_default() += 1;
+                            }
                             waiting.attempts += 1;
                             waiting.not_before_ms = at.max(1);
                             match encode_pending(&waiting) {
@@ -80,6 +84,9 @@ impl Journal {
                             };
                             retry.insert(&retry_key(waiting.not_before_ms, page.id), &[])?;
                             continue;
+                        }
+                        if was_waiting {
+                            *deltas.entry(counter::RETRY_WAITING.into()).or_default() -= 1;
                         }
                         pending.remove(&key)?;
                         pages.insert(&key, meta_bytes.as_slice())?;

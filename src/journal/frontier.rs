@@ -239,13 +239,20 @@ impl Journal {
             return Ok(Vec::new());
         }
         self.guarded(|| {
-            let trees = (&self.retry_queue, &self.pending_fetch, &self.frontier);
-            let result = trees.transaction(|(retry, pending, frontier)| {
+            let trees = (
+                &self.retry_queue,
+                &self.pending_fetch,
+                &self.frontier,
+                &self.counters,
+            );
+            let result = trees.transaction(|(retry, pending, frontier, counters)| {
                 let mut moved = Vec::with_capacity(due.len());
+                let mut left_queue: i64 = 0;
                 for key in &due {
                     if retry.remove(key)?.is_none() {
                         continue;
                     }
+                    left_queue -= 1;
                     let id = match key_id(&key[8..]) {
                         Ok(id) => id,
                         Err(e) => return abort(e),
@@ -265,6 +272,8 @@ impl Journal {
                     frontier.insert(frontier_key(&entry.host, id), &[])?;
                     moved.push((entry.host, id));
                 }
+                let deltas = BTreeMap::from([(counter::RETRY_WAITING.to_string(), left_queue)]);
+                bump(counters, &deltas)?;
                 Ok(moved)
             });
             flatten(result)

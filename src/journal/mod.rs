@@ -124,6 +124,8 @@ pub struct FetchedPage {
 pub struct Status {
     pub urls: u64,
     pub pending_fetch: u64,
+    /// Of `pending_fetch`, the URLs waiting in `retry_queue` for their retry time.
+    pub retry_waiting: u64,
     pub fetched: u64,
     pub failed: u64,
     pub pending_parse: u64,
@@ -147,6 +149,7 @@ mod counter {
     pub const PENDING_PARSE: &str = "pending_parse";
     pub const PARSED: &str = "parsed";
     pub const PENDING_SYNC: &str = "pending_sync";
+    pub const RETRY_WAITING: &str = "retry_waiting";
     pub const RAW_BYTES: &str = "raw_bytes";
     pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
     pub const ERROR_PREFIX: &str = "error.";
@@ -279,6 +282,7 @@ impl Journal {
             poisoned: AtomicBool::new(false),
         };
         journal.check_or_init_format(fresh)?;
+        journal.count_retries_once()?;
         let end = journal.segments_end()?;
         journal.segments.recover(end)?;
         Ok(journal)
@@ -336,6 +340,17 @@ impl Journal {
                     .into(),
             }),
         }
+    }
+
+    /// Journals written before the `retry_waiting` counter existed: count `retry_queue`
+    /// once (not flushed on its own: until a flush covers it, the next open counts again).
+    fn count_retries_once(&self) -> Result<(), JournalError> {
+        if self.counters.get(counter::RETRY_WAITING)?.is_none() {
+            let waiting = self.retry_queue.len() as u64;
+            self.counters
+                .insert(counter::RETRY_WAITING, &waiting.to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// Format 1 kept pending URLs as bare ids: give each its `PendingEntry` and its
@@ -439,6 +454,7 @@ impl Journal {
         Ok(Status {
             urls,
             pending_fetch: urls.saturating_sub(fetched + failed),
+            retry_waiting: get(counter::RETRY_WAITING)?,
             fetched,
             failed,
             pending_parse: get(counter::PENDING_PARSE)?,
