@@ -329,6 +329,7 @@ fn commit_loop(
         for done in &mut group {
             pages.push(FetchedPage {
                 id: done.id,
+                host: std::mem::take(&mut done.host),
                 meta: done.fetched.meta.clone(),
                 compressed_body: std::mem::replace(&mut done.compressed_body, Ok(None))?,
                 retry_at_ms: done.retry_at_ms,

@@ -83,6 +83,8 @@ impl Default for Politeness {
 /// A finished fetch (or a failure decided without fetching) on its way to the committer.
 pub struct Done {
     pub id: u64,
+    /// The host key of its frontier entry.
+    pub host: String,
     /// The URL for log lines, userinfo redacted.
     pub shown: String,
     /// The outcome; its body has been taken out and compressed into `compressed_body`.
@@ -272,7 +274,8 @@ impl Scheduler {
 
     /// Moves due retries back to the frontier and loads work from it.
     pub fn refill(&mut self) -> Result<(), JournalError> {
-        for (key, id) in self.journal.promote_retries(now_ms(), 4096)? {
+        for promoted in self.journal.promote_retries(now_ms(), 4096)? {
+            let (key, id) = (promoted.host, promoted.id);
             // A host in memory has read its frontier past this id: queue it here.
             let Some(host) = self.hosts.get_mut(&key) else {
                 continue;
@@ -280,15 +283,15 @@ impl Scheduler {
             if host.cursor.is_none_or(|cursor| cursor < id) || self.inflight.contains(&id) {
                 continue;
             }
-            let Some(ready) = self.journal.ready(id)? else {
+            let Some(entry) = self.journal.url(id)? else {
                 continue;
             };
-            if let Ok(url) = normalize(&ready.entry.url) {
+            if let Ok(url) = normalize(&entry.url) {
                 host.queue.push_back(Job {
                     id,
                     url,
-                    via: ready.entry.via,
-                    attempts: ready.attempts,
+                    via: entry.via,
+                    attempts: promoted.attempts,
                 });
                 self.queued += 1;
                 self.wake(&key);
@@ -413,7 +416,7 @@ impl Scheduler {
                         );
                         self.inflight.insert(ready.id);
                         let message = format!("stored URL cannot be requested: {reason}");
-                        let done = failed(ready.id, shown, (ErrorKind::Protocol, message));
+                        let done = failed(ready.id, key, shown, (ErrorKind::Protocol, message));
                         self.refused.push(done);
                     }
                 }
@@ -534,7 +537,7 @@ impl Scheduler {
             };
             self.queued -= 1;
             self.inflight.insert(job.id);
-            if let Some(done) = refuse(host, &robots, &job) {
+            if let Some(done) = refuse(&key, host, &robots, &job) {
                 tracing::debug!("{}: {}", done.shown, error_text(&done));
                 let _ = self.commit_tx.send(done).await;
                 self.wake(&key);
@@ -568,6 +571,7 @@ impl Scheduler {
                 let id = job.id;
                 let done = Done {
                     id,
+                    host: key.clone(),
                     shown: redact(&job.url),
                     fetched,
                     compressed_body,
@@ -789,13 +793,13 @@ async fn watched<F: std::future::Future>(
 }
 
 /// A job that is not to be sent: its host is down, or robots.txt disallows it.
-fn refuse(host: &Host, robots: &Robots, job: &Job) -> Option<Done> {
+fn refuse(key: &str, host: &Host, robots: &Robots, job: &Job) -> Option<Done> {
     if let Some(down) = &host.down {
-        return Some(failed(job.id, redact(&job.url), down.clone()));
+        return Some(failed(job.id, key, redact(&job.url), down.clone()));
     }
     if !robots.allowed(&job.url) {
         let why = (ErrorKind::Robots, "disallowed by robots.txt".to_string());
-        return Some(failed(job.id, redact(&job.url), why));
+        return Some(failed(job.id, key, redact(&job.url), why));
     }
     None
 }
@@ -817,9 +821,10 @@ fn robots_input(fetched: &Fetched) -> RobotsFetch<'_> {
     }
 }
 
-fn failed(id: u64, shown: String, (kind, message): (ErrorKind, String)) -> Done {
+fn failed(id: u64, host: &str, shown: String, (kind, message): (ErrorKind, String)) -> Done {
     Done {
         id,
+        host: host.to_string(),
         shown,
         fetched: Fetched {
             meta: PageMeta {

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use webspool::journal::{ErrorKind, FetchedPage, Journal, KeptHeaders, NewUrl, Outcome, PageMeta};
+use webspool::journal::{
+    ErrorKind, FetchedPage, Journal, KeptHeaders, NewUrl, Outcome, PageMeta, PendingEntry,
+};
 
 /// A retry time already past, and one far ahead.
 const DUE: u64 = 1_000;
@@ -207,6 +209,11 @@ fn new_url(u: &str) -> NewUrl {
     NewUrl::given(&url::Url::parse(u).unwrap(), None)
 }
 
+/// The host key a URL's frontier entry is under.
+fn host(u: &str) -> String {
+    new_url(u).host
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -237,11 +244,16 @@ proptest! {
                     for (i, body) in items {
                         let u = url(i);
                         let Some(id) = journal.find(&u).unwrap() else { continue };
-                        if let Some((_, state @ State::Pending { .. })) = model.urls.get_mut(&u) {
+                        // Only a ready URL is fetched: one waiting for a retry is not
+                        // in the frontier, and a record of it changes nothing.
+                        if let Some((_, state @ State::Pending { waiting: None, .. })) =
+                            model.urls.get_mut(&u)
+                        {
                             *state = State::Done(body.clone());
                         }
                         pages.push(FetchedPage {
                             id,
+                            host: host(&u),
                             meta: meta(&body),
                             compressed_body: body.as_ref().map(|b| zstd::bulk::compress(b, 1).unwrap()),
                             retry_at_ms: None,
@@ -257,12 +269,15 @@ proptest! {
                         let u = url(i);
                         let Some(id) = journal.find(&u).unwrap() else { continue };
                         let at = if due { DUE } else { LATER };
-                        if let Some((_, State::Pending { attempts, waiting })) = model.urls.get_mut(&u) {
+                        if let Some((_, State::Pending { attempts, waiting: waiting @ None })) =
+                            model.urls.get_mut(&u)
+                        {
                             *attempts += 1;
                             *waiting = Some(at);
                         }
                         pages.push(FetchedPage {
                             id,
+                            host: host(&u),
                             meta: meta(&None),
                             compressed_body: None,
                             retry_at_ms: Some(at),
@@ -366,6 +381,90 @@ fn a_version_1_journal_is_upgraded_in_place() {
     assert_eq!(journal.frontier_hosts_after(None, 10).unwrap().len(), 2);
 }
 
+/// A journal as format version 3 left it: each pending URL's `PendingEntry` in the
+/// `pending_fetch` tree by id, its `frontier` or `retry_queue` key with an empty value.
+/// Opening it moves the entries into those values and drops `pending_fetch`.
+#[test]
+fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
+    #[derive(serde::Serialize)]
+    enum PendingRecord {
+        V1(PendingEntry),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let (first, second) = two_urls_first_fetched(&path, b"<p>one</p>");
+    let third = {
+        let journal = Journal::open(&path).unwrap();
+        journal.add_urls(&[new_url(&url(3))]).unwrap();
+        journal.flush_blocking().unwrap();
+        journal.find(&url(3)).unwrap().unwrap()
+    };
+    // `second` ready with one failed attempt behind it, `third` waiting for a retry.
+    let ready = PendingEntry {
+        host: host(&url(2)),
+        attempts: 1,
+        not_before_ms: 0,
+    };
+    let waiting = PendingEntry {
+        host: host(&url(3)),
+        attempts: 2,
+        not_before_ms: DUE,
+    };
+    {
+        let db = open_raw(&path);
+        let (frontier, retry, pending) = (
+            db.open_tree("frontier").unwrap(),
+            db.open_tree("retry_queue").unwrap(),
+            db.open_tree("pending_fetch").unwrap(),
+        );
+        frontier.clear().unwrap();
+        let mut key = ready.host.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&second.to_be_bytes());
+        frontier.insert(key, &[]).unwrap();
+        let retry_key = [DUE.to_be_bytes(), third.to_be_bytes()].concat();
+        retry.insert(retry_key, &[]).unwrap();
+        for (id, entry) in [(second, &ready), (third, &waiting)] {
+            let value = bincode::serialize(&PendingRecord::V1(entry.clone())).unwrap();
+            pending.insert(id.to_be_bytes(), value).unwrap();
+        }
+        db.insert("version", &3u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let journal = Journal::open(&path).unwrap();
+    assert_eq!(journal.pending(first).unwrap(), None);
+    assert_eq!(journal.pending(second).unwrap(), Some(ready.clone()));
+    assert_eq!(journal.pending(third).unwrap(), Some(waiting.clone()));
+    let loaded = journal.frontier_of(&ready.host, None, 10).unwrap();
+    let loaded: Vec<(u64, u32)> = loaded.iter().map(|r| (r.id, r.attempts)).collect();
+    assert_eq!(loaded, vec![(second, 1)]);
+    let promoted = journal.promote_retries(DUE, 10).unwrap();
+    assert_eq!(
+        promoted
+            .iter()
+            .map(|p| (p.host.as_str(), p.id, p.attempts))
+            .collect::<Vec<_>>(),
+        vec![(waiting.host.as_str(), third, 2)]
+    );
+    journal
+        .record_fetches(&[response(&journal, second, b"<p>two</p>")])
+        .unwrap();
+    journal.flush_blocking().unwrap();
+    drop(journal);
+    let db = open_raw(&path);
+    let names = db.tree_names();
+    assert!(!names.iter().any(|name| name == b"pending_fetch".as_slice()));
+    assert_eq!(
+        db.get("version").unwrap().unwrap().as_ref(),
+        4u32.to_be_bytes()
+    );
+    drop(db);
+    let journal = Journal::open(&path).unwrap();
+    let status = journal.status().unwrap();
+    assert_eq!((status.fetched, status.pending_fetch), (2, 1));
+    assert_eq!(journal.body(second).unwrap(), Some(b"<p>two</p>".to_vec()));
+}
+
 /// The sled database under a journal, opened directly once the journal has let go of
 /// it (sled releases its lock from a background thread).
 fn open_raw(path: &std::path::Path) -> sled::Db {
@@ -382,10 +481,11 @@ fn open_raw(path: &std::path::Path) -> sled::Db {
     }
 }
 
-fn response(id: u64, body: &[u8]) -> FetchedPage {
+fn response(journal: &Journal, id: u64, body: &[u8]) -> FetchedPage {
     let body = body.to_vec();
     FetchedPage {
         id,
+        host: host(&journal.url(id).unwrap().expect("known id").url),
         meta: meta(&Some(body.clone())),
         compressed_body: Some(webspool::journal::compress_body(&body).unwrap()),
         retry_at_ms: None,
@@ -401,7 +501,9 @@ fn two_urls_first_fetched(path: &std::path::Path, body: &[u8]) -> (u64, u64) {
         .unwrap();
     let first = journal.find(&url(1)).unwrap().unwrap();
     let second = journal.find(&url(2)).unwrap().unwrap();
-    journal.record_fetches(&[response(first, body)]).unwrap();
+    journal
+        .record_fetches(&[response(&journal, first, body)])
+        .unwrap();
     journal.flush_blocking().unwrap();
     (first, second)
 }
@@ -439,7 +541,9 @@ fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
 
     let journal = Journal::open(&path).unwrap();
     assert_eq!(journal.body(first).unwrap(), Some(old_body.clone()));
-    journal.record_fetches(&[response(second, b"new")]).unwrap();
+    journal
+        .record_fetches(&[response(&journal, second, b"new")])
+        .unwrap();
     journal.flush_blocking().unwrap();
     drop(journal);
     let journal = Journal::open(&path).unwrap();
@@ -448,7 +552,7 @@ fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
     assert!(path.join("segments").join("00000001.seg").is_file());
     drop(journal);
     let version = open_raw(&path).get("version").unwrap().unwrap();
-    assert_eq!(version.as_ref(), &3u32.to_be_bytes());
+    assert_eq!(version.as_ref(), &4u32.to_be_bytes());
 }
 
 /// Bytes a crash left past the last recorded group (appended, never committed) are
@@ -471,7 +575,7 @@ fn a_segment_tail_past_the_last_commit_is_cut_off() {
     let journal = Journal::open(&path).unwrap();
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), committed);
     journal
-        .record_fetches(&[response(second, b"next")])
+        .record_fetches(&[response(&journal, second, b"next")])
         .unwrap();
     assert_eq!(journal.body(first).unwrap(), Some(b"kept".to_vec()));
     assert_eq!(journal.body(second).unwrap(), Some(b"next".to_vec()));
@@ -486,9 +590,10 @@ fn a_journal_without_the_retry_counter_gets_its_retries_counted_when_opened() {
         let journal = Journal::open(&path).unwrap();
         let retry = FetchedPage {
             id: second,
+            host: host(&url(2)),
             meta: meta(&None),
             compressed_body: None,
-            retry_at_ms: Some(LATER),
+            retry_at_ms: Some(DUE),
         };
         journal.record_fetches(&[retry]).unwrap();
         journal.flush_blocking().unwrap();
@@ -505,8 +610,15 @@ fn a_journal_without_the_retry_counter_gets_its_retries_counted_when_opened() {
     let status = journal.status().unwrap();
     assert_eq!((status.pending_fetch, status.retry_waiting), (1, 1));
     // And from there it moves with the queue.
-    journal
-        .record_fetches(&[response(second, b"<p>two</p>")])
-        .unwrap();
+    let promoted = journal.promote_retries(DUE, 10).unwrap();
+    assert_eq!(
+        promoted.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![second]
+    );
     assert_eq!(journal.status().unwrap().retry_waiting, 0);
+    journal
+        .record_fetches(&[response(&journal, second, b"<p>two</p>")])
+        .unwrap();
+    let status = journal.status().unwrap();
+    assert_eq!((status.pending_fetch, status.fetched), (0, 2));
 }

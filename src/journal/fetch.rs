@@ -17,11 +17,11 @@ use super::{
 
 impl Journal {
     /// Records finished fetches in one atomic step: page records (with where the body
-    /// went in the segments, appended and synced just before), the move out
-    /// of `pending_fetch` and the frontier, and the counters. A page with a retry time
-    /// is not recorded: it moves from the frontier to `retry_queue` with one more
-    /// attempt. A page that is no longer pending (already recorded) is left as it is, so
-    /// replaying a batch changes nothing.
+    /// went in the segments, appended and synced just before), the move out of the
+    /// frontier, and the counters. A page with a retry time is not recorded: it moves
+    /// from the frontier to `retry_queue` with one more attempt. A page that is not in
+    /// the frontier (already recorded, or waiting for a retry, which the scheduler never
+    /// fetches) is left as it is, so replaying a batch changes nothing.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
             // The bodies go to the segments first, synced, so the locations recorded
@@ -44,7 +44,6 @@ impl Journal {
             }
             let end = encode_segments_end(end)?;
             let trees = (
-                &self.pending_fetch,
                 &self.frontier,
                 &self.retry_queue,
                 &self.pages,
@@ -55,40 +54,30 @@ impl Journal {
                 &self.counters,
             );
             let result = trees.transaction(
-                |(pending, frontier, retry, pages, pending_parse, meta, queue, seqs, counters)| {
+                |(frontier, retry, pages, pending_parse, meta, queue, seqs, counters)| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     meta.insert(SEGMENTS_END, end.as_slice())?;
                     for (page, meta_bytes) in batch.iter().zip(&encoded) {
                         let key = id_key(page.id);
-                        let Some(waiting) = pending.get(key)? else {
+                        let Some(ready) = frontier.remove(frontier_key(&page.host, page.id))?
+                        else {
                             continue;
                         };
-                        let mut waiting = match decode_pending(&waiting) {
-                            Ok(entry) => entry,
-                            Err(e) => return abort(e),
-                        };
-                        frontier.remove(frontier_key(&waiting.host, page.id))?;
-                        let was_waiting = waiting.not_before_ms > 0;
-                        if was_waiting {
-                            retry.remove(&retry_key(waiting.not_before_ms, page.id))?;
-                        }
                         if let Some(at) = page.retry_at_ms {
-                            if !was_waiting {
-                                *deltas.entry(counter::RETRY_WAITING.into()).or_default() += 1;
-                            }
+                            let mut waiting = match decode_pending(&ready) {
+                                Ok(entry) => entry,
+                                Err(e) => return abort(e),
+                            };
                             waiting.attempts += 1;
                             waiting.not_before_ms = at.max(1);
                             match encode_pending(&waiting) {
-                                Ok(bytes) => pending.insert(&key, bytes)?,
+                                Ok(bytes) => retry
+                                    .insert(&retry_key(waiting.not_before_ms, page.id), bytes)?,
                                 Err(e) => return abort(e),
                             };
-                            retry.insert(&retry_key(waiting.not_before_ms, page.id), &[])?;
+                            *deltas.entry(counter::RETRY_WAITING.into()).or_default() += 1;
                             continue;
                         }
-                        if was_waiting {
-                            *deltas.entry(counter::RETRY_WAITING.into()).or_default() -= 1;
-                        }
-                        pending.remove(&key)?;
                         pages.insert(&key, meta_bytes.as_slice())?;
                         match &page.meta.outcome {
                             Outcome::Response { body_len, .. } => {
@@ -172,7 +161,7 @@ impl Journal {
     }
 
     pub fn is_pending_fetch(&self, id: u64) -> Result<bool, JournalError> {
-        Ok(self.pending_fetch.contains_key(id_key(id))?)
+        Ok(self.pending(id)?.is_some())
     }
 
     /// Every id whose fetch has been recorded, in id order.

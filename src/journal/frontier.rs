@@ -1,17 +1,19 @@
 //! The frontier: URLs waiting to be fetched, kept on disk and grouped by host, so the
 //! scheduler can take work host by host without holding the crawl's URLs in memory.
 //!
-//! A pending URL has one `pending_fetch` entry ([`PendingEntry`]: its host, attempts and
-//! retry time) and exactly one of:
+//! A pending URL is in exactly one of two trees, with its [`PendingEntry`] (host,
+//! attempts, retry time) as the value:
 //!
-//! - a `frontier` key `host 0x00 id` (ready: it can be fetched as soon as its host
+//! - `frontier`, key `host 0x00 id` (ready: it can be fetched as soon as its host
 //!   allows), or
-//! - a `retry_queue` key `not_before_ms id` (a transient failure; it goes back to the
+//! - `retry_queue`, key `not_before_ms id` (a transient failure; it goes back to the
 //!   frontier once that time has passed, see [`Journal::promote_retries`]).
 //!
 //! Both moves happen in the transaction that records the fetch, so a restart keeps the
-//! retry schedule. `hosts` keeps what is known about a host across runs: its robots.txt,
-//! its backoff, and how many URLs link following has added for it.
+//! retry schedule. Format 3 and older also kept the entry in a `pending_fetch` tree by
+//! id; format 4 dropped it (two fewer writes per URL) and moves its entries here when it
+//! opens such a journal. `hosts` keeps what is known about a host across runs: its
+//! robots.txt, its backoff, and how many URLs link following has added for it.
 
 use std::collections::BTreeMap;
 
@@ -64,6 +66,14 @@ pub struct Ready {
     pub attempts: u32,
 }
 
+/// A URL moved from `retry_queue` back to the frontier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Promoted {
+    pub host: String,
+    pub id: u64,
+    pub attempts: u32,
+}
+
 pub(super) fn frontier_key(host: &str, id: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(host.len() + 9);
     key.extend_from_slice(host.as_bytes());
@@ -84,7 +94,6 @@ pub(super) struct AddTrees<'a> {
     pub meta: &'a TransactionalTree,
     pub index: &'a TransactionalTree,
     pub urls: &'a TransactionalTree,
-    pub pending: &'a TransactionalTree,
     pub frontier: &'a TransactionalTree,
 }
 
@@ -118,8 +127,7 @@ impl AddTrees<'_> {
         };
         self.index.insert(new.url.as_bytes(), &id_key(id))?;
         self.urls.insert(&id_key(id), entry)?;
-        self.pending.insert(&id_key(id), pending)?;
-        self.frontier.insert(frontier_key(&new.host, id), &[])?;
+        self.frontier.insert(frontier_key(&new.host, id), pending)?;
         Ok(true)
     }
 }
@@ -134,16 +142,14 @@ impl Journal {
                 &*self.db,
                 &self.url_index,
                 &self.urls,
-                &self.pending_fetch,
                 &self.frontier,
                 &self.counters,
             );
-            let result = trees.transaction(|(meta, index, urls, pending, frontier, counters)| {
+            let result = trees.transaction(|(meta, index, urls, frontier, counters)| {
                 let add = AddTrees {
                     meta,
                     index,
                     urls,
-                    pending,
                     frontier,
                 };
                 let mut report = AddReport::default();
@@ -199,36 +205,47 @@ impl Journal {
             if out.len() >= limit {
                 break;
             }
-            let (key, _) = item?;
+            let (key, value) = item?;
             let id = key_id(&key[key.len().saturating_sub(8)..])?;
             let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
                 what: format!("pending id {id} has no url record"),
             })?;
-            let attempts = self.pending(id)?.map_or(0, |p| p.attempts);
             out.push(Ready {
                 id,
                 entry,
-                attempts,
+                attempts: decode_pending(&value)?.attempts,
             });
         }
         Ok(out)
     }
 
+    /// The pending entry of `id`, if it waits in the frontier or in `retry_queue`. For
+    /// checks and tools: a URL waiting for a retry is found by a scan of `retry_queue`.
     pub fn pending(&self, id: u64) -> Result<Option<PendingEntry>, JournalError> {
-        self.pending_fetch
-            .get(id_key(id))?
-            .map(|v| decode_pending(&v))
-            .transpose()
+        let Some(entry) = self.url(id)? else {
+            return Ok(None);
+        };
+        if let Ok(url) = Url::parse(&entry.url) {
+            if let Some(value) = self.frontier.get(frontier_key(&host_key(&url), id))? {
+                return decode_pending(&value).map(Some);
+            }
+        }
+        for item in self.retry_queue.iter() {
+            let (key, value) = item?;
+            if key.len() == 16 && key[8..] == id_key(id) {
+                return decode_pending(&value).map(Some);
+            }
+        }
+        Ok(None)
     }
 
-    /// Moves up to `limit` URLs whose retry time has come back to the frontier; returns
-    /// them as (host, id). Not flushed: a crash only leaves them waiting in
-    /// `retry_queue`.
+    /// Moves up to `limit` URLs whose retry time has come back to the frontier and
+    /// returns them. Not flushed: a crash only leaves them waiting in `retry_queue`.
     pub fn promote_retries(
         &self,
         now_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, u64)>, JournalError> {
+    ) -> Result<Vec<Promoted>, JournalError> {
         let due: Vec<sled::IVec> = self
             .retry_queue
             .range(..retry_key(now_ms.saturating_add(1), 0))
@@ -239,57 +256,35 @@ impl Journal {
             return Ok(Vec::new());
         }
         self.guarded(|| {
-            let trees = (
-                &self.retry_queue,
-                &self.pending_fetch,
-                &self.frontier,
-                &self.counters,
-            );
-            let result = trees.transaction(|(retry, pending, frontier, counters)| {
+            let trees = (&self.retry_queue, &self.frontier, &self.counters);
+            let result = trees.transaction(|(retry, frontier, counters)| {
                 let mut moved = Vec::with_capacity(due.len());
-                let mut left_queue: i64 = 0;
                 for key in &due {
-                    if retry.remove(key)?.is_none() {
-                        continue;
-                    }
-                    left_queue -= 1;
-                    let id = match key_id(&key[8..]) {
-                        Ok(id) => id,
-                        Err(e) => return abort(e),
-                    };
-                    let Some(bytes) = pending.get(id_key(id))? else {
+                    let Some(bytes) = retry.remove(key)? else {
                         continue;
                     };
-                    let mut entry = match decode_pending(&bytes) {
-                        Ok(entry) => entry,
-                        Err(e) => return abort(e),
+                    let (id, mut entry) = match (key_id(&key[8..]), decode_pending(&bytes)) {
+                        (Ok(id), Ok(entry)) => (id, entry),
+                        (Err(e), _) | (_, Err(e)) => return abort(e),
                     };
                     entry.not_before_ms = 0;
                     match encode_pending(&entry) {
-                        Ok(bytes) => pending.insert(&id_key(id), bytes)?,
+                        Ok(bytes) => frontier.insert(frontier_key(&entry.host, id), bytes)?,
                         Err(e) => return abort(e),
                     };
-                    frontier.insert(frontier_key(&entry.host, id), &[])?;
-                    moved.push((entry.host, id));
+                    moved.push(Promoted {
+                        host: entry.host,
+                        id,
+                        attempts: entry.attempts,
+                    });
                 }
-                let deltas = BTreeMap::from([(counter::RETRY_WAITING.to_string(), left_queue)]);
+                let left = -(moved.len() as i64);
+                let deltas = BTreeMap::from([(counter::RETRY_WAITING.to_string(), left)]);
                 bump(counters, &deltas)?;
                 Ok(moved)
             });
             flatten(result)
         })
-    }
-
-    /// The ready URL `id`, if it is pending.
-    pub fn ready(&self, id: u64) -> Result<Option<Ready>, JournalError> {
-        let (Some(entry), Some(pending)) = (self.url(id)?, self.pending(id)?) else {
-            return Ok(None);
-        };
-        Ok(Some(Ready {
-            id,
-            entry,
-            attempts: pending.attempts,
-        }))
     }
 
     /// The earliest retry time waiting in `retry_queue`, if any.

@@ -7,9 +7,8 @@
 //! | default (meta)  | `format`, `version`, `journal_id`, `next_id` | format marker, u32 BE, 16 bytes, u64 BE |
 //! | `url_index`     | normalized URL bytes     | id (u64 BE)                             |
 //! | `urls`          | id (u64 BE)              | [`UrlEntry`], versioned                 |
-//! | `pending_fetch` | id                       | [`PendingEntry`]: host, attempts, retry time |
-//! | `frontier`      | host `0x00` id           | empty: ready to fetch (see `frontier.rs`) |
-//! | `retry_queue`   | not-before ms (u64 BE) id | empty: waiting to be retried            |
+//! | `frontier`      | host `0x00` id           | [`PendingEntry`]: ready to fetch (see `frontier.rs`) |
+//! | `retry_queue`   | not-before ms (u64 BE) id | [`PendingEntry`]: waiting to be retried |
 //! | `hosts`         | host key (`host:port`)   | [`HostEntry`]: robots.txt, backoff, budget |
 //! | `pages`         | id                       | [`PageMeta`] and where the body is in the segments, versioned |
 //! | `bodies`        | id                       | journals before format 3: the zstd body |
@@ -23,17 +22,19 @@
 //!
 //! # State machine of a URL
 //!
-//! `new -> pending_fetch (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
-//! The move out of `pending_fetch` happens in one sled transaction together with the
+//! `new -> pending (frontier <-> retry_queue) -> (fetched | failed) [-> pending_parse]`.
+//! The move out of the frontier happens in one sled transaction together with the
 //! page record (with the body's location), the `pending_parse` entry and the counters,
 //! so no crash can leave a page half recorded. A transient failure moves the URL from `frontier` to
 //! `retry_queue` in the same kind of transaction, so the retry schedule survives
 //! restarts.
 //!
 //! Format version 2 added `frontier`, `retry_queue`, `hosts`, [`PendingEntry`] values
-//! and `UrlEntry` V2; a version-1 journal is upgraded in place when opened. Format 3
-//! moved new bodies to segment files; a version-2 journal keeps its bodies where they
-//! are and only has its version raised.
+//! and `UrlEntry` V2. Format 3 moved new bodies to segment files; older journals keep
+//! their bodies where they are. Format 4 dropped the `pending_fetch` tree (id ->
+//! [`PendingEntry`]): the entry is the value of the URL's `frontier` or `retry_queue`
+//! key. Older journals are upgraded in place when opened (see
+//! `Journal::move_pending_entries`).
 //!
 //! # Durability
 //!
@@ -41,8 +42,8 @@
 //! a page as fetched only after that. A failed write or flush poisons the journal
 //! (sticky error, as sled itself does): every later write is refused, so the process can
 //! never report progress it did not make. Recovery is sled's: on open, the journal is
-//! exactly the state of some flush or later, and everything still in `pending_fetch` is
-//! fetched again.
+//! exactly the state of some flush or later, and everything still in the frontier or
+//! the retry queue is fetched again.
 
 mod body;
 mod fetch;
@@ -59,6 +60,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
 
 pub use body::{compress_body, decompress_body, decompress_body_into};
 pub use frontier::{NewUrl, Ready};
@@ -72,7 +74,7 @@ pub use sync::{LastSync, SyncItem};
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Key in the default tree: the end of the body segments as of the last group.
 const SEGMENTS_END: &str = "segments_end";
 /// sled's page cache: small on purpose, memory must not grow with the journal.
@@ -111,6 +113,8 @@ pub struct AddReport {
 #[derive(Clone, Debug)]
 pub struct FetchedPage {
     pub id: u64,
+    /// The host key of its frontier entry ([`crate::urls::host_key`]).
+    pub host: String,
     pub meta: PageMeta,
     /// The zstd-compressed body, for responses.
     pub compressed_body: Option<Vec<u8>>,
@@ -160,7 +164,6 @@ pub struct Journal {
     db: sled::Db,
     url_index: sled::Tree,
     urls: sled::Tree,
-    pending_fetch: sled::Tree,
     frontier: sled::Tree,
     retry_queue: sled::Tree,
     hosts: sled::Tree,
@@ -265,7 +268,6 @@ impl Journal {
         let mut journal = Journal {
             url_index: db.open_tree("url_index")?,
             urls: db.open_tree("urls")?,
-            pending_fetch: db.open_tree("pending_fetch")?,
             frontier: db.open_tree("frontier")?,
             retry_queue: db.open_tree("retry_queue")?,
             hosts: db.open_tree("hosts")?,
@@ -305,11 +307,11 @@ impl Journal {
                         found,
                     });
                 }
-                if found < 2 {
-                    self.upgrade_to_frontier()?;
-                } else if found < FORMAT_VERSION {
-                    // Format 3 only adds segment files for new bodies: the bodies already
-                    // in the `bodies` tree stay there and are read as before.
+                if found < FORMAT_VERSION {
+                    // Format 3 only added segment files for new bodies: the bodies already
+                    // in the `bodies` tree stay there and are read as before. Format 4
+                    // moved the pending entries into the frontier and the retry queue.
+                    self.move_pending_entries()?;
                     self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;
                     self.db.flush()?;
                 }
@@ -353,35 +355,73 @@ impl Journal {
         Ok(())
     }
 
-    /// Format 1 kept pending URLs as bare ids: give each its `PendingEntry` and its
-    /// frontier key. Idempotent, so a crash during the upgrade only repeats it.
-    fn upgrade_to_frontier(&self) -> Result<(), JournalError> {
-        for item in self.pending_fetch.iter() {
-            let (key, value) = item?;
-            if !value.is_empty() {
-                continue;
-            }
-            let id = record::key_id(&key)?;
-            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
-                what: format!("pending id {id} has no url record"),
-            })?;
-            let host = url::Url::parse(&entry.url)
-                .map(|u| crate::urls::host_key(&u))
-                .map_err(|e| JournalError::Damaged {
-                    what: format!("id {id}: stored URL does not parse: {e}"),
-                })?;
-            let pending = record::encode_pending(&PendingEntry {
-                host: host.clone(),
-                attempts: 0,
-                not_before_ms: 0,
-            })?;
-            self.frontier
-                .insert(frontier::frontier_key(&host, id), &[])?;
-            self.pending_fetch.insert(key, pending)?;
+    /// Formats 1 to 3 kept pending URLs in `pending_fetch` by id: format 1 as bare ids,
+    /// formats 2 and 3 with their `PendingEntry` and an empty `frontier` or
+    /// `retry_queue` value. Each entry moves into the value of its `frontier` or
+    /// `retry_queue` key and leaves `pending_fetch`, a chunk per transaction, so a crash
+    /// during the upgrade leaves every URL in one place or the other and opening the
+    /// journal again finishes the move.
+    fn move_pending_entries(&self) -> Result<(), JournalError> {
+        const CHUNK: usize = 1024;
+        const OLD_TREE: &[u8] = b"pending_fetch";
+        if !self.db.tree_names().iter().any(|name| name == OLD_TREE) {
+            return Ok(());
         }
-        self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        let pending_fetch = self.db.open_tree(OLD_TREE)?;
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for item in pending_fetch.iter().take(CHUNK) {
+                let (key, value) = item?;
+                let id = record::key_id(&key)?;
+                let entry = if value.is_empty() {
+                    self.pending_entry_of_v1(id)?
+                } else {
+                    record::decode_pending(&value)?
+                };
+                chunk.push((
+                    key,
+                    id,
+                    record::encode_pending(&entry)?,
+                    entry.not_before_ms,
+                    entry.host,
+                ));
+            }
+            if chunk.is_empty() {
+                self.db.drop_tree(OLD_TREE)?;
+                return Ok(());
+            }
+            let trees = (&pending_fetch, &self.frontier, &self.retry_queue);
+            let result = trees.transaction(|(pending, frontier, retry)| {
+                for (key, id, value, not_before_ms, host) in &chunk {
+                    if *not_before_ms == 0 {
+                        frontier.insert(frontier::frontier_key(host, *id), value.as_slice())?;
+                    } else {
+                        retry
+                            .insert(&frontier::retry_key(*not_before_ms, *id), value.as_slice())?;
+                    }
+                    pending.remove(key)?;
+                }
+                Ok(())
+            });
+            flatten(result)?;
+        }
+    }
+
+    /// The pending entry of a format-1 URL, which kept only its id: ready, no attempts.
+    fn pending_entry_of_v1(&self, id: u64) -> Result<PendingEntry, JournalError> {
+        let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
+            what: format!("pending id {id} has no url record"),
+        })?;
+        let host = url::Url::parse(&entry.url)
+            .map(|u| crate::urls::host_key(&u))
+            .map_err(|e| JournalError::Damaged {
+                what: format!("id {id}: stored URL does not parse: {e}"),
+            })?;
+        Ok(PendingEntry {
+            host,
+            attempts: 0,
+            not_before_ms: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -169,7 +169,6 @@ impl Journal {
                 &self.counters,
                 &self.url_index,
                 &self.urls,
-                &self.pending_fetch,
                 &self.frontier,
                 &self.hosts,
             );
@@ -183,7 +182,6 @@ impl Journal {
                     counters,
                     index,
                     urls,
-                    pending_fetch,
                     frontier,
                     hosts,
                 )| {
@@ -193,7 +191,6 @@ impl Journal {
                         meta,
                         index,
                         urls,
-                        pending: pending_fetch,
                         frontier,
                     };
                     admit(

@@ -63,7 +63,8 @@ enum UrlRecord {
     V2(UrlEntry),
 }
 
-/// Where a URL that still has to be fetched waits, in the `pending_fetch` tree.
+/// Where a URL that still has to be fetched waits: the value of its key in `frontier`
+/// or in `retry_queue` (formats 1 to 3: in the `pending_fetch` tree, by id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEntry {
     /// [`crate::urls::host_key`] of the URL: its `frontier` key starts with it.
@@ -258,7 +259,7 @@ pub(crate) fn encode_pending(entry: &PendingEntry) -> Result<Vec<u8>, JournalErr
 }
 
 pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingEntry, JournalError> {
-    match decode("pending_fetch", bytes)? {
+    match decode("frontier` or `retry_queue", bytes)? {
         PendingRecord::V1(entry) => Ok(entry),
     }
 }
