@@ -173,11 +173,10 @@ pub async fn crawl(
         let counts = counts.clone();
         let failed = committer_failed.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("webspool-commit".into())
             .spawn(move || {
-                let result = commit_loop(&journal, &runtime, commit_rx, &counts, &acks_tx);
+                let result = commit_loop(&journal, commit_rx, &counts, &acks_tx);
                 if result.is_err() {
                     failed.store(true, Ordering::Release);
                 }
@@ -301,7 +300,6 @@ pub async fn crawl(
 /// counts them and acknowledges their ids to the scheduler.
 fn commit_loop(
     journal: &Journal,
-    runtime: &tokio::runtime::Handle,
     mut rx: mpsc::Receiver<Done>,
     counts: &Counts,
     acks: &mpsc::UnboundedSender<Vec<u64>>,
@@ -309,21 +307,29 @@ fn commit_loop(
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = body_len(&group[0]);
-        // Pages that arrive within GROUP_WAIT of the first share its flush.
-        let until = tokio::time::Instant::now() + GROUP_WAIT;
-        while group.len() < COMMIT_BATCH && bytes < COMMIT_BYTES {
-            let next = match rx.try_recv() {
-                Ok(done) => Some(done),
-                Err(_) => runtime.block_on(async {
-                    tokio::time::timeout_at(until, rx.recv())
-                        .await
-                        .ok()
-                        .flatten()
-                }),
-            };
-            let Some(done) = next else { break };
-            bytes += body_len(&done);
-            group.push(done);
+        // Pages that arrive within GROUP_WAIT of the first share its flush. The thread
+        // sleeps through the wait rather than waiting on the channel, so that the pages
+        // arriving meanwhile do not wake it one by one.
+        let until = Instant::now() + GROUP_WAIT;
+        loop {
+            let mut closed = false;
+            while group.len() < COMMIT_BATCH && bytes < COMMIT_BYTES {
+                match rx.try_recv() {
+                    Ok(done) => {
+                        bytes += body_len(&done);
+                        group.push(done);
+                    }
+                    Err(e) => {
+                        closed = e == mpsc::error::TryRecvError::Disconnected;
+                        break;
+                    }
+                }
+            }
+            let now = Instant::now();
+            if closed || now >= until || group.len() >= COMMIT_BATCH || bytes >= COMMIT_BYTES {
+                break;
+            }
+            std::thread::sleep(until - now);
         }
         let mut pages = Vec::with_capacity(group.len());
         for done in &mut group {
