@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::fetch::{Fetched, Fetcher, Trust};
-use crate::journal::{compress_body, PageMeta, Via};
+use crate::journal::{compress_body, PageMeta, UrlEntry, Via};
 use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize, redact, redact_text};
@@ -85,6 +85,8 @@ pub struct Done {
     pub id: u64,
     /// The host key of its frontier entry.
     pub host: String,
+    /// The URL's record, as the frontier held it.
+    pub url: UrlEntry,
     /// The URL for log lines, userinfo redacted.
     pub shown: String,
     /// The outcome; its body has been taken out and compressed into `compressed_body`.
@@ -97,8 +99,9 @@ pub struct Done {
 
 struct Job {
     id: u64,
+    /// `entry.url`, parsed.
     url: Url,
-    via: Via,
+    entry: UrlEntry,
     attempts: u32,
 }
 
@@ -275,7 +278,8 @@ impl Scheduler {
     /// Moves due retries back to the frontier and loads work from it.
     pub fn refill(&mut self) -> Result<(), JournalError> {
         for promoted in self.journal.promote_retries(now_ms(), 4096)? {
-            let (key, id) = (promoted.host, promoted.id);
+            let (id, entry) = (promoted.id, promoted.entry);
+            let key = entry.host;
             // A host in memory has read its frontier past this id: queue it here.
             let Some(host) = self.hosts.get_mut(&key) else {
                 continue;
@@ -283,15 +287,12 @@ impl Scheduler {
             if host.cursor.is_none_or(|cursor| cursor < id) || self.inflight.contains(&id) {
                 continue;
             }
-            let Some(entry) = self.journal.url(id)? else {
-                continue;
-            };
-            if let Ok(url) = normalize(&entry.url) {
+            if let Ok(url) = normalize(&entry.url.url) {
                 host.queue.push_back(Job {
                     id,
                     url,
-                    via: entry.via,
-                    attempts: promoted.attempts,
+                    entry: entry.url,
+                    attempts: entry.attempts,
                 });
                 self.queued += 1;
                 self.wake(&key);
@@ -402,7 +403,7 @@ impl Scheduler {
                         host.queue.push_back(Job {
                             id: ready.id,
                             url,
-                            via: ready.entry.via,
+                            entry: ready.entry,
                             attempts: ready.attempts,
                         });
                         self.queued += 1;
@@ -416,7 +417,8 @@ impl Scheduler {
                         );
                         self.inflight.insert(ready.id);
                         let message = format!("stored URL cannot be requested: {reason}");
-                        let done = failed(ready.id, key, shown, (ErrorKind::Protocol, message));
+                        let why = (ErrorKind::Protocol, message);
+                        let done = failed(ready.id, key, ready.entry, shown, why);
                         self.refused.push(done);
                     }
                 }
@@ -514,7 +516,7 @@ impl Scheduler {
                     let task = self.next_task;
                     self.next_task += 1;
                     let target = robots_url(&first.url);
-                    let trust = if first.via.trusted() {
+                    let trust = if first.entry.via.trusted() {
                         Trust::Given
                     } else {
                         Trust::Discovered
@@ -556,7 +558,7 @@ impl Scheduler {
             let (fetcher, commit_tx) = (self.fetcher.clone(), self.commit_tx.clone());
             let events = self.events_tx.clone();
             tokio::spawn(async move {
-                let trust = if job.via.trusted() {
+                let trust = if job.entry.via.trusted() {
                     Trust::Given
                 } else {
                     Trust::Discovered
@@ -572,6 +574,7 @@ impl Scheduler {
                 let done = Done {
                     id,
                     host: key.clone(),
+                    url: job.entry,
                     shown: redact(&job.url),
                     fetched,
                     compressed_body,
@@ -795,11 +798,18 @@ async fn watched<F: std::future::Future>(
 /// A job that is not to be sent: its host is down, or robots.txt disallows it.
 fn refuse(key: &str, host: &Host, robots: &Robots, job: &Job) -> Option<Done> {
     if let Some(down) = &host.down {
-        return Some(failed(job.id, key, redact(&job.url), down.clone()));
+        let shown = redact(&job.url);
+        return Some(failed(job.id, key, job.entry.clone(), shown, down.clone()));
     }
     if !robots.allowed(&job.url) {
         let why = (ErrorKind::Robots, "disallowed by robots.txt".to_string());
-        return Some(failed(job.id, key, redact(&job.url), why));
+        return Some(failed(
+            job.id,
+            key,
+            job.entry.clone(),
+            redact(&job.url),
+            why,
+        ));
     }
     None
 }
@@ -821,10 +831,17 @@ fn robots_input(fetched: &Fetched) -> RobotsFetch<'_> {
     }
 }
 
-fn failed(id: u64, host: &str, shown: String, (kind, message): (ErrorKind, String)) -> Done {
+fn failed(
+    id: u64,
+    host: &str,
+    url: UrlEntry,
+    shown: String,
+    (kind, message): (ErrorKind, String),
+) -> Done {
     Done {
         id,
         host: host.to_string(),
+        url,
         shown,
         fetched: Fetched {
             meta: PageMeta {

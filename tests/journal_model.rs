@@ -254,6 +254,7 @@ proptest! {
                         pages.push(FetchedPage {
                             id,
                             host: host(&u),
+                            url: journal.url(id).unwrap().expect("known id"),
                             meta: meta(&body),
                             compressed_body: body.as_ref().map(|b| zstd::bulk::compress(b, 1).unwrap()),
                             retry_at_ms: None,
@@ -278,6 +279,7 @@ proptest! {
                         pages.push(FetchedPage {
                             id,
                             host: host(&u),
+                            url: journal.url(id).unwrap().expect("known id"),
                             meta: meta(&None),
                             compressed_body: None,
                             retry_at_ms: Some(at),
@@ -381,41 +383,53 @@ fn a_version_1_journal_is_upgraded_in_place() {
     assert_eq!(journal.frontier_hosts_after(None, 10).unwrap().len(), 2);
 }
 
-/// A journal as format version 3 left it: each pending URL's `PendingEntry` in the
-/// `pending_fetch` tree by id, its `frontier` or `retry_queue` key with an empty value.
-/// Opening it moves the entries into those values and drops `pending_fetch`.
+/// A journal as format version 3 left it: each pending URL's entry in the
+/// `pending_fetch` tree by id, its record in `urls`, its `frontier` or `retry_queue` key
+/// with an empty value. Opening it moves entry and record into those values and drops
+/// `pending_fetch`.
 #[test]
 fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
     #[derive(serde::Serialize)]
+    struct PendingEntryV1 {
+        host: String,
+        attempts: u32,
+        not_before_ms: u64,
+    }
+    #[derive(serde::Serialize)]
     enum PendingRecord {
-        V1(PendingEntry),
+        V1(PendingEntryV1),
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j");
     let (first, second) = two_urls_first_fetched(&path, b"<p>one</p>");
-    let third = {
+    let (third, urls) = {
         let journal = Journal::open(&path).unwrap();
         journal.add_urls(&[new_url(&url(3))]).unwrap();
         journal.flush_blocking().unwrap();
-        journal.find(&url(3)).unwrap().unwrap()
+        let third = journal.find(&url(3)).unwrap().unwrap();
+        let urls = [second, third].map(|id| journal.url(id).unwrap().unwrap());
+        (third, urls)
     };
     // `second` ready with one failed attempt behind it, `third` waiting for a retry.
     let ready = PendingEntry {
         host: host(&url(2)),
         attempts: 1,
         not_before_ms: 0,
+        url: urls[0].clone(),
     };
     let waiting = PendingEntry {
         host: host(&url(3)),
         attempts: 2,
         not_before_ms: DUE,
+        url: urls[1].clone(),
     };
     {
         let db = open_raw(&path);
-        let (frontier, retry, pending) = (
+        let (frontier, retry, pending, records) = (
             db.open_tree("frontier").unwrap(),
             db.open_tree("retry_queue").unwrap(),
             db.open_tree("pending_fetch").unwrap(),
+            db.open_tree("urls").unwrap(),
         );
         frontier.clear().unwrap();
         let mut key = ready.host.as_bytes().to_vec();
@@ -425,8 +439,20 @@ fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
         let retry_key = [DUE.to_be_bytes(), third.to_be_bytes()].concat();
         retry.insert(retry_key, &[]).unwrap();
         for (id, entry) in [(second, &ready), (third, &waiting)] {
-            let value = bincode::serialize(&PendingRecord::V1(entry.clone())).unwrap();
+            let old = PendingEntryV1 {
+                host: entry.host.clone(),
+                attempts: entry.attempts,
+                not_before_ms: entry.not_before_ms,
+            };
+            let value = bincode::serialize(&PendingRecord::V1(old)).unwrap();
             pending.insert(id.to_be_bytes(), value).unwrap();
+            // `UrlRecord::V2(entry)`: bincode writes the variant index, then the fields.
+            let record = [
+                1u32.to_le_bytes().to_vec(),
+                bincode::serialize(&entry.url).unwrap(),
+            ]
+            .concat();
+            records.insert(id.to_be_bytes(), record).unwrap();
         }
         db.insert("version", &3u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
@@ -436,15 +462,22 @@ fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
     assert_eq!(journal.pending(second).unwrap(), Some(ready.clone()));
     assert_eq!(journal.pending(third).unwrap(), Some(waiting.clone()));
     let loaded = journal.frontier_of(&ready.host, None, 10).unwrap();
-    let loaded: Vec<(u64, u32)> = loaded.iter().map(|r| (r.id, r.attempts)).collect();
-    assert_eq!(loaded, vec![(second, 1)]);
+    let loaded: Vec<(u64, &str, u32)> = loaded
+        .iter()
+        .map(|r| (r.id, r.entry.url.as_str(), r.attempts))
+        .collect();
+    assert_eq!(loaded, vec![(second, url(2).as_str(), 1)]);
     let promoted = journal.promote_retries(DUE, 10).unwrap();
+    let back = PendingEntry {
+        not_before_ms: 0,
+        ..waiting.clone()
+    };
     assert_eq!(
         promoted
             .iter()
-            .map(|p| (p.host.as_str(), p.id, p.attempts))
+            .map(|p| (p.id, &p.entry))
             .collect::<Vec<_>>(),
-        vec![(waiting.host.as_str(), third, 2)]
+        vec![(third, &back)]
     );
     journal
         .record_fetches(&[response(&journal, second, b"<p>two</p>")])
@@ -463,6 +496,8 @@ fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
     let status = journal.status().unwrap();
     assert_eq!((status.fetched, status.pending_fetch), (2, 1));
     assert_eq!(journal.body(second).unwrap(), Some(b"<p>two</p>".to_vec()));
+    assert_eq!(journal.url(second).unwrap().unwrap().url, url(2));
+    assert_eq!(journal.url(third).unwrap().unwrap().url, url(3));
 }
 
 /// The sled database under a journal, opened directly once the journal has let go of
@@ -486,6 +521,7 @@ fn response(journal: &Journal, id: u64, body: &[u8]) -> FetchedPage {
     FetchedPage {
         id,
         host: host(&journal.url(id).unwrap().expect("known id").url),
+        url: journal.url(id).unwrap().expect("known id"),
         meta: meta(&Some(body.clone())),
         compressed_body: Some(webspool::journal::compress_body(&body).unwrap()),
         retry_at_ms: None,
@@ -591,6 +627,7 @@ fn a_journal_without_the_retry_counter_gets_its_retries_counted_when_opened() {
         let retry = FetchedPage {
             id: second,
             host: host(&url(2)),
+            url: journal.url(second).unwrap().unwrap(),
             meta: meta(&None),
             compressed_body: None,
             retry_at_ms: Some(DUE),

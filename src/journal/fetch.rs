@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use sled::Transactional;
 
 use super::frontier::{frontier_key, retry_key};
-use super::record::{decode_page, decode_page_and_body, decode_pending, decode_url};
+use super::record::{
+    decode_page, decode_page_and_body, decode_page_with_url, decode_pending, decode_url,
+};
 use super::record::{encode_page, encode_pending, encode_segments_end};
 use super::record::{id_key, key_id};
 use super::segments::BodyLocation;
@@ -40,7 +42,7 @@ impl Journal {
                     (Some(_), None) => locations.next(),
                     _ => None,
                 };
-                encoded.push(encode_page(&page.meta, body)?);
+                encoded.push(encode_page(&page.meta, body, &page.url)?);
             }
             let end = encode_segments_end(end)?;
             let trees = (
@@ -106,7 +108,38 @@ impl Journal {
         })
     }
 
+    /// The record of URL `id`: from its page record once fetched (format 4 on), else
+    /// from `urls` (URLs added by older formats), else from its pending entry (a scan:
+    /// see [`Journal::pending`]).
     pub fn url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
+        if let Some(record) = self.pages.get(id_key(id))? {
+            if let (_, Some(url)) = decode_page_with_url(&record)? {
+                return Ok(Some(url));
+            }
+        }
+        if let Some(url) = self.older_url(id)? {
+            return Ok(Some(url));
+        }
+        Ok(self.pending(id)?.map(|p| p.url))
+    }
+
+    /// The page record of `id` and its URL's record, if its fetch has been recorded.
+    pub fn page_with_url(&self, id: u64) -> Result<Option<(PageMeta, UrlEntry)>, JournalError> {
+        let Some(record) = self.pages.get(id_key(id))? else {
+            return Ok(None);
+        };
+        let (meta, url) = decode_page_with_url(&record)?;
+        let url = match url {
+            Some(url) => url,
+            None => self.older_url(id)?.ok_or_else(|| JournalError::Damaged {
+                what: format!("page {id} has no url record"),
+            })?,
+        };
+        Ok(Some((meta, url)))
+    }
+
+    /// The record of a URL added by a journal format before 4, from `urls`.
+    fn older_url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
         self.urls
             .get(id_key(id))?
             .map(|v| decode_url(&v))

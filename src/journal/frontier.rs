@@ -2,7 +2,7 @@
 //! scheduler can take work host by host without holding the crawl's URLs in memory.
 //!
 //! A pending URL is in exactly one of two trees, with its [`PendingEntry`] (host,
-//! attempts, retry time) as the value:
+//! attempts, retry time, and the URL's record) as the value:
 //!
 //! - `frontier`, key `host 0x00 id` (ready: it can be fetched as soon as its host
 //!   allows), or
@@ -10,10 +10,11 @@
 //!   frontier once that time has passed, see [`Journal::promote_retries`]).
 //!
 //! Both moves happen in the transaction that records the fetch, so a restart keeps the
-//! retry schedule. Format 3 and older also kept the entry in a `pending_fetch` tree by
-//! id; format 4 dropped it (two fewer writes per URL) and moves its entries here when it
-//! opens such a journal. `hosts` keeps what is known about a host across runs: its
-//! robots.txt, its backoff, and how many URLs link following has added for it.
+//! retry schedule. Format 3 and older also kept the entry in a `pending_fetch` tree and
+//! the URL's record in `urls`, both by id; format 4 writes neither (three fewer writes
+//! per URL, and the scheduler reads nothing but the frontier) and moves their entries
+//! here when it opens such a journal. `hosts` keeps what is known about a host across
+//! runs: its robots.txt, its backoff, and how many URLs link following has added for it.
 
 use std::collections::BTreeMap;
 
@@ -21,9 +22,7 @@ use sled::transaction::TransactionalTree;
 use sled::Transactional;
 use url::Url;
 
-use super::record::{
-    decode_host, decode_pending, encode_host, encode_pending, encode_url, id_key, key_id,
-};
+use super::record::{decode_host, decode_pending, encode_host, encode_pending, id_key, key_id};
 use super::{
     abort, bump, counter, flatten, read_u64, AddReport, HostEntry, Journal, JournalError,
     PendingEntry, TxResult, UrlEntry, Via,
@@ -69,9 +68,8 @@ pub struct Ready {
 /// A URL moved from `retry_queue` back to the frontier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Promoted {
-    pub host: String,
     pub id: u64,
-    pub attempts: u32,
+    pub entry: PendingEntry,
 }
 
 pub(super) fn frontier_key(host: &str, id: u64) -> Vec<u8> {
@@ -93,7 +91,6 @@ pub(super) fn retry_key(not_before_ms: u64, id: u64) -> [u8; 16] {
 pub(super) struct AddTrees<'a> {
     pub meta: &'a TransactionalTree,
     pub index: &'a TransactionalTree,
-    pub urls: &'a TransactionalTree,
     pub frontier: &'a TransactionalTree,
 }
 
@@ -109,24 +106,23 @@ impl AddTrees<'_> {
             Err(e) => return abort(e),
         };
         self.meta.insert("next_id", &(id + 1).to_be_bytes())?;
-        let entry = UrlEntry {
-            url: new.url.clone(),
-            source_key: new.source_key.clone(),
-            added_at_ms,
-            depth: new.depth,
-            via: new.via,
-        };
         let pending = PendingEntry {
             host: new.host.clone(),
             attempts: 0,
             not_before_ms: 0,
+            url: UrlEntry {
+                url: new.url.clone(),
+                source_key: new.source_key.clone(),
+                added_at_ms,
+                depth: new.depth,
+                via: new.via,
+            },
         };
-        let (entry, pending) = match (encode_url(&entry), encode_pending(&pending)) {
-            (Ok(e), Ok(p)) => (e, p),
-            (Err(e), _) | (_, Err(e)) => return abort(e),
+        let pending = match encode_pending(&pending) {
+            Ok(bytes) => bytes,
+            Err(e) => return abort(e),
         };
         self.index.insert(new.url.as_bytes(), &id_key(id))?;
-        self.urls.insert(&id_key(id), entry)?;
         self.frontier.insert(frontier_key(&new.host, id), pending)?;
         Ok(true)
     }
@@ -138,18 +134,11 @@ impl Journal {
     pub fn add_urls(&self, batch: &[NewUrl]) -> Result<AddReport, JournalError> {
         let added_at_ms = super::now_ms();
         self.guarded(|| {
-            let trees = (
-                &*self.db,
-                &self.url_index,
-                &self.urls,
-                &self.frontier,
-                &self.counters,
-            );
-            let result = trees.transaction(|(meta, index, urls, frontier, counters)| {
+            let trees = (&*self.db, &self.url_index, &self.frontier, &self.counters);
+            let result = trees.transaction(|(meta, index, frontier, counters)| {
                 let add = AddTrees {
                     meta,
                     index,
-                    urls,
                     frontier,
                 };
                 let mut report = AddReport::default();
@@ -207,33 +196,27 @@ impl Journal {
             }
             let (key, value) = item?;
             let id = key_id(&key[key.len().saturating_sub(8)..])?;
-            let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
-                what: format!("pending id {id} has no url record"),
-            })?;
+            let pending = decode_pending(&value)?;
             out.push(Ready {
                 id,
-                entry,
-                attempts: decode_pending(&value)?.attempts,
+                entry: pending.url,
+                attempts: pending.attempts,
             });
         }
         Ok(out)
     }
 
     /// The pending entry of `id`, if it waits in the frontier or in `retry_queue`. For
-    /// checks and tools: a URL waiting for a retry is found by a scan of `retry_queue`.
+    /// checks and tools only: both trees are keyed by something else than the id, so
+    /// this scans them.
     pub fn pending(&self, id: u64) -> Result<Option<PendingEntry>, JournalError> {
-        let Some(entry) = self.url(id)? else {
-            return Ok(None);
-        };
-        if let Ok(url) = Url::parse(&entry.url) {
-            if let Some(value) = self.frontier.get(frontier_key(&host_key(&url), id))? {
-                return decode_pending(&value).map(Some);
-            }
-        }
-        for item in self.retry_queue.iter() {
-            let (key, value) = item?;
-            if key.len() == 16 && key[8..] == id_key(id) {
-                return decode_pending(&value).map(Some);
+        let id = id_key(id);
+        for tree in [&self.frontier, &self.retry_queue] {
+            for item in tree.iter() {
+                let (key, value) = item?;
+                if key.ends_with(&id) {
+                    return decode_pending(&value).map(Some);
+                }
             }
         }
         Ok(None)
@@ -272,11 +255,7 @@ impl Journal {
                         Ok(bytes) => frontier.insert(frontier_key(&entry.host, id), bytes)?,
                         Err(e) => return abort(e),
                     };
-                    moved.push(Promoted {
-                        host: entry.host,
-                        id,
-                        attempts: entry.attempts,
-                    });
+                    moved.push(Promoted { id, entry });
                 }
                 let left = -(moved.len() as i64);
                 let deltas = BTreeMap::from([(counter::RETRY_WAITING.to_string(), left)]);

@@ -6,11 +6,11 @@
 //! |-----------------|--------------------------|-----------------------------------------|
 //! | default (meta)  | `format`, `version`, `journal_id`, `next_id` | format marker, u32 BE, 16 bytes, u64 BE |
 //! | `url_index`     | normalized URL bytes     | id (u64 BE)                             |
-//! | `urls`          | id (u64 BE)              | [`UrlEntry`], versioned                 |
-//! | `frontier`      | host `0x00` id           | [`PendingEntry`]: ready to fetch (see `frontier.rs`) |
+//! | `urls`          | id (u64 BE)              | journals before format 4: [`UrlEntry`], versioned |
+//! | `frontier`      | host `0x00` id           | [`PendingEntry`] (with the [`UrlEntry`]): ready to fetch (see `frontier.rs`) |
 //! | `retry_queue`   | not-before ms (u64 BE) id | [`PendingEntry`]: waiting to be retried |
 //! | `hosts`         | host key (`host:port`)   | [`HostEntry`]: robots.txt, backoff, budget |
-//! | `pages`         | id                       | [`PageMeta`] and where the body is in the segments, versioned |
+//! | `pages`         | id                       | [`PageMeta`], where the body is in the segments, and the [`UrlEntry`], versioned |
 //! | `bodies`        | id                       | journals before format 3: the zstd body |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
 //! | `counters`      | counter name             | u64 BE                                  |
@@ -31,10 +31,12 @@
 //!
 //! Format version 2 added `frontier`, `retry_queue`, `hosts`, [`PendingEntry`] values
 //! and `UrlEntry` V2. Format 3 moved new bodies to segment files; older journals keep
-//! their bodies where they are. Format 4 dropped the `pending_fetch` tree (id ->
-//! [`PendingEntry`]): the entry is the value of the URL's `frontier` or `retry_queue`
-//! key. Older journals are upgraded in place when opened (see
-//! `Journal::move_pending_entries`).
+//! their bodies where they are. Format 4 stopped writing two trees by id: the
+//! `pending_fetch` tree (id -> pending entry) and `urls` (id -> [`UrlEntry`]). A URL's
+//! record and pending entry are the value of its `frontier` or `retry_queue` key while
+//! it is pending, and its record moves into its page record when the fetch is
+//! recorded. Older journals are upgraded in place when opened (see
+//! `Journal::move_pending_entries`); their `urls` tree stays and is still read.
 //!
 //! # Durability
 //!
@@ -115,6 +117,8 @@ pub struct FetchedPage {
     pub id: u64,
     /// The host key of its frontier entry ([`crate::urls::host_key`]).
     pub host: String,
+    /// The URL's record, kept in the page record.
+    pub url: UrlEntry,
     pub meta: PageMeta,
     /// The zstd-compressed body, for responses.
     pub compressed_body: Option<Vec<u8>>,
@@ -355,12 +359,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Formats 1 to 3 kept pending URLs in `pending_fetch` by id: format 1 as bare ids,
-    /// formats 2 and 3 with their `PendingEntry` and an empty `frontier` or
-    /// `retry_queue` value. Each entry moves into the value of its `frontier` or
-    /// `retry_queue` key and leaves `pending_fetch`, a chunk per transaction, so a crash
-    /// during the upgrade leaves every URL in one place or the other and opening the
-    /// journal again finishes the move.
+    /// Formats 1 to 3 kept pending URLs in `pending_fetch` by id (format 1 as bare ids,
+    /// formats 2 and 3 with a `PendingEntryV1` and an empty `frontier` or `retry_queue`
+    /// value) and their records in `urls`. Each entry, with its URL's record, moves
+    /// into the value of its `frontier` or `retry_queue` key and leaves `pending_fetch`,
+    /// a chunk per transaction, so a crash during the upgrade leaves every URL in one
+    /// place or the other and opening the journal again finishes the move. `urls` stays
+    /// as it is: [`Journal::url`] still reads the records of URLs added then.
     fn move_pending_entries(&self) -> Result<(), JournalError> {
         const CHUNK: usize = 1024;
         const OLD_TREE: &[u8] = b"pending_fetch";
@@ -373,11 +378,7 @@ impl Journal {
             for item in pending_fetch.iter().take(CHUNK) {
                 let (key, value) = item?;
                 let id = record::key_id(&key)?;
-                let entry = if value.is_empty() {
-                    self.pending_entry_of_v1(id)?
-                } else {
-                    record::decode_pending(&value)?
-                };
+                let entry = self.upgraded_pending_entry(id, &value)?;
                 chunk.push((
                     key,
                     id,
@@ -407,12 +408,27 @@ impl Journal {
         }
     }
 
-    /// The pending entry of a format-1 URL, which kept only its id: ready, no attempts.
-    fn pending_entry_of_v1(&self, id: u64) -> Result<PendingEntry, JournalError> {
-        let entry = self.url(id)?.ok_or_else(|| JournalError::Damaged {
-            what: format!("pending id {id} has no url record"),
-        })?;
-        let host = url::Url::parse(&entry.url)
+    /// The format-4 pending entry of URL `id` from its `pending_fetch` value (empty in
+    /// format 1: ready, no attempts) and its record in `urls`.
+    fn upgraded_pending_entry(&self, id: u64, old: &[u8]) -> Result<PendingEntry, JournalError> {
+        let url = self
+            .urls
+            .get(record::id_key(id))?
+            .map(|v| record::decode_url(&v))
+            .transpose()?
+            .ok_or_else(|| JournalError::Damaged {
+                what: format!("pending id {id} has no url record"),
+            })?;
+        if !old.is_empty() {
+            let old = record::decode_pending_v1(old)?;
+            return Ok(PendingEntry {
+                host: old.host,
+                attempts: old.attempts,
+                not_before_ms: old.not_before_ms,
+                url,
+            });
+        }
+        let host = url::Url::parse(&url.url)
             .map(|u| crate::urls::host_key(&u))
             .map_err(|e| JournalError::Damaged {
                 what: format!("id {id}: stored URL does not parse: {e}"),
@@ -421,6 +437,7 @@ impl Journal {
             host,
             attempts: 0,
             not_before_ms: 0,
+            url,
         })
     }
 

@@ -168,29 +168,16 @@ impl Journal {
                 &self.sync_seq,
                 &self.counters,
                 &self.url_index,
-                &self.urls,
                 &self.frontier,
                 &self.hosts,
             );
             let result = trees.transaction(
-                |(
-                    meta,
-                    annotations,
-                    pending,
-                    queue,
-                    seqs,
-                    counters,
-                    index,
-                    urls,
-                    frontier,
-                    hosts,
-                )| {
+                |(meta, annotations, pending, queue, seqs, counters, index, frontier, hosts)| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     let mut report = AnnotationReport::default();
                     let add = AddTrees {
                         meta,
                         index,
-                        urls,
                         frontier,
                     };
                     admit(

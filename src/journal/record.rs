@@ -63,8 +63,8 @@ enum UrlRecord {
     V2(UrlEntry),
 }
 
-/// Where a URL that still has to be fetched waits: the value of its key in `frontier`
-/// or in `retry_queue` (formats 1 to 3: in the `pending_fetch` tree, by id).
+/// A URL that still has to be fetched: the value of its key in `frontier` or in
+/// `retry_queue`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEntry {
     /// [`crate::urls::host_key`] of the URL: its `frontier` key starts with it.
@@ -74,12 +74,24 @@ pub struct PendingEntry {
     /// 0 when the URL is in `frontier`; else the time (ms since the epoch) it waits for
     /// in `retry_queue`.
     pub not_before_ms: u64,
+    /// The URL's record, which moves into its page record once fetched.
+    pub url: UrlEntry,
+}
+
+/// The first version of [`PendingEntry`] (formats 2 and 3: the value of the id in the
+/// `pending_fetch` tree, the URL's record in `urls`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PendingEntryV1 {
+    pub host: String,
+    pub attempts: u32,
+    pub not_before_ms: u64,
 }
 
 /// Versioned envelope of [`PendingEntry`].
 #[derive(Serialize, Deserialize)]
 enum PendingRecord {
-    V1(PendingEntry),
+    V1(PendingEntryV1),
+    V2(PendingEntry),
 }
 
 /// What the crawl keeps about a host across runs, in the `hosts` tree.
@@ -217,13 +229,19 @@ impl PageMeta {
 
 /// Versioned envelope of [`PageMeta`] in the `pages` tree. `V2` (journal format 3)
 /// adds where the body is in the segment files; a `V1` page's body, if any, is in the
-/// `bodies` tree.
+/// `bodies` tree. `V3` (format 4) adds the URL's record, which older formats kept in
+/// the `urls` tree.
 #[derive(Serialize, Deserialize)]
 enum PageRecord {
     V1(PageMeta),
     V2 {
         meta: PageMeta,
         body: Option<BodyLocation>,
+    },
+    V3 {
+        meta: PageMeta,
+        body: Option<BodyLocation>,
+        url: UrlEntry,
     },
 }
 
@@ -235,10 +253,6 @@ fn decode<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result
     bincode::deserialize(bytes).map_err(|e| JournalError::Damaged {
         what: format!("undecodable record in tree `{tree}`: {e}"),
     })
-}
-
-pub(crate) fn encode_url(entry: &UrlEntry) -> Result<Vec<u8>, JournalError> {
-    encode(&UrlRecord::V2(entry.clone()))
 }
 
 pub(crate) fn decode_url(bytes: &[u8]) -> Result<UrlEntry, JournalError> {
@@ -255,12 +269,27 @@ pub(crate) fn decode_url(bytes: &[u8]) -> Result<UrlEntry, JournalError> {
 }
 
 pub(crate) fn encode_pending(entry: &PendingEntry) -> Result<Vec<u8>, JournalError> {
-    encode(&PendingRecord::V1(entry.clone()))
+    encode(&PendingRecord::V2(entry.clone()))
 }
 
 pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingEntry, JournalError> {
     match decode("frontier` or `retry_queue", bytes)? {
+        PendingRecord::V2(entry) => Ok(entry),
+        PendingRecord::V1(_) => Err(JournalError::Damaged {
+            what: "a pending entry of format 3 outside `pending_fetch`".into(),
+        }),
+    }
+}
+
+/// A `pending_fetch` value of formats 2 and 3.
+pub(crate) fn decode_pending_v1(bytes: &[u8]) -> Result<PendingEntryV1, JournalError> {
+    match decode("pending_fetch", bytes)? {
         PendingRecord::V1(entry) => Ok(entry),
+        PendingRecord::V2(entry) => Ok(PendingEntryV1 {
+            host: entry.host,
+            attempts: entry.attempts,
+            not_before_ms: entry.not_before_ms,
+        }),
     }
 }
 
@@ -293,10 +322,12 @@ pub(crate) fn decode_segments_end(bytes: &[u8]) -> Result<SegmentsEnd, JournalEr
 pub(crate) fn encode_page(
     meta: &PageMeta,
     body: Option<BodyLocation>,
+    url: &UrlEntry,
 ) -> Result<Vec<u8>, JournalError> {
-    encode(&PageRecord::V2 {
+    encode(&PageRecord::V3 {
         meta: meta.clone(),
         body,
+        url: url.clone(),
     })
 }
 
@@ -310,7 +341,18 @@ pub(crate) fn decode_page_and_body(
 ) -> Result<(PageMeta, Option<BodyLocation>), JournalError> {
     match decode("pages", bytes)? {
         PageRecord::V1(meta) => Ok((meta, None)),
-        PageRecord::V2 { meta, body } => Ok((meta, body)),
+        PageRecord::V2 { meta, body } | PageRecord::V3 { meta, body, .. } => Ok((meta, body)),
+    }
+}
+
+/// The page record and the URL's record it keeps (format 4 on; older pages have theirs
+/// in `urls`).
+pub(crate) fn decode_page_with_url(
+    bytes: &[u8],
+) -> Result<(PageMeta, Option<UrlEntry>), JournalError> {
+    match decode("pages", bytes)? {
+        PageRecord::V1(meta) | PageRecord::V2 { meta, .. } => Ok((meta, None)),
+        PageRecord::V3 { meta, url, .. } => Ok((meta, Some(url))),
     }
 }
 
@@ -373,7 +415,7 @@ mod tests {
             ),
             ("http://a/", Some("k"), 0, Via::Given)
         );
-        let v2 = encode_url(&entry).unwrap();
+        let v2 = encode(&UrlRecord::V2(entry.clone())).unwrap();
         assert_eq!(&v2[..4], &[1, 0, 0, 0], "variant tag V2");
         assert_eq!(decode_url(&v2).unwrap(), entry);
     }

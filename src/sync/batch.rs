@@ -139,12 +139,9 @@ pub fn build(
         if batch.pages > 0 && bytes >= limits.bytes {
             break;
         }
-        let entry = journal
-            .url(item.id)?
-            .ok_or_else(|| damaged(item.id, "url"))?;
-        let meta = journal
-            .page(item.id)?
-            .ok_or_else(|| damaged(item.id, "page"))?;
+        let (meta, entry) = journal
+            .page_with_url(item.id)?
+            .ok_or_else(|| damaged(item.id))?;
         let annotation = journal.annotation(item.id)?;
         let hash = url_hash(&entry.url);
         let (status, error, final_url, header_type) = match &meta.outcome {
@@ -233,8 +230,8 @@ pub fn build(
     Ok(Some(batch))
 }
 
-fn damaged(id: u64, what: &str) -> JournalError {
+fn damaged(id: u64) -> JournalError {
     JournalError::Damaged {
-        what: format!("id {id} is queued for sync but has no {what} record"),
+        what: format!("id {id} is queued for sync but has no page record"),
     }
 }
