@@ -344,7 +344,7 @@ fn commit(
             let mut discovered = Vec::new();
             if let Some(follow) = follow {
                 for (id, annotation) in &results {
-                    if let Some(entry) = journal.url(*id)? {
+                    if let Some((_, entry)) = journal.page_with_url(*id)? {
                         discovered.extend(follow.discovered(&entry, annotation));
                     }
                 }
