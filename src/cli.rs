@@ -7,8 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use std::sync::Arc;
 
-use url::Url;
-
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, UserHeader};
 use crate::follow::{Follow, FollowError, FollowPolicy, Scope};
 use crate::journal::Budget;
@@ -17,6 +15,7 @@ use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
 use crate::progress::ProgressMode;
 use crate::sync::{SyncConfig, SyncError, Target};
+use crate::urls::GivenUrl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,8 +153,8 @@ pub struct FollowArgs {
     pub follow: Scope,
     /// Seed from a sitemap or sitemap index (repeatable); its entries are crawled
     /// whatever the --follow scope.
-    #[arg(long, value_name = "URL", value_parser = parse_url)]
-    pub sitemap: Vec<Url>,
+    #[arg(long, value_name = "URL", value_parser = SitemapParser)]
+    pub sitemap: Vec<GivenUrl>,
     /// Follow links at most this many hops from a seed.
     #[arg(long, value_name = "N")]
     pub max_depth: Option<u32>,
@@ -197,10 +196,6 @@ impl FollowArgs {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse().map_err(|e: FollowError| e.to_string())
-}
-
-fn parse_url(s: &str) -> Result<Url, String> {
-    crate::urls::normalize(s)
 }
 
 fn delay_secs(s: &str) -> Result<f64, String> {
@@ -374,15 +369,48 @@ impl clap::builder::TypedValueParser for HeaderParser {
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<UserHeader, clap::Error> {
-        let parsed = match value.to_str() {
-            Some(text) => UserHeader::parse(text),
-            None => Err("a header must be valid UTF-8".to_string()),
-        };
-        parsed.map_err(|e| {
-            let kind = clap::error::ErrorKind::ValueValidation;
-            clap::Error::raw(kind, format!("invalid --header: {e}\n")).with_cmd(cmd)
+        secret_value(cmd, "--header", value, UserHeader::parse)
+    }
+}
+
+/// Parses `--sitemap`: a URL whose userinfo may be a password, so errors show it
+/// redacted, never as given.
+#[derive(Clone)]
+struct SitemapParser;
+
+impl clap::builder::TypedValueParser for SitemapParser {
+    type Value = GivenUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<GivenUrl, clap::Error> {
+        secret_value(cmd, "--sitemap", value, |text| {
+            crate::urls::normalize_given(text)
+                .map(|(url, userinfo)| GivenUrl { url, userinfo })
+                .map_err(|e| format!("{}: {e}", crate::urls::redact_text(text)))
         })
     }
+}
+
+/// Runs `parse` on a flag's value that may hold a secret: its error (which must not
+/// repeat the secret) becomes a usage error without clap quoting the value.
+fn secret_value<T>(
+    cmd: &clap::Command,
+    flag: &str,
+    value: &std::ffi::OsStr,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, clap::Error> {
+    let parsed = match value.to_str() {
+        Some(text) => parse(text),
+        None => Err("the value must be valid UTF-8".to_string()),
+    };
+    parsed.map_err(|e| {
+        let kind = clap::error::ErrorKind::ValueValidation;
+        clap::Error::raw(kind, format!("invalid {flag}: {e}\n")).with_cmd(cmd)
+    })
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {

@@ -9,7 +9,7 @@ use std::io::{self, BufRead, Read};
 
 use url::Url;
 
-use crate::urls::{normalize, redact_text, MAX_URL_LEN};
+use crate::urls::{normalize_given, redact_text, Userinfo, MAX_URL_LEN};
 
 /// Bytes kept of one line; the rest of a longer line is skipped.
 const MAX_LINE: usize = MAX_URL_LEN + 1024;
@@ -18,7 +18,10 @@ const MAX_LINE: usize = MAX_URL_LEN + 1024;
 pub enum Line {
     Url {
         line: u64,
+        /// Without userinfo (see [`crate::urls::normalize_given`]).
         url: Url,
+        /// The userinfo written in the line's URL, if any.
+        userinfo: Option<Userinfo>,
     },
     Invalid {
         line: u64,
@@ -98,8 +101,12 @@ impl<R: BufRead> Iterator for UrlLines<R> {
                     reason: format!("line longer than {MAX_LINE} bytes"),
                 }));
             }
-            return Some(Ok(match normalize(text) {
-                Ok(url) => Line::Url { line, url },
+            return Some(Ok(match normalize_given(text) {
+                Ok((url, userinfo)) => Line::Url {
+                    line,
+                    url,
+                    userinfo,
+                },
                 Err(reason) => Line::Invalid {
                     line,
                     text: shown,
@@ -124,10 +131,12 @@ mod tests {
     fn skips_comments_and_blanks_and_numbers_lines() {
         let got = lines("# list\n\nhttp://a.test/\n  \nnot a url\r\nhttps://b.test/x#y");
         assert_eq!(got.len(), 3);
-        assert!(matches!(&got[0], Line::Url { line: 3, url } if url.as_str() == "http://a.test/"));
+        assert!(
+            matches!(&got[0], Line::Url { line: 3, url, .. } if url.as_str() == "http://a.test/")
+        );
         assert!(matches!(&got[1], Line::Invalid { line: 5, text, .. } if text == "not a url"));
         assert!(
-            matches!(&got[2], Line::Url { line: 6, url } if url.as_str() == "https://b.test/x")
+            matches!(&got[2], Line::Url { line: 6, url, .. } if url.as_str() == "https://b.test/x")
         );
     }
 
@@ -140,5 +149,15 @@ mod tests {
             matches!(&got[0], Line::Invalid { line: 1, reason, .. } if reason.contains("longer"))
         );
         assert!(matches!(&got[1], Line::Url { line: 2, .. }));
+    }
+
+    #[test]
+    fn userinfo_is_taken_out_of_the_url_and_never_shown() {
+        let got = lines("http://u:s%2Fcret@a.test/x\nhttp://user:ab/SECRET@host/x\n");
+        assert!(
+            matches!(&got[0], Line::Url { url, userinfo: Some(info), .. }
+            if url.as_str() == "http://a.test/x" && info.as_str() == "u:s%2Fcret")
+        );
+        assert!(matches!(&got[1], Line::Invalid { text, .. } if !text.contains("SECRET")));
     }
 }

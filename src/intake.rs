@@ -13,13 +13,14 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Value};
 use tokio::sync::{oneshot, Notify};
+use url::Url;
 
 use crate::input::{Line, UrlLines};
 use crate::journal::{Journal, NewUrl};
 use crate::pipeline::CrawlError;
 use crate::progress::Counts;
 use crate::sync::Target;
-use crate::urls::{normalize, redact_text};
+use crate::urls::{normalize_given, redact_text, Userinfo};
 
 /// URLs per intake transaction. Small: a sled transaction holds a lock that stops every
 /// other reader and writer of the journal, so long ones would keep the scheduler and the
@@ -67,8 +68,16 @@ struct Adder<'a> {
 }
 
 impl Adder<'_> {
-    fn push(&mut self, url: NewUrl) -> Result<(), CrawlError> {
-        self.batch.push(url);
+    /// Queues a URL the user gave, first granting its origin the user's headers and
+    /// keeping the credentials written in it (see `journal::Grants`).
+    fn push(
+        &mut self,
+        url: &Url,
+        userinfo: Option<&Userinfo>,
+        source_key: Option<String>,
+    ) -> Result<(), CrawlError> {
+        self.journal.grants().grant(url, userinfo)?;
+        self.batch.push(NewUrl::given(url, source_key));
         if self.batch.len() >= INTAKE_BATCH {
             self.flush()?;
         }
@@ -169,7 +178,7 @@ fn from_lines(
             source,
         })?;
         match line {
-            Line::Url { url, .. } => adder.push(NewUrl::given(&url, None))?,
+            Line::Url { url, userinfo, .. } => adder.push(&url, userinfo.as_ref(), None)?,
             Line::Invalid { line, text, reason } => {
                 adder.invalid(&format!("{name}:{line}"), &text, &reason)
             }
@@ -231,8 +240,10 @@ async fn from_mysql(
         let key = row.as_ref(0).and_then(value_text);
         let url = row.as_ref(1).and_then(value_text).unwrap_or_default();
         let place = format!("row {n} (key {})", key.as_deref().unwrap_or("NULL"));
-        match normalize(url.trim()) {
-            Ok(url) => tokio::task::block_in_place(|| adder.push(NewUrl::given(&url, key)))?,
+        match normalize_given(url.trim()) {
+            Ok((url, userinfo)) => {
+                tokio::task::block_in_place(|| adder.push(&url, userinfo.as_ref(), key))?
+            }
             Err(reason) => adder.invalid(&place, &redact_text(&url), &reason),
         }
     }

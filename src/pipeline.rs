@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
-use url::Url;
 
 use crate::fetch::{FetchConfig, FetchError, Fetcher};
 pub use crate::intake::Input;
@@ -31,6 +30,7 @@ use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
 pub use crate::schedule::Politeness;
 use crate::schedule::{Done, Scheduler};
 use crate::sync::{self, SyncConfig, SyncControl, SyncError};
+use crate::urls::GivenUrl;
 
 /// Pages per commit group, at most.
 const COMMIT_BATCH: usize = 256;
@@ -44,7 +44,7 @@ const GROUP_WAIT: Duration = Duration::from_millis(2);
 pub struct CrawlConfig {
     pub input: Input,
     /// Sitemaps or sitemap indexes (`--sitemap`) whose entries seed the crawl.
-    pub sitemaps: Vec<Url>,
+    pub sitemaps: Vec<GivenUrl>,
     pub fetch: FetchConfig,
     /// The parse stage runs alongside fetching, on its own threads (`None`: not in this
     /// run; `webspool parse` does it later).
@@ -111,7 +111,7 @@ pub async fn crawl(
     shutdown: watch::Receiver<bool>,
 ) -> Result<CrawlSummary, CrawlError> {
     let started = Instant::now();
-    let fetcher = Arc::new(Fetcher::new(config.fetch.clone())?);
+    let fetcher = Arc::new(Fetcher::new(config.fetch.clone(), journal.grants())?);
     let status = journal.status()?;
     let counts = Arc::new(Counts::default());
     counts.total.store(status.urls, Ordering::Relaxed);
@@ -143,11 +143,13 @@ pub async fn crawl(
     };
 
     if !config.sitemaps.is_empty() {
-        let seeds: Vec<NewUrl> = config
-            .sitemaps
-            .iter()
-            .map(|url| NewUrl::new(url, None, 0, Via::SitemapSeed))
-            .collect();
+        let mut seeds = Vec::with_capacity(config.sitemaps.len());
+        for given in &config.sitemaps {
+            journal
+                .grants()
+                .grant(&given.url, given.userinfo.as_ref())?;
+            seeds.push(NewUrl::new(&given.url, None, 0, Via::SitemapSeed));
+        }
         let added = journal.add_urls(&seeds)?.added;
         counts.total.fetch_add(added, Ordering::Relaxed);
     }

@@ -38,7 +38,7 @@ use crate::fetch::{Fetched, Fetcher, Trust};
 use crate::journal::{compress_body, PageMeta, UrlEntry, Via};
 use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
-use crate::urls::{normalize, redact, redact_text};
+use crate::urls::{normalize_stored, redact, redact_text};
 
 /// Transient failures in a row, with no response at all, after which a host is taken
 /// for down: its remaining URLs are recorded as failed without being sent.
@@ -287,7 +287,7 @@ impl Scheduler {
             if host.cursor.is_none_or(|cursor| cursor < id) || self.inflight.contains(&id) {
                 continue;
             }
-            if let Ok(url) = normalize(&entry.url.url) {
+            if let Ok(url) = normalize_stored(&entry.url.url) {
                 host.queue.push_back(Job {
                     id,
                     url,
@@ -398,7 +398,7 @@ impl Scheduler {
                 if self.inflight.contains(&ready.id) {
                     continue;
                 }
-                match normalize(&ready.entry.url) {
+                match normalize_stored(&ready.entry.url) {
                     Ok(url) => {
                         host.queue.push_back(Job {
                             id: ready.id,

@@ -6,16 +6,66 @@
 //! and with the escapes in path and query normalized as RFC 3986 section 6.2.2.2
 //! says: hex digits uppercased, escapes of unreserved characters
 //! (`A-Z a-z 0-9 - . _ ~`) decoded, reserved characters never decoded. Dedup compares
-//! these forms, so [`normalize`] must stay idempotent. Credentials stay in the stored URL (they are needed to fetch it) but
-//! never leave the process in a log line, an error or `status`: use [`redact`].
+//! these forms, so [`normalize`] must stay idempotent.
+//!
+//! A stored URL carries no userinfo: the page is identified without it, so the
+//! credentials a user writes into a URL (`https://user:pass@host/`) never reach the
+//! journal's records or MySQL. [`normalize_given`] hands them back separately, for the
+//! journal's owner-only credentials file. Text that failed to parse is shown only
+//! through [`redact_text`], which hides anything that may be userinfo.
+
+use std::fmt;
 
 use url::Url;
 
 /// Longest URL accepted, in bytes; longer lines are reported, not stored.
 pub const MAX_URL_LEN: usize = 8 * 1024;
 
-/// Parses and normalizes one URL given by the user.
+/// Parses and normalizes one URL, dropping any userinfo.
 pub fn normalize(text: &str) -> Result<Url, String> {
+    normalize_given(text).map(|(url, _)| url)
+}
+
+/// Userinfo (`user:password` or `user`, percent-encoded as written) taken out of a URL
+/// the user gave. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Userinfo(String);
+
+impl Userinfo {
+    pub fn new(text: String) -> Userinfo {
+        Userinfo(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Userinfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Userinfo(***)")
+    }
+}
+
+/// A URL the user gave on the command line, its userinfo taken out.
+#[derive(Clone, Debug)]
+pub struct GivenUrl {
+    pub url: Url,
+    pub userinfo: Option<Userinfo>,
+}
+
+/// Parses and normalizes one URL given by the user: the URL without userinfo, and the
+/// userinfo if it had any.
+pub fn normalize_given(text: &str) -> Result<(Url, Option<Userinfo>), String> {
+    let mut url = normalize_stored(text)?;
+    let userinfo = take_userinfo(&mut url);
+    Ok((url, userinfo))
+}
+
+/// Parses and normalizes a URL read back from the journal, keeping its userinfo: URLs
+/// stored by webspool before 0.1 (journal format 4) may hold the credentials they are
+/// fetched with.
+pub fn normalize_stored(text: &str) -> Result<Url, String> {
     if text.len() > MAX_URL_LEN {
         return Err(format!("longer than {MAX_URL_LEN} bytes"));
     }
@@ -91,6 +141,36 @@ fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Removes the userinfo of `url` and returns it, if it had any.
+pub fn take_userinfo(url: &mut Url) -> Option<Userinfo> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let userinfo = match url.password() {
+        Some(password) => format!("{}:{password}", url.username()),
+        None => url.username().to_string(),
+    };
+    // Both fail only for URLs that cannot have userinfo, and this one has some.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(Userinfo(userinfo))
+}
+
+/// `text` without the userinfo of the URL it holds: for URLs read from records that
+/// may predate [`normalize`] dropping it. Text without `@` is returned as it is.
+pub fn without_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return text.into();
+    }
+    match Url::parse(text) {
+        Ok(mut url) => match take_userinfo(&mut url) {
+            Some(_) => url.to_string().into(),
+            None => text.into(),
+        },
+        Err(_) => redact_text(text).into(),
+    }
+}
+
 /// The URL with any userinfo replaced by `***`, for logs and errors.
 pub fn redact(url: &Url) -> String {
     if url.username().is_empty() && url.password().is_none() {
@@ -102,23 +182,28 @@ pub fn redact(url: &Url) -> String {
     shown.to_string()
 }
 
-/// Best-effort redaction of text that failed to parse as a URL: anything between
-/// `scheme://` and an `@` in the authority is hidden, and without `://`, anything
-/// before an `@`.
+/// Redaction of text that failed to parse as a URL (or may not be one): everything
+/// from after `scheme://` (or from the start, without `://`) up to the last `@` is
+/// hidden. A password may hold `/`, `#`, `?`, `:` or `@` unencoded, so no character
+/// before the last `@` can be taken for the end of the userinfo; hiding a path that
+/// holds an `@` too is the price of never showing a password. Without any `@`, a
+/// `host:port` whose port is not a number may be `user:password` with its `@`
+/// forgotten: everything after that `:` is hidden.
 pub fn redact_text(text: &str) -> String {
-    let Some(start) = text.find("://").map(|i| i + 3) else {
-        // No recognizable authority: hide whatever stands before an `@`.
-        return match text.rfind('@') {
-            Some(at) => format!("***{}", &text[at..]),
-            None => text.to_string(),
-        };
-    };
-    let authority_end = text[start..]
-        .find(['/', '?', '#'])
-        .map_or(text.len(), |i| start + i);
-    match text[start..authority_end].rfind('@') {
-        Some(at) => format!("{}***{}", &text[..start], &text[start + at..]),
-        None => text.to_string(),
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let rest = &text[start..];
+    if let Some(at) = rest.rfind('@') {
+        return format!("{}***{}", &text[..start], &rest[at..]);
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.find(':') {
+        Some(colon)
+            if !authority.starts_with('[')
+                && !authority[colon + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            format!("{}{}:***", &text[..start], &authority[..colon])
+        }
+        _ => text.to_string(),
     }
 }
 
@@ -240,8 +325,32 @@ mod tests {
     }
 
     #[test]
+    fn stored_urls_carry_no_userinfo() {
+        let (url, userinfo) = normalize_given("https://bob:s%40cret@Example.com/x").unwrap();
+        assert_eq!(url.as_str(), "https://example.com/x");
+        let userinfo = userinfo.unwrap();
+        assert_eq!(userinfo.as_str(), "bob:s%40cret");
+        assert_eq!(format!("{userinfo:?}"), "Userinfo(***)");
+        let (url, userinfo) = normalize_given("http://bob@example.com/").unwrap();
+        assert_eq!(url.as_str(), "http://example.com/");
+        assert_eq!(userinfo.unwrap().as_str(), "bob");
+        assert_eq!(normalize_given("http://a/").unwrap().1, None);
+        assert_eq!(normalize("http://u:p@a/x").unwrap().as_str(), "http://a/x");
+        assert_eq!(
+            normalize_stored("http://u:p@a/x").unwrap().as_str(),
+            "http://u:p@a/x"
+        );
+        assert_eq!(without_userinfo("http://u:p@a/x?y@z"), "http://a/x?y@z");
+        assert_eq!(without_userinfo("http://a/x"), "http://a/x");
+        assert_eq!(
+            without_userinfo("http://u:ab/SECRET@a:x/"),
+            "http://***@a:x/"
+        );
+    }
+
+    #[test]
     fn redaction_hides_userinfo() {
-        let url = normalize("https://bob:secret@example.com/x").unwrap();
+        let url = Url::parse("https://bob:secret@example.com/x").unwrap();
         assert_eq!(redact(&url), "https://***@example.com/x");
         assert_eq!(
             redact_text("https://bob:secret@ex ample.com/x"),
@@ -249,5 +358,28 @@ mod tests {
         );
         assert_eq!(redact_text("garbage"), "garbage");
         assert_eq!(redact_text("mysql//bob:secret@h"), "***@h");
+        // Characters a password may hold unencoded end no userinfo early.
+        for secret in [
+            "ab/SECRET",
+            "ab#SECRET",
+            "ab?SECRET",
+            "a@SECRET",
+            "a:SECRET",
+            "SECRET%",
+        ] {
+            for text in [
+                format!("http://user:{secret}@host/x@y"),
+                format!("user:{secret}@host"),
+            ]
+            .into_iter()
+            // The `@` forgotten: only a password without `@` can be told apart.
+            .chain((!secret.contains('@')).then(|| format!("http://user:{secret}/x")))
+            {
+                let shown = redact_text(&text);
+                assert!(!shown.contains("SECRET"), "{text}: {shown}");
+            }
+        }
+        assert_eq!(redact_text("http://host:8o/x"), "http://host:***");
+        assert_eq!(redact_text("http://[::1]:80/ x"), "http://[::1]:80/ x");
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use url::Url;
-use webspool::fetch::{FetchConfig, Fetcher, Trust};
+use webspool::fetch::{FetchConfig, Trust};
 use webspool::journal::{ErrorKind, ErrorKind::*, Journal};
 use Want::{Fails, Stored};
 
@@ -248,7 +248,7 @@ async fn check(name: &str) {
     let case = CASES.iter().find(|c| c.name == name).expect("known case");
     let site = Site::start().await;
     let url = site.url(case);
-    let fetcher = Fetcher::new(config()).expect("fetcher");
+    let (_grants, fetcher) = util::fetcher(config());
     let parsed = Url::parse(&url).expect("url");
     let started = Instant::now();
     // A task of its own: the crawl blocks this one at times (opening the journal).

@@ -520,7 +520,8 @@ async fn sitemaps_seed_the_crawl_from_the_flag_and_from_robots_txt() {
     .await;
     *base.lock().unwrap() = format!("http://{}", site.addr);
     let dir = tempfile::tempdir().unwrap();
-    let index = webspool::urls::normalize(&site.url("/index.xml")).unwrap();
+    let (url, userinfo) = webspool::urls::normalize_given(&site.url("/index.xml")).unwrap();
+    let index = webspool::urls::GivenUrl { url, userinfo };
     let (_journal, _) = crawl_with(dir.path(), &[], |c| {
         c.input = webspool::pipeline::Input::None;
         c.sitemaps = vec![index];

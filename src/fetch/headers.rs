@@ -2,15 +2,20 @@
 //! credentials, put together for each hop of a fetch.
 //!
 //! User header values may be secrets (tokens, cookies): they are marked sensitive, never
-//! shown by `Debug`, never echoed in an error, and the credential headers among them
-//! (`Authorization`, `Proxy-Authorization`, `Cookie`) are sent only to the origin of the
-//! URL fetched, like the Basic auth made from the URL's userinfo.
+//! shown by `Debug`, never echoed in an error, and sent only to the origins the user
+//! gave URLs of (the URL list, `--from-mysql`, a `--sitemap`'s own URL; the journal's
+//! [`Grants`]), not to the other hosts a sitemap lists or a page links to. The
+//! credential headers among them (`Authorization`, `Proxy-Authorization`, `Cookie`) are
+//! moreover not sent on when a redirect leads to another origin than the URL fetched.
+//! Credentials written in a given URL are sent as Basic auth to that URL's origin only.
 
 use std::fmt;
 
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
+
+use crate::journal::Grants;
 
 /// One `--header`, checked. Its `Debug` shows the name only.
 #[derive(Clone, PartialEq, Eq)]
@@ -77,20 +82,38 @@ impl fmt::Debug for UserHeader {
 }
 
 /// The headers of one request to `target` in a fetch of `first`: the defaults, the
-/// URL's credentials as Basic auth, then the user's headers (replacing defaults of the
-/// same name); credentials only while `target` has the origin of `first`.
+/// Basic auth granted to `target`'s origin, then the user's headers (replacing defaults
+/// of the same name) if the user gave URLs of that origin, their credential headers only
+/// while `target` has the origin of `first`.
 pub(crate) fn for_hop(
     user_agent: &HeaderValue,
     user: &[UserHeader],
+    grants: &Grants,
     first: &Url,
     target: &Url,
 ) -> HeaderMap {
-    let same_origin = target.origin() == first.origin();
     let mut headers = HeaderMap::new();
     headers.insert(header::USER_AGENT, user_agent.clone());
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    if let Some(auth) = basic_auth(first).filter(|_| same_origin) {
+    if user.is_empty() && !grants.has_credentials() && !has_userinfo(first) {
+        return headers;
+    }
+    let same_origin = target.origin() == first.origin();
+    let origin = target.origin().ascii_serialization();
+    // URLs stored by older versions still hold their credentials.
+    let auth = match has_userinfo(first) {
+        true => basic_auth(first.username(), first.password()).filter(|_| same_origin),
+        false => grants.userinfo(&origin).and_then(|info| {
+            let (name, password) = info.split_once(':').unwrap_or((&info, ""));
+            basic_auth(name, Some(password))
+        }),
+    };
+    if let Some(auth) = auth {
         headers.insert(header::AUTHORIZATION, auth);
+    }
+    // A journal that cannot answer sends nothing: fail closed.
+    if user.is_empty() || !grants.is_given(&origin).unwrap_or(false) {
+        return headers;
     }
     let sent = user
         .iter()
@@ -104,21 +127,18 @@ pub(crate) fn for_hop(
     headers
 }
 
-/// Credentials in the URL become a Basic header (sensitive, like the user's).
-fn basic_auth(url: &Url) -> Option<HeaderValue> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
+fn has_userinfo(url: &Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
+/// Percent-encoded URL credentials become a Basic header (sensitive, like the user's).
+fn basic_auth(name: &str, password: Option<&str>) -> Option<HeaderValue> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
             .into_owned()
     };
-    let pair = format!(
-        "{}:{}",
-        decode(url.username()),
-        decode(url.password().unwrap_or(""))
-    );
+    let pair = format!("{}:{}", decode(name), decode(password.unwrap_or("")));
     let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
     // Base64 is always a valid header value.
     let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
@@ -159,20 +179,53 @@ mod tests {
         );
     }
 
+    /// A journal's grants, with `given` granted and `http://al%40ice:p%3Ass@creds.example`'s
+    /// credentials kept.
+    fn grants(given: &[&str]) -> (tempfile::TempDir, std::sync::Arc<Grants>) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = crate::journal::Journal::open(&dir.path().join("j")).unwrap();
+        let grants = journal.grants();
+        for url in given {
+            grants.grant(&Url::parse(url).unwrap(), None).unwrap();
+        }
+        let (url, info) =
+            crate::urls::normalize_given("http://al%40ice:p%3Ass@creds.example/").unwrap();
+        grants.grant(&url, info.as_ref()).unwrap();
+        (dir, grants)
+    }
+
     #[test]
-    fn url_credentials_become_basic_auth() {
-        let url = Url::parse("http://al%40ice:p%3Ass@example.com/x#frag").unwrap();
-        let sent = for_hop(&ua(), &[], &url, &url);
+    fn url_credentials_become_basic_auth_at_their_origin_only() {
+        let (_dir, grants) = grants(&[]);
+        let url = Url::parse("http://creds.example/x").unwrap();
+        let sent = for_hop(&ua(), &[], &grants, &url, &url);
         let want = base64::engine::general_purpose::STANDARD.encode("al@ice:p:ss");
         assert_eq!(
             sent[header::AUTHORIZATION],
             format!("Basic {want}").as_str()
         );
         assert_eq!(sent[header::USER_AGENT], "test-agent");
+        for other in [
+            "https://creds.example/x",
+            "http://creds.example:81/",
+            "http://b.example/",
+        ] {
+            let other = Url::parse(other).unwrap();
+            let sent = for_hop(&ua(), &[], &grants, &url, &other);
+            assert!(!sent.contains_key(header::AUTHORIZATION), "{other}");
+        }
+        // A URL stored with its credentials by an older version keeps them.
+        let old = Url::parse("http://bob:pw@old.example/").unwrap();
+        let sent = for_hop(&ua(), &[], &grants, &old, &old);
+        let want = base64::engine::general_purpose::STANDARD.encode("bob:pw");
+        assert_eq!(
+            sent[header::AUTHORIZATION],
+            format!("Basic {want}").as_str()
+        );
     }
 
     #[test]
-    fn user_headers_replace_defaults_and_credentials_stay_at_their_origin() {
+    fn user_headers_go_only_to_given_origins_and_credentials_stay_at_their_origin() {
         let user: Vec<UserHeader> = [
             "Authorization: Bearer t0ken",
             "Cookie: a=1",
@@ -183,29 +236,47 @@ mod tests {
         .iter()
         .map(|h| UserHeader::parse(h).unwrap())
         .collect();
-        let first = Url::parse("https://user:pw@a.example/start").unwrap();
+        let (_dir, grants) = grants(&["https://a.example/seed", "https://b.example/other"]);
+        let first = Url::parse("https://a.example/start").unwrap();
         let same = for_hop(
             &ua(),
             &user,
+            &grants,
             &first,
             &Url::parse("https://a.example/b").unwrap(),
         );
-        assert_eq!(same[header::AUTHORIZATION], "Bearer t0ken", "user's wins");
+        assert_eq!(same[header::AUTHORIZATION], "Bearer t0ken");
         assert_eq!(same.get_all(header::AUTHORIZATION).iter().count(), 1);
         assert_eq!(same[header::COOKIE], "a=1");
         assert_eq!(same[header::USER_AGENT], "mine");
         let traces: Vec<_> = same.get_all("x-trace").iter().collect();
         assert_eq!(traces, ["1", "2"]);
+        // A redirect to another given origin: its headers, not the credential ones.
+        let given = for_hop(
+            &ua(),
+            &user,
+            &grants,
+            &first,
+            &Url::parse("https://b.example/").unwrap(),
+        );
+        for name in CREDENTIALS {
+            assert!(!given.contains_key(&name), "{name} sent to another origin");
+        }
+        assert_eq!(given.get_all("x-trace").iter().count(), 2);
+        // Origins the user never gave get none of the user's headers.
         for other in [
-            "https://b.example/",
+            "https://c.example/",
             "http://a.example/",
             "https://a.example:8443/",
         ] {
-            let sent = for_hop(&ua(), &user, &first, &Url::parse(other).unwrap());
-            for name in CREDENTIALS {
-                assert!(!sent.contains_key(&name), "{other}: {name} sent");
+            let target = Url::parse(other).unwrap();
+            for first in [&first, &target] {
+                let sent = for_hop(&ua(), &user, &grants, first, &target);
+                assert!(!sent.contains_key(header::AUTHORIZATION), "{other}");
+                assert!(!sent.contains_key(header::COOKIE), "{other}");
+                assert!(!sent.contains_key("x-trace"), "{other}");
+                assert_eq!(sent[header::USER_AGENT], "test-agent", "{other}");
             }
-            assert_eq!(sent.get_all("x-trace").iter().count(), 2, "{other}");
         }
     }
 }

@@ -18,6 +18,7 @@ mod guard;
 mod headers;
 mod retry;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -31,7 +32,7 @@ use url::Url;
 pub use client::load_pem_certs;
 pub use headers::UserHeader;
 
-use crate::journal::{now_ms, ErrorKind, KeptHeaders, Outcome, PageMeta, Redirect};
+use crate::journal::{now_ms, ErrorKind, Grants, KeptHeaders, Outcome, PageMeta, Redirect};
 use crate::urls::redact;
 use classify::Failure;
 
@@ -50,8 +51,8 @@ pub struct FetchConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Let discovered links reach private, loopback and other non-public addresses.
     pub allow_private: bool,
-    /// Sent with every request (credential headers to the fetched URL's origin only).
-    /// `Debug` shows their names, never their values.
+    /// Sent with every request to an origin the user gave URLs of (credential headers
+    /// to the fetched URL's origin only). `Debug` shows their names, never their values.
     pub headers: Vec<UserHeader>,
 }
 
@@ -115,6 +116,8 @@ pub struct Fetcher {
     clients: client::Clients,
     user_agent: HeaderValue,
     config: FetchConfig,
+    /// Which origins get the user's headers, and URL credentials.
+    grants: Arc<Grants>,
 }
 
 struct Response {
@@ -127,12 +130,13 @@ struct Response {
 }
 
 impl Fetcher {
-    pub fn new(config: FetchConfig) -> Result<Fetcher, FetchError> {
+    pub fn new(config: FetchConfig, grants: Arc<Grants>) -> Result<Fetcher, FetchError> {
         Ok(Fetcher {
             clients: client::build(&config)?,
             user_agent: HeaderValue::from_str(&config.user_agent)
                 .map_err(|_| FetchError::UserAgent)?,
             config,
+            grants,
         })
     }
 
@@ -209,7 +213,8 @@ impl Fetcher {
                     Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
                 })?;
             let user = &self.config.headers;
-            *request.headers_mut() = headers::for_hop(&self.user_agent, user, url, &current);
+            *request.headers_mut() =
+                headers::for_hop(&self.user_agent, user, &self.grants, url, &current);
             let response = self
                 .idle(client.clone().oneshot(request), "response headers")
                 .await?;

@@ -50,6 +50,7 @@
 mod body;
 mod fetch;
 mod frontier;
+mod grants;
 mod parse;
 mod record;
 mod segments;
@@ -58,6 +59,7 @@ mod sync;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -66,6 +68,7 @@ use sled::Transactional;
 
 pub use body::{compress_body, decompress_body, decompress_body_into};
 pub use frontier::{NewUrl, Ready};
+pub use grants::Grants;
 pub use parse::ReparseState;
 pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
@@ -100,6 +103,8 @@ pub enum JournalError {
     Encode(String),
     #[error("journal body segments: {0}")]
     Segments(String),
+    #[error("journal {0}")]
+    Credentials(String),
     #[error("the journal refused the write because an earlier write or flush failed; nothing after the last successful flush was kept")]
     Poisoned,
 }
@@ -180,6 +185,8 @@ pub struct Journal {
     counters: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
+    /// Origins the user gave URLs of, and their credentials.
+    grants: Arc<Grants>,
     poisoned: AtomicBool,
 }
 
@@ -283,6 +290,7 @@ impl Journal {
             sync_seq: db.open_tree("sync_seq")?,
             counters: db.open_tree("counters")?,
             segments: segments::Segments::new(dir),
+            grants: Arc::new(Grants::open(&db, dir)?),
             db,
             path,
             poisoned: AtomicBool::new(false),
@@ -443,6 +451,11 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The origins the user gave URLs of, and the credentials given with them.
+    pub fn grants(&self) -> Arc<Grants> {
+        self.grants.clone()
     }
 
     /// The end of the body segments as of the last committed group.

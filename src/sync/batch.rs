@@ -11,6 +11,7 @@ use mysql_async::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::journal::{Journal, JournalError, Outcome};
+use crate::urls::without_userinfo;
 
 pub(super) const PAGE_COLUMNS: &[&str] = &[
     "url_hash",
@@ -186,7 +187,9 @@ pub fn build(
         };
         bytes += batch.page_rows.push([
             Value::Bytes(hash.clone()),
-            text(entry.url.as_str()),
+            // Stored by older versions with its credentials: the row never gets them
+            // (the key stays the hash of the URL as stored, so its row stays one).
+            text(without_userinfo(&entry.url)),
             text(journal_id),
             opt_text(entry.source_key.clone()),
             status,
@@ -197,7 +200,7 @@ pub fn build(
             opt_text(a.and_then(|a| a.title.clone())),
             opt_text(a.and_then(|a| a.description.clone())),
             opt_text(a.and_then(|a| a.lang.clone())),
-            opt_text(a.and_then(|a| a.canonical.clone())),
+            opt_text(a.and_then(|a| a.canonical.as_deref().map(without_userinfo))),
             opt_text(a.and_then(|a| a.h1.clone())),
             a.map_or(Value::NULL, |a| Value::from(a.robots_noindex)),
             a.map_or(Value::NULL, |a| Value::from(a.robots_nofollow)),
@@ -217,7 +220,7 @@ pub fn build(
             bytes += batch.link_rows.push([
                 Value::Bytes(hash.clone()),
                 Value::UInt(position as u64),
-                text(link.url.as_str()),
+                text(without_userinfo(&link.url)),
                 text(link.text.as_str()),
                 Value::from(link.nofollow),
                 opt_text(link.lastmod.clone()),

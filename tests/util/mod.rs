@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use webspool::fetch::FetchConfig;
+use webspool::fetch::{FetchConfig, Fetcher};
 use webspool::journal::{Journal, Outcome, PageMeta};
 use webspool::parse::stage::ParseConfig;
 use webspool::parse::Rules;
@@ -37,6 +37,15 @@ pub fn quick_fetch() -> FetchConfig {
         idle_timeout: Duration::from_secs(2),
         ..FetchConfig::default()
     }
+}
+
+/// A fetcher for tests that fetch without a crawl, with the grants of an empty journal
+/// (no origin gets `--header`s); the directory must outlive it.
+pub fn fetcher(config: FetchConfig) -> (tempfile::TempDir, Fetcher) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Journal::open(&dir.path().join("journal")).expect("open journal");
+    let fetcher = Fetcher::new(config, journal.grants()).expect("fetcher");
+    (dir, fetcher)
 }
 
 /// Writes `lines` to a URL list file in `dir`.
