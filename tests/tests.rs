@@ -11,5 +11,6 @@ mod hostile;
 mod journal_model;
 mod parse;
 mod polite;
+mod secrets;
 mod sync;
 mod tls;
