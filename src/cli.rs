@@ -98,9 +98,10 @@ pub struct CrawlArgs {
     /// User-Agent header sent with every request.
     #[arg(long, value_name = "S", default_value_t = default_user_agent())]
     pub user_agent: String,
-    /// A header sent with every request (repeatable). Authorization, Proxy-Authorization
-    /// and Cookie are not sent on when a redirect leads to another origin. Values are
-    /// never printed or logged.
+    /// A header sent with every request to the origins of the URLs given (repeatable),
+    /// never to other hosts found in sitemaps or links. Authorization,
+    /// Proxy-Authorization and Cookie are not sent on when a redirect leads to another
+    /// origin. Values are never printed or logged.
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = HeaderParser)]
     pub headers: Vec<UserHeader>,
     /// Let links found on pages (and their redirects) reach private, loopback,

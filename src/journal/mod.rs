@@ -14,6 +14,10 @@
 //! | `bodies`        | id                       | journals before format 3: the zstd body |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
 //! | `counters`      | counter name             | u64 BE                                  |
+//! | `given_origins` | origin (`scheme://host[:port]`) | empty: the user gave URLs of it (see `grants.rs`) |
+//!
+//! The owner-only file `credentials` beside sled holds the userinfo of given URLs,
+//! which stored URLs never carry (`grants.rs`).
 //!
 //! Bodies (one zstd frame each, the exact decoded bytes) live outside sled, in
 //! append-only segment files (`segments.rs`), so that scans of `pages` never read them
