@@ -154,7 +154,7 @@ pub async fn crawl(
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
     let intake_notify = Arc::new(Notify::new());
-    let mut intake = intake::spawn(
+    let intake = intake::spawn(
         journal.clone(),
         config.input.clone(),
         Signals {
@@ -272,14 +272,13 @@ pub async fn crawl(
     };
     drop(reporter);
 
-    // When interrupted, intake may be blocked reading stdin: do not wait for it.
-    let intake_report = if interrupted {
-        intake.try_recv().ok()
-    } else {
-        intake.await.ok()
+    // When interrupted, intake may be blocked reading stdin: it is not waited for, and
+    // may still hold a handle on the journal when the process exits, so what it added
+    // is flushed here.
+    let intake_report = intake.finish(interrupted).await?;
+    if interrupted {
+        journal.flush().await?;
     }
-    .transpose()?
-    .unwrap_or_default();
 
     Ok(CrawlSummary {
         added: intake_report.added,
