@@ -241,9 +241,9 @@ pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<In
         }
         Input::Stdin => ("-".into(), Box::new(std::io::stdin())),
         Input::File(path) => {
-            let file = std::fs::File::open(&path).map_err(|source| CrawlError::Input {
+            let file = std::fs::File::open(&path).map_err(|error| CrawlError::Input {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             (path.display().to_string(), Box::new(file))
         }
@@ -293,9 +293,9 @@ fn from_lines(
             }
         };
         let Some(line) = line else { break };
-        let line = line.map_err(|source| CrawlError::Input {
+        let line = line.map_err(|error| CrawlError::Input {
             path: name.to_string(),
-            source,
+            error,
         })?;
         match line {
             Line::Url { url, .. } => adder.push(NewUrl::given(&url, None))?,

@@ -62,11 +62,10 @@ pub enum CrawlError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("cannot read the URL list {path}: {source}")]
-    Input {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message, not a `source`: the binary prints the
+    /// chain of sources, which would say it twice.
+    #[error("cannot read the URL list {path}: {error}")]
+    Input { path: String, error: std::io::Error },
     #[error("seeding from MySQL, {0}")]
     Seed(String),
     #[error(transparent)]

@@ -165,6 +165,11 @@ async fn a_utf16_url_list_is_one_clear_error_and_adds_nothing() {
         // Exit code 1 (README: URL list unreadable), one error line, no warning per line.
         assert_eq!(out.status.code(), Some(1), "{case}: {err}");
         assert_eq!(err.lines().count(), 1, "{case}: {err}");
+        assert_eq!(
+            err.matches("webspool reads UTF-8").count(),
+            1,
+            "{case}: {err}"
+        );
         assert!(
             err.starts_with("error: cannot read the URL list ")
                 && err.contains("webspool reads UTF-8")
