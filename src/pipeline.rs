@@ -62,11 +62,10 @@ pub enum CrawlError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("cannot read the URL list {path}: {source}")]
-    Input {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The I/O error is part of the message, not a `source`: the binary prints the
+    /// chain of sources, which would say it twice.
+    #[error("cannot read the URL list {path}: {error}")]
+    Input { path: String, error: std::io::Error },
     #[error("seeding from MySQL, {0}")]
     Seed(String),
     #[error(transparent)]
@@ -156,7 +155,7 @@ pub async fn crawl(
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
     let intake_notify = Arc::new(Notify::new());
-    let mut intake = intake::spawn(
+    let intake = intake::spawn(
         journal.clone(),
         config.input.clone(),
         Signals {
@@ -274,14 +273,13 @@ pub async fn crawl(
     };
     drop(reporter);
 
-    // When interrupted, intake may be blocked reading stdin: do not wait for it.
-    let intake_report = if interrupted {
-        intake.try_recv().ok()
-    } else {
-        intake.await.ok()
+    // When interrupted, intake may be blocked reading stdin: it is not waited for, and
+    // may still hold a handle on the journal when the process exits, so what it added
+    // is flushed here.
+    let intake_report = intake.finish(interrupted).await?;
+    if interrupted {
+        journal.flush().await?;
     }
-    .transpose()?
-    .unwrap_or_default();
 
     Ok(CrawlSummary {
         added: intake_report.added,

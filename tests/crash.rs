@@ -168,13 +168,6 @@ async fn kill_9_loses_nothing_reported_and_refetches_only_the_in_flight() {
     );
 }
 
-fn signal(child: &std::process::Child, sig: i32) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) on a child we started and have not reaped.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig})");
-}
-
 /// Starts a crawl of 400 slow pages and sends it one SIGINT once it is under way.
 async fn interrupted_crawl() -> (util::TestServer, tempfile::TempDir, std::process::Child) {
     let server = slow_site().await;
@@ -191,7 +184,7 @@ async fn interrupted_crawl() -> (util::TestServer, tempfile::TempDir, std::proce
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    signal(&child, libc::SIGINT);
+    util::signal(&child, libc::SIGINT);
     (server, dir, child)
 }
 
@@ -261,7 +254,7 @@ async fn a_second_ctrl_c_exits_at_once_and_loses_nothing_reported() {
     let (_server, dir, child) = interrupted_crawl().await;
     let (journal_dir, log) = (dir.path().join("journal"), dir.path().join("stderr.log"));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    signal(&child, libc::SIGINT);
+    util::signal(&child, libc::SIGINT);
     let started = std::time::Instant::now();
     let status = wait_child(child).await;
     assert!(

@@ -8,6 +8,7 @@ mod crash;
 mod crawl_sync;
 mod fetch;
 mod hostile;
+mod intake;
 mod journal_model;
 mod parse;
 mod polite;

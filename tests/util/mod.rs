@@ -208,3 +208,23 @@ pub fn took(started: std::time::Instant, most: u64) {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(most), "took {took:?}");
 }
+
+/// Sends `sig` to a child process (SIGINT for Ctrl-C, SIGTERM).
+pub fn signal(child: &std::process::Child, sig: i32) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// Waits (polling, up to `secs` seconds) until `done` holds; whether it did.
+pub async fn eventually(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
