@@ -48,7 +48,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct JournalArg {
-    /// Journal directory (created if missing).
+    /// Journal directory. Only `crawl` creates one (where nothing is, or in an empty
+    /// directory); the other commands need an existing journal.
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
 }

@@ -72,7 +72,8 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
     });
-    let summary = crawl(journal, config, stop_rx).await?;
+    let summary = crawl(journal.clone(), config, stop_rx).await?;
+    journal.checkpoint()?;
     print_summary(&summary);
     Ok(if summary.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -84,7 +85,7 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
 /// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
 async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
-    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(Control::default());
     let stopper = control.clone();
     on_interrupt("committing pages in progress", move || {
@@ -92,9 +93,12 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             .stop
             .store(true, std::sync::atomic::Ordering::Release)
     });
-    let summary =
-        tokio::task::spawn_blocking(move || stage::run(&journal, &config, mode, &control))
-            .await??;
+    let summary = tokio::task::spawn_blocking(move || {
+        let summary = stage::run(&journal, &config, mode, &control)?;
+        journal.checkpoint()?;
+        Ok::<_, anyhow::Error>(summary)
+    })
+    .await??;
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
@@ -116,7 +120,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
 /// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
 async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
-    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(SyncControl::default());
     let stopper = control.clone();
     on_interrupt("finishing the batch in progress", move || {
@@ -137,6 +141,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let summary = sync::run(journal.clone(), &config, control).await?;
+    journal.checkpoint()?;
     drop(reporter);
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
@@ -158,14 +163,6 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Opens a journal that must already exist (every command but `crawl`).
-fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
-    if !path.exists() {
-        anyhow::bail!("no journal at {} (crawl creates one)", path.display());
-    }
-    Ok(Journal::open(path)?)
 }
 
 /// On the first Ctrl-C (or SIGTERM) logs `what` and calls `stop`; on the second, exits
@@ -245,7 +242,7 @@ fn print_summary(s: &CrawlSummary) {
 }
 
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let journal = open_existing(&args.journal.journal)?;
+    let journal = Journal::open_existing(&args.journal.journal)?;
     let status = journal.status()?;
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"

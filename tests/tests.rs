@@ -9,6 +9,7 @@ mod crawl_sync;
 mod fetch;
 mod hostile;
 mod journal_model;
+mod journal_open;
 mod parse;
 mod polite;
 mod sync;
