@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
@@ -26,7 +26,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBSPOOL_LOG")
@@ -66,7 +66,11 @@ fn main() -> ExitCode {
 }
 
 async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
-    let config = args.to_config()?;
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(e) if e.is_usage() => return Ok(usage_error("crawl", &e)),
+        Err(e) => return Err(e.into()),
+    };
     let journal = Arc::new(Journal::open(&args.journal.journal)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
@@ -119,7 +123,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
 
 /// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
 async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let config = args.to_config()?;
+    let config = args.to_config();
     let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(SyncControl::default());
     let stopper = control.clone();
@@ -163,6 +167,20 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Prints a bad flag value found after clap's own checks as clap prints its usage
+/// errors, and returns clap's exit code for them (2).
+fn usage_error(subcommand: &str, error: &dyn std::fmt::Display) -> ExitCode {
+    let mut command = Cli::command();
+    command.build();
+    let mut command = command
+        .find_subcommand(subcommand)
+        .cloned()
+        .unwrap_or(command);
+    let error = command.error(clap::error::ErrorKind::ValueValidation, error);
+    let _ = error.print();
+    ExitCode::from(error.exit_code() as u8)
 }
 
 /// On the first Ctrl-C (or SIGTERM) logs `what` and calls `stop`; on the second, exits
