@@ -8,7 +8,7 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
-use webspool::journal::{Journal, Status};
+use webspool::journal::{ErrorKind, Journal, Status};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
 use webspool::progress::{per_sec, Reporter, View};
@@ -265,7 +265,7 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        status_text(&journal, &status)
+        status_text(journal.path(), &status)
     };
     // A reader that stops early (`| head`) is not an error.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -284,32 +284,88 @@ fn ago(at_ms: u64) -> String {
     }
 }
 
-fn status_text(journal: &Journal, s: &Status) -> String {
-    let mut lines = vec![
-        format!("journal        {}", journal.path().display()),
-        format!("urls           {}", s.urls),
-        format!("pending fetch  {}", s.pending_fetch),
-        format!("  retry later  {}", s.retry_waiting),
-        format!("fetched        {}", s.fetched),
-        format!("failed         {}", s.failed),
+/// The `status` text: one `label  value` line each, values in one column. The column is
+/// as wide as the longest label any journal can show (error kinds included), so a new
+/// kind of error never moves it.
+fn status_text(path: &std::path::Path, s: &Status) -> String {
+    let mut rows = vec![
+        ("journal".to_string(), path.display().to_string()),
+        ("urls".into(), s.urls.to_string()),
+        ("pending fetch".into(), s.pending_fetch.to_string()),
+        ("  retry later".into(), s.retry_waiting.to_string()),
+        ("fetched".into(), s.fetched.to_string()),
+        ("failed".into(), s.failed.to_string()),
     ];
-    lines.extend(s.errors.iter().map(|(kind, n)| format!("  {kind:<13}{n}")));
-    lines.extend([
-        format!("pending parse  {}", s.pending_parse),
-        format!("parsed         {}", s.parsed),
-        format!("pending sync   {}", s.pending_sync),
-        match &s.last_sync {
-            Some(last) => format!(
-                "last sync      {} pages, {} ago (watermark {})",
-                last.pages,
-                ago(last.at_ms),
-                last.watermark
-            ),
-            None => "last sync      never".to_string(),
-        },
-        format!("raw bytes      {}", s.raw_bytes),
-        format!("stored bodies  {}", s.stored_body_bytes),
-        format!("disk bytes     {}", s.disk_bytes),
+    rows.extend(
+        s.errors
+            .iter()
+            .map(|(kind, n)| (format!("  {kind}"), n.to_string())),
+    );
+    rows.extend([
+        ("pending parse".into(), s.pending_parse.to_string()),
+        ("parsed".into(), s.parsed.to_string()),
+        ("pending sync".into(), s.pending_sync.to_string()),
+        (
+            "last sync".into(),
+            match &s.last_sync {
+                Some(last) => format!(
+                    "{} pages, {} ago (watermark {})",
+                    last.pages,
+                    ago(last.at_ms),
+                    last.watermark
+                ),
+                None => "never".to_string(),
+            },
+        ),
+        ("raw bytes".into(), s.raw_bytes.to_string()),
+        ("stored bodies".into(), s.stored_body_bytes.to_string()),
+        ("disk bytes".into(), s.disk_bytes.to_string()),
     ]);
-    lines.join("\n") + "\n"
+    let width = ErrorKind::ALL
+        .iter()
+        .map(|kind| format!("  {kind}"))
+        .chain(rows.iter().map(|(label, _)| label.clone()))
+        .map(|label| label.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    rows.iter()
+        .map(|(label, value)| format!("{label:<width$}{value}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `too_many_redirects` was printed against its count
+    /// (`too_many_redirects1`), the label being wider than the column.
+    #[test]
+    fn status_text_separates_every_error_kind_from_its_count() {
+        let status = Status {
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|kind| (kind.as_str().to_string(), 7))
+                .collect(),
+            ..Status::default()
+        };
+        let text = status_text(std::path::Path::new("j"), &status);
+        for kind in ErrorKind::ALL {
+            let line = text
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("{kind} ")))
+                .unwrap_or_else(|| panic!("no line for {kind} in\n{text}"));
+            assert_eq!(
+                line.split_whitespace().collect::<Vec<_>>(),
+                [kind.as_str(), "7"]
+            );
+        }
+        // Every value starts in one column, after at least two spaces: the column of
+        // the journal's path, "j", on the first line.
+        let column = text.lines().next().map_or(0, |line| line.len() - 1);
+        for line in text.lines() {
+            let (label, value) = line.split_at(column);
+            assert!(label.ends_with("  ") && !value.starts_with(' '), "{line:?}");
+        }
+    }
 }

@@ -157,6 +157,42 @@ fn an_empty_mysql_url_variable_means_no_url() {
     assert!(err.contains("required") && err.contains("--mysql"), "{err}");
 }
 
+/// Regression: the `status` text showed `too_many_redirects1`, the kind against its
+/// count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_separates_too_many_redirects_from_its_count() {
+    let server = util::TestServer::start(|req| async move {
+        match req.uri().path() {
+            "/loop" => util::server::redirect(302, "/loop"),
+            _ => util::server::reply(404, ""),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = util::url_file(&dir, &[server.url("/loop")]);
+    let journal = dir.path().join("j");
+    let out = tokio::task::spawn_blocking(move || {
+        let crawl = Command::new(util::bin())
+            .args(["crawl", "--quiet", "--max-redirects", "2", "--urls"])
+            .arg(&list)
+            .arg("--journal")
+            .arg(&journal)
+            .output()
+            .expect("run webspool");
+        assert!(crawl.status.success(), "{}", stderr(&crawl));
+        run(&["status", "--journal", journal.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.split_whitespace().eq(["too_many_redirects", "1"])),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_missing_url_list_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
