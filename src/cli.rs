@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::parse::stage::ParseConfig;
 use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
 use crate::progress::ProgressMode;
-use crate::sync::{SyncConfig, SyncError, Target};
+use crate::sync::{SyncConfig, Target};
 use crate::urls::GivenUrl;
 
 #[derive(Debug, Parser)]
@@ -28,6 +28,42 @@ use crate::urls::GivenUrl;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, exiting with clap's usage error (code 2) if they
+    /// are wrong. An environment variable that is set but empty counts as unset, as in
+    /// most Unix tools: `WEBSPOOL_JOURNAL= webspool status` reads the default journal,
+    /// and `WEBSPOOL_MYSQL_URL= webspool sync` says that `--mysql` is missing.
+    pub fn parse_args() -> Cli {
+        let matches = without_empty_env(Cli::command()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// `command`, and its subcommands, without the environment variable of every argument
+/// whose variable is set to the empty string.
+fn without_empty_env(mut command: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty())
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+    }
+    let subcommands: Vec<String> = command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    for name in subcommands {
+        command = command.mut_subcommand(name, without_empty_env);
+    }
+    command
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +83,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct JournalArg {
-    /// Journal directory (created if missing).
+    /// Journal directory. Only `crawl` creates one (where nothing is, or in an empty
+    /// directory); the other commands need an existing journal.
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
 }
@@ -62,15 +99,15 @@ pub struct CrawlArgs {
     pub urls: Option<String>,
     /// Seed from MySQL instead: run `--query` there and crawl its rows, (key, url); the
     /// key is kept with the page and synced as `source_key`.
-    #[arg(long, value_name = "URL", requires = "query")]
-    pub from_mysql: Option<String>,
+    #[arg(long, value_name = "URL", requires = "query", value_parser = Unquoted(mysql_target))]
+    pub from_mysql: Option<Target>,
     /// The seeding query, e.g. "SELECT id, url FROM sites WHERE ...".
     #[arg(long, value_name = "SQL", requires = "from_mysql")]
     pub query: Option<String>,
     /// Also sync to this MySQL database as pages are parsed; the crawl ends when
     /// everything is fetched, parsed and synced.
-    #[arg(long, value_name = "URL")]
-    pub sync: Option<String>,
+    #[arg(long, value_name = "URL", value_parser = Unquoted(mysql_target))]
+    pub sync: Option<Target>,
     #[command(flatten)]
     pub journal: JournalArg,
     /// Fetches in flight at once, over all hosts.
@@ -96,13 +133,13 @@ pub struct CrawlArgs {
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub max_redirects: usize,
     /// User-Agent header sent with every request.
-    #[arg(long, value_name = "S", default_value_t = default_user_agent())]
+    #[arg(long, value_name = "S", default_value_t = default_user_agent(), value_parser = Unquoted(user_agent))]
     pub user_agent: String,
     /// A header sent with every request to the origins of the URLs given (repeatable),
     /// never to other hosts found in sitemaps or links. Authorization,
     /// Proxy-Authorization and Cookie are not sent on when a redirect leads to another
     /// origin. Values are never printed or logged.
-    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = HeaderParser)]
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = Unquoted(UserHeader::parse))]
     pub headers: Vec<UserHeader>,
     /// Let links found on pages (and their redirects) reach private, loopback,
     /// link-local and other non-public addresses; without it they are recorded as
@@ -154,7 +191,7 @@ pub struct FollowArgs {
     pub follow: Scope,
     /// Seed from a sitemap or sitemap index (repeatable); its entries are crawled
     /// whatever the --follow scope.
-    #[arg(long, value_name = "URL", value_parser = SitemapParser)]
+    #[arg(long, value_name = "URL", value_parser = Unquoted(given_url))]
     pub sitemap: Vec<GivenUrl>,
     /// Follow links at most this many hops from a seed.
     #[arg(long, value_name = "N")]
@@ -197,6 +234,14 @@ impl FollowArgs {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse().map_err(|e: FollowError| e.to_string())
+}
+
+/// A URL given on the command line, its userinfo taken out; the error shows the text
+/// with anything that may be userinfo hidden.
+fn given_url(s: &str) -> Result<GivenUrl, String> {
+    crate::urls::normalize_given(s)
+        .map(|(url, userinfo)| GivenUrl { url, userinfo })
+        .map_err(|e| format!("{}: {e}", crate::urls::redact_text(s)))
 }
 
 fn delay_secs(s: &str) -> Result<f64, String> {
@@ -269,9 +314,10 @@ pub struct SyncArgs {
         long,
         value_name = "URL",
         env = "WEBSPOOL_MYSQL_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = Unquoted(mysql_target)
     )]
-    pub mysql: String,
+    pub mysql: Target,
     #[command(flatten)]
     pub journal: JournalArg,
     /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped; without it,
@@ -296,15 +342,15 @@ pub struct SyncArgs {
 }
 
 impl SyncArgs {
-    pub fn to_config(&self) -> Result<SyncConfig, SyncError> {
-        Ok(SyncConfig {
-            target: Target::parse(&self.mysql)?,
+    pub fn to_config(&self) -> SyncConfig {
+        SyncConfig {
+            target: self.mysql.clone(),
             every: self.every,
             bodies: !self.no_bodies,
             batch_rows: self.batch_rows as usize,
             batch_bytes: self.batch_bytes.max(1) as usize,
             op_timeout: Duration::from_secs_f64(self.mysql_timeout),
-        })
+        }
     }
 }
 
@@ -348,70 +394,62 @@ pub enum ConfigError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Rules(#[from] RulesError),
-    #[error(transparent)]
-    Sync(#[from] SyncError),
     #[error("crawl needs --urls, --from-mysql with --query, or --sitemap")]
     NoInput,
     #[error(transparent)]
     Follow(#[from] FollowError),
 }
 
-/// Parses `--header`, with errors that never repeat the value given (it may be a
-/// secret): clap's own value errors would quote it.
-#[derive(Clone)]
-struct HeaderParser;
-
-impl clap::builder::TypedValueParser for HeaderParser {
-    type Value = UserHeader;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<UserHeader, clap::Error> {
-        secret_value(cmd, "--header", value, UserHeader::parse)
+impl ConfigError {
+    /// Whether the error is in the flags' values themselves (exit code 2, like clap's
+    /// own checks), not in a file they name or in the setup (exit code 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ConfigError::NoInput | ConfigError::Follow(_))
     }
 }
 
-/// Parses `--sitemap`: a URL whose userinfo may be a password, so errors show it
-/// redacted, never as given.
+/// Parses a flag's value with its function, with errors that name the flag and never
+/// repeat the value: it may be a secret (`--header`, a MySQL URL's password) or hold
+/// line breaks, and clap's own value errors would quote it whole.
 #[derive(Clone)]
-struct SitemapParser;
+struct Unquoted<T>(fn(&str) -> Result<T, String>);
 
-impl clap::builder::TypedValueParser for SitemapParser {
-    type Value = GivenUrl;
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Unquoted<T> {
+    type Value = T;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
+        arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<GivenUrl, clap::Error> {
-        secret_value(cmd, "--sitemap", value, |text| {
-            crate::urls::normalize_given(text)
-                .map(|(url, userinfo)| GivenUrl { url, userinfo })
-                .map_err(|e| format!("{}: {e}", crate::urls::redact_text(text)))
+    ) -> Result<T, clap::Error> {
+        let parsed = match value.to_str() {
+            Some(text) => (self.0)(text),
+            None => Err("the value must be valid UTF-8".to_string()),
+        };
+        parsed.map_err(|e| {
+            let flag = arg
+                .and_then(|a| a.get_long())
+                .map_or_else(|| "value".to_string(), |long| format!("--{long}"));
+            let kind = clap::error::ErrorKind::ValueValidation;
+            clap::Error::raw(kind, format!("invalid {flag}: {e}\n")).with_cmd(cmd)
         })
     }
 }
 
-/// Runs `parse` on a flag's value that may hold a secret: its error (which must not
-/// repeat the secret) becomes a usage error without clap quoting the value.
-fn secret_value<T>(
-    cmd: &clap::Command,
-    flag: &str,
-    value: &std::ffi::OsStr,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, clap::Error> {
-    let parsed = match value.to_str() {
-        Some(text) => parse(text),
-        None => Err("the value must be valid UTF-8".to_string()),
-    };
-    parsed.map_err(|e| {
-        let kind = clap::error::ErrorKind::ValueValidation;
-        clap::Error::raw(kind, format!("invalid {flag}: {e}\n")).with_cmd(cmd)
-    })
+/// A MySQL URL; the error shows it redacted (see [`Target::parse`]).
+fn mysql_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).map_err(|e| e.to_string())
+}
+
+/// The `User-Agent`, checked as the fetcher will use it: one header value.
+fn user_agent(s: &str) -> Result<String, String> {
+    match http::HeaderValue::from_str(s) {
+        Ok(_) => Ok(s.to_string()),
+        Err(_) => {
+            Err("a User-Agent must be one line of text without control characters".to_string())
+        }
+    }
 }
 
 fn positive_secs(s: &str) -> Result<f64, String> {
@@ -432,8 +470,8 @@ impl CrawlArgs {
             None => Vec::new(),
         };
         let input = match (&self.urls, &self.from_mysql, &self.query) {
-            (_, Some(url), Some(query)) => Input::Mysql {
-                target: Target::parse(url)?,
+            (_, Some(target), Some(query)) => Input::Mysql {
+                target: target.clone(),
                 query: query.clone(),
             },
             (Some(path), ..) if path == "-" => Input::Stdin,
@@ -442,20 +480,14 @@ impl CrawlArgs {
             _ => return Err(ConfigError::NoInput),
         };
         let follow = self.follow.to_follow()?.map(Arc::new);
-        let sync = self
-            .sync
-            .as_deref()
-            .map(|url| {
-                Ok::<_, SyncError>(SyncConfig {
-                    target: Target::parse(url)?,
-                    every: None,
-                    bodies: true,
-                    batch_rows: 1000,
-                    batch_bytes: 64 * 1024 * 1024,
-                    op_timeout: Duration::from_secs(120),
-                })
-            })
-            .transpose()?;
+        let sync = self.sync.as_ref().map(|target| SyncConfig {
+            target: target.clone(),
+            every: None,
+            bodies: true,
+            batch_rows: 1000,
+            batch_bytes: 64 * 1024 * 1024,
+            op_timeout: Duration::from_secs(120),
+        });
         Ok(CrawlConfig {
             input,
             sitemaps: self.follow.sitemap.clone(),

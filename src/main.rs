@@ -4,11 +4,11 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
-use webspool::journal::{Journal, Status};
+use webspool::journal::{ErrorKind, Journal, Status};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
 use webspool::progress::{per_sec, Reporter, View};
@@ -26,7 +26,7 @@ const EXIT_INTERRUPTED: u8 = 130;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBSPOOL_LOG")
@@ -66,13 +66,18 @@ fn main() -> ExitCode {
 }
 
 async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
-    let config = args.to_config()?;
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(e) if e.is_usage() => return Ok(usage_error("crawl", &e)),
+        Err(e) => return Err(e.into()),
+    };
     let journal = Arc::new(Journal::open(&args.journal.journal)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
     });
-    let summary = crawl(journal, config, stop_rx).await?;
+    let summary = crawl(journal.clone(), config, stop_rx).await?;
+    journal.checkpoint()?;
     print_summary(&summary);
     Ok(if summary.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
@@ -84,7 +89,7 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
 /// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
 async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
-    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(Control::default());
     let stopper = control.clone();
     on_interrupt("committing pages in progress", move || {
@@ -92,9 +97,12 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
             .stop
             .store(true, std::sync::atomic::Ordering::Release)
     });
-    let summary =
-        tokio::task::spawn_blocking(move || stage::run(&journal, &config, mode, &control))
-            .await??;
+    let summary = tokio::task::spawn_blocking(move || {
+        let summary = stage::run(&journal, &config, mode, &control)?;
+        journal.checkpoint()?;
+        Ok::<_, anyhow::Error>(summary)
+    })
+    .await??;
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
@@ -115,8 +123,8 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
 
 /// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
 async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let config = args.to_config()?;
-    let journal = Arc::new(open_existing(&args.journal.journal)?);
+    let config = args.to_config();
+    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(SyncControl::default());
     let stopper = control.clone();
     on_interrupt("finishing the batch in progress", move || {
@@ -137,6 +145,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let summary = sync::run(journal.clone(), &config, control).await?;
+    journal.checkpoint()?;
     drop(reporter);
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
@@ -160,12 +169,18 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Opens a journal that must already exist (every command but `crawl`).
-fn open_existing(path: &std::path::Path) -> anyhow::Result<Journal> {
-    if !path.exists() {
-        anyhow::bail!("no journal at {} (crawl creates one)", path.display());
-    }
-    Ok(Journal::open(path)?)
+/// Prints a bad flag value found after clap's own checks as clap prints its usage
+/// errors, and returns clap's exit code for them (2).
+fn usage_error(subcommand: &str, error: &dyn std::fmt::Display) -> ExitCode {
+    let mut command = Cli::command();
+    command.build();
+    let mut command = command
+        .find_subcommand(subcommand)
+        .cloned()
+        .unwrap_or(command);
+    let error = command.error(clap::error::ErrorKind::ValueValidation, error);
+    let _ = error.print();
+    ExitCode::from(error.exit_code() as u8)
 }
 
 /// On the first Ctrl-C (or SIGTERM) logs `what` and calls `stop`; on the second, exits
@@ -245,12 +260,12 @@ fn print_summary(s: &CrawlSummary) {
 }
 
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let journal = open_existing(&args.journal.journal)?;
+    let journal = Journal::open_existing(&args.journal.journal)?;
     let status = journal.status()?;
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        status_text(&journal, &status)
+        status_text(journal.path(), &status)
     };
     // A reader that stops early (`| head`) is not an error.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -269,32 +284,88 @@ fn ago(at_ms: u64) -> String {
     }
 }
 
-fn status_text(journal: &Journal, s: &Status) -> String {
-    let mut lines = vec![
-        format!("journal        {}", journal.path().display()),
-        format!("urls           {}", s.urls),
-        format!("pending fetch  {}", s.pending_fetch),
-        format!("  retry later  {}", s.retry_waiting),
-        format!("fetched        {}", s.fetched),
-        format!("failed         {}", s.failed),
+/// The `status` text: one `label  value` line each, values in one column. The column is
+/// as wide as the longest label any journal can show (error kinds included), so a new
+/// kind of error never moves it.
+fn status_text(path: &std::path::Path, s: &Status) -> String {
+    let mut rows = vec![
+        ("journal".to_string(), path.display().to_string()),
+        ("urls".into(), s.urls.to_string()),
+        ("pending fetch".into(), s.pending_fetch.to_string()),
+        ("  retry later".into(), s.retry_waiting.to_string()),
+        ("fetched".into(), s.fetched.to_string()),
+        ("failed".into(), s.failed.to_string()),
     ];
-    lines.extend(s.errors.iter().map(|(kind, n)| format!("  {kind:<13}{n}")));
-    lines.extend([
-        format!("pending parse  {}", s.pending_parse),
-        format!("parsed         {}", s.parsed),
-        format!("pending sync   {}", s.pending_sync),
-        match &s.last_sync {
-            Some(last) => format!(
-                "last sync      {} pages, {} ago (watermark {})",
-                last.pages,
-                ago(last.at_ms),
-                last.watermark
-            ),
-            None => "last sync      never".to_string(),
-        },
-        format!("raw bytes      {}", s.raw_bytes),
-        format!("stored bodies  {}", s.stored_body_bytes),
-        format!("disk bytes     {}", s.disk_bytes),
+    rows.extend(
+        s.errors
+            .iter()
+            .map(|(kind, n)| (format!("  {kind}"), n.to_string())),
+    );
+    rows.extend([
+        ("pending parse".into(), s.pending_parse.to_string()),
+        ("parsed".into(), s.parsed.to_string()),
+        ("pending sync".into(), s.pending_sync.to_string()),
+        (
+            "last sync".into(),
+            match &s.last_sync {
+                Some(last) => format!(
+                    "{} pages, {} ago (watermark {})",
+                    last.pages,
+                    ago(last.at_ms),
+                    last.watermark
+                ),
+                None => "never".to_string(),
+            },
+        ),
+        ("raw bytes".into(), s.raw_bytes.to_string()),
+        ("stored bodies".into(), s.stored_body_bytes.to_string()),
+        ("disk bytes".into(), s.disk_bytes.to_string()),
     ]);
-    lines.join("\n") + "\n"
+    let width = ErrorKind::ALL
+        .iter()
+        .map(|kind| format!("  {kind}"))
+        .chain(rows.iter().map(|(label, _)| label.clone()))
+        .map(|label| label.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    rows.iter()
+        .map(|(label, value)| format!("{label:<width$}{value}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `too_many_redirects` was printed against its count
+    /// (`too_many_redirects1`), the label being wider than the column.
+    #[test]
+    fn status_text_separates_every_error_kind_from_its_count() {
+        let status = Status {
+            errors: ErrorKind::ALL
+                .iter()
+                .map(|kind| (kind.as_str().to_string(), 7))
+                .collect(),
+            ..Status::default()
+        };
+        let text = status_text(std::path::Path::new("j"), &status);
+        for kind in ErrorKind::ALL {
+            let line = text
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("{kind} ")))
+                .unwrap_or_else(|| panic!("no line for {kind} in\n{text}"));
+            assert_eq!(
+                line.split_whitespace().collect::<Vec<_>>(),
+                [kind.as_str(), "7"]
+            );
+        }
+        // Every value starts in one column, after at least two spaces: the column of
+        // the journal's path, "j", on the first line.
+        let column = text.lines().next().map_or(0, |line| line.len() - 1);
+        for line in text.lines() {
+            let (label, value) = line.split_at(column);
+            assert!(label.ends_with("  ") && !value.starts_with(' '), "{line:?}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod fetch;
 mod hostile;
 mod intake;
 mod journal_model;
+mod journal_open;
 mod parse;
 mod polite;
 mod secrets;

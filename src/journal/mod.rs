@@ -21,7 +21,9 @@
 //!
 //! Bodies (one zstd frame each, the exact decoded bytes) live outside sled, in
 //! append-only segment files (`segments.rs`), so that scans of `pages` never read them
-//! and sled's nodes stay small. Ids are assigned from `next_id` in increasing order, so
+//! and sled's nodes stay small. Beside sled's files (`db`, `conf`, `snap.*`, `blobs/`)
+//! and `segments/`, the directory holds the marker file `webspool-journal`, which lets
+//! an open tell a damaged journal from an empty or smaller one (`directory.rs`). Ids are assigned from `next_id` in increasing order, so
 //! every scan in id order sees new URLs after old ones.
 //!
 //! # State machine of a URL
@@ -52,6 +54,7 @@
 //! the retry queue is fetched again.
 
 mod body;
+mod directory;
 mod fetch;
 mod frontier;
 mod grants;
@@ -80,6 +83,8 @@ pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta}
 pub use record::{Redirect, UrlEntry, Via};
 pub use sync::{LastSync, SyncItem};
 
+use directory::Found;
+
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
@@ -99,8 +104,12 @@ pub enum JournalError {
         "journal {path} has format version {found}; this webspool reads up to {FORMAT_VERSION}"
     )]
     UnknownVersion { path: PathBuf, found: u32 },
+    #[error("no webspool journal at {path}{detail} (run `webspool crawl` to create one)")]
+    NoJournal { path: PathBuf, detail: &'static str },
     #[error("journal is damaged: {what}")]
     Damaged { what: String },
+    #[error("journal {path} is damaged: {what}")]
+    DamagedJournal { path: PathBuf, what: String },
     #[error("journal storage error: {0}")]
     Storage(#[from] sled::Error),
     #[error("cannot encode a journal record: {0}")]
@@ -236,50 +245,31 @@ pub fn now_ms() -> u64 {
 }
 
 impl Journal {
-    /// Opens the journal in `dir`, creating it if `dir` does not exist or is empty.
-    /// Anything else that is not a webspool journal is refused with a clear error.
+    /// Opens the journal in `dir`, creating it if `dir` does not exist or is an empty
+    /// directory (`crawl`). Anything else that is not a webspool journal is refused with
+    /// a clear error, and so is a journal whose files are missing (see `directory.rs`).
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        let path = dir.to_path_buf();
-        let open_err = |message: String| JournalError::Open {
-            path: path.clone(),
-            message,
-        };
-        let fresh = match std::fs::read_dir(dir) {
-            Ok(mut entries) => entries.next().is_none(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                return Err(JournalError::NotAJournal {
-                    path,
-                    why: "it is a file, not a directory".into(),
-                })
+        Journal::open_with(dir, true)
+    }
+
+    /// Opens the journal in `dir`, which must exist: every command but `crawl`. Creates
+    /// nothing; a missing path or an empty directory is [`JournalError::NoJournal`].
+    pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, create: bool) -> Result<Journal, JournalError> {
+        let marker = match directory::inspect(dir)? {
+            Found::Missing | Found::Empty if create => {
+                create_journal(dir)?;
+                None
             }
-            Err(e) => return Err(open_err(e.to_string())),
+            Found::Missing => return Err(no_journal(dir, "")),
+            Found::Empty => return Err(no_journal(dir, ": the directory is empty")),
+            Found::Marked(marker) => Some(marker),
+            Found::Unmarked => None,
         };
-        if dir.is_file() {
-            return Err(JournalError::NotAJournal {
-                path,
-                why: "it is a file, not a directory".into(),
-            });
-        }
-        if !fresh && !dir.join("conf").is_file() {
-            return Err(JournalError::NotAJournal {
-                path,
-                why: "the directory holds other files and no journal database".into(),
-            });
-        }
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_CAPACITY)
-            .mode(sled::Mode::HighThroughput);
-        let db = open_db(&config).map_err(|e| match e {
-            sled::Error::Io(io) if is_lock_error(&io) => {
-                open_err("it is in use by another webspool process".into())
-            }
-            sled::Error::Io(io) => open_err(io.to_string()),
-            other => JournalError::Damaged {
-                what: format!("{}: {other}", dir.display()),
-            },
-        })?;
+        let db = open_db(dir)?;
         let mut journal = Journal {
             url_index: db.open_tree("url_index")?,
             urls: db.open_tree("urls")?,
@@ -296,17 +286,65 @@ impl Journal {
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,
-            path,
+            path: dir.to_path_buf(),
             poisoned: AtomicBool::new(false),
         };
-        journal.check_or_init_format(fresh)?;
+        journal.check_format(marker.is_some())?;
+        if let Some(marker) = &marker {
+            if let Some(what) = marker.behind(&journal.marker_now()?) {
+                return Err(directory::damaged(
+                    dir,
+                    format!(
+                        "{what} when webspool last closed it: sled's log is damaged, and \
+                         sled dropped what follows the damage when it opened the database \
+                         (webspool wrote nothing)"
+                    ),
+                ));
+            }
+        }
         journal.count_retries_once()?;
         let end = journal.segments_end()?;
         journal.segments.recover(end)?;
+        if marker.is_none() {
+            // A new journal (`create_journal` closed the database, and opening it again
+            // made sled write a snapshot), or one from before the marker existed.
+            journal.mark()?;
+        }
         Ok(journal)
     }
 
-    fn check_or_init_format(&self, fresh: bool) -> Result<(), JournalError> {
+    /// Records in the marker file what is durable now, so that a later open can tell
+    /// whether sled recovered all of it: called after a command finished its work.
+    /// Flushes first.
+    pub fn checkpoint(&self) -> Result<(), JournalError> {
+        self.flush_blocking()?;
+        self.mark()
+    }
+
+    /// Writes the marker with the state as it is, which must be durable; not before sled
+    /// has a snapshot of the database (see `directory.rs`).
+    fn mark(&self) -> Result<(), JournalError> {
+        if directory::has_snapshot(&self.path)? {
+            directory::write_marker(&self.path, &self.marker_now()?)?;
+        }
+        Ok(())
+    }
+
+    /// The marker's values as sled has them now.
+    fn marker_now(&self) -> Result<directory::Marker, JournalError> {
+        Ok(directory::Marker {
+            journal_id: self.journal_id()?,
+            next_id: read_u64(self.db.get("next_id")?)?,
+            parsed: read_u64(self.counters.get(counter::PARSED)?)?,
+            segments_end: self.segments_end()?,
+        })
+    }
+
+    /// Checks the format records: present, ours, and a version this build reads
+    /// (upgrading an older one). `marked`: the directory has a marker file, so the
+    /// records were there. Writes nothing unless all of that holds.
+    fn check_format(&self, marked: bool) -> Result<(), JournalError> {
+        let damaged = |what: String| directory::damaged(&self.path, what);
         match self.db.get("format")? {
             Some(marker) if marker.as_ref() == FORMAT_MARKER => {
                 let found = self
@@ -337,19 +375,16 @@ impl Journal {
                 path: self.path.clone(),
                 why: "its format marker belongs to something else".into(),
             }),
-            None if fresh => {
-                let id = journal_id_seed();
-                let mut batch = sled::Batch::default();
-                batch.insert("version", &FORMAT_VERSION.to_be_bytes());
-                batch.insert("journal_id", &id);
-                batch.insert("next_id", &1u64.to_be_bytes());
-                // The marker goes last in the same atomic batch: a journal either has it
-                // with everything else, or is still empty.
-                batch.insert("format", FORMAT_MARKER);
-                self.db.apply_batch(batch)?;
-                self.db.flush()?;
-                Ok(())
-            }
+            None if marked => Err(damaged(format!(
+                "its database has lost the journal's records (sled found no `format` key, \
+                 though {} says a journal was created here): its log is damaged",
+                directory::MARKER_FILE
+            ))),
+            None if self.segments.has_files()? => Err(damaged(
+                "its database has lost the journal's records (sled found no `format` \
+                 key), but `segments/` holds page bodies: its log is damaged"
+                    .into(),
+            )),
             None => Err(JournalError::NotAJournal {
                 path: self.path.clone(),
                 why: "its database has no webspool format marker: it is damaged, belongs to \
@@ -556,10 +591,32 @@ fn is_lock_error(io: &std::io::Error) -> bool {
     io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
 }
 
+/// Opens the sled database in `dir`, with errors that name the journal.
+fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_CAPACITY)
+        .mode(sled::Mode::HighThroughput);
+    open_sled(&config).map_err(|e| match e {
+        sled::Error::Io(io) if is_lock_error(&io) => JournalError::Open {
+            path: dir.to_path_buf(),
+            message: "it is in use by another webspool process".into(),
+        },
+        sled::Error::Io(io) => JournalError::Open {
+            path: dir.to_path_buf(),
+            message: io.to_string(),
+        },
+        sled::Error::Corruption { .. } => {
+            directory::damaged(dir, "sled found corrupted data in its database".into())
+        }
+        other => directory::damaged(dir, format!("sled cannot read its database: {other}")),
+    })
+}
+
 /// Opens the sled database. A lock still held by a handle being dropped in this process
 /// (sled releases it from a background thread) or by a process that just exited is
 /// waited for briefly; a lock held for longer means another live process.
-fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+fn open_sled(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         // sled reports most damage as an error, but a few corruptions panic inside it:
@@ -574,6 +631,34 @@ fn open_db(config: &sled::Config) -> Result<sled::Db, sled::Error> {
             }
             other => return other,
         }
+    }
+}
+
+/// Creates a journal in `dir` (missing or empty): the format records, written in one
+/// batch and flushed, then the database closed, so that opening it again makes sled
+/// write its first snapshot before the marker is written.
+fn create_journal(dir: &Path) -> Result<(), JournalError> {
+    std::fs::create_dir_all(dir).map_err(|e| JournalError::Open {
+        path: dir.to_path_buf(),
+        message: format!("cannot create the directory: {e}"),
+    })?;
+    let db = open_db(dir)?;
+    let mut batch = sled::Batch::default();
+    batch.insert("version", &FORMAT_VERSION.to_be_bytes());
+    batch.insert("journal_id", &journal_id_seed());
+    batch.insert("next_id", &1u64.to_be_bytes());
+    // The format key goes last in the same atomic batch: a journal either has it with
+    // everything else, or is still empty.
+    batch.insert("format", FORMAT_MARKER);
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+fn no_journal(dir: &Path, detail: &'static str) -> JournalError {
+    JournalError::NoJournal {
+        path: dir.to_path_buf(),
+        detail,
     }
 }
 

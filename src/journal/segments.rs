@@ -120,6 +120,18 @@ impl Segments {
         Ok(())
     }
 
+    /// Whether any segment file exists: page bodies were recorded in this journal.
+    pub fn has_files(&self) -> Result<bool, JournalError> {
+        let dir = &self.dir;
+        match std::fs::read_dir(dir) {
+            Ok(entries) => Ok(entries
+                .filter_map(Result::ok)
+                .any(|entry| segment_number(&entry.file_name().to_string_lossy()).is_some())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_error(dir.display().to_string())(e)),
+        }
+    }
+
     fn path(&self, segment: u32) -> PathBuf {
         self.dir.join(format!("{segment:08}.seg"))
     }

@@ -46,7 +46,37 @@ pub(super) const LINK_COLUMNS: &[&str] = &[
     "lastmod",
 ];
 /// Room kept in a packet for the statement id, headers and the NULL bitmap.
-pub(super) const PACKET_SLACK: usize = 64 * 1024;
+const PACKET_SLACK: usize = 64 * 1024;
+/// The positions of `body` and `body_omitted` in [`PAGE_COLUMNS`].
+const BODY: usize = PAGE_COLUMNS.len() - 2;
+const BODY_OMITTED: usize = PAGE_COLUMNS.len() - 1;
+
+/// The most bytes of rows one statement may carry when the server's
+/// `max_allowed_packet` is `packet`.
+pub(super) fn statement_budget(packet: usize) -> usize {
+    packet.saturating_sub(PACKET_SLACK).max(1)
+}
+
+/// A value's size on the wire, roughly: its bytes and a length prefix.
+fn wire_size(value: &Value) -> usize {
+    match value {
+        Value::Bytes(b) => b.len() + 9,
+        _ => 9,
+    }
+}
+
+/// Why a body of `body_len` bytes is left out of its row, if it is: a row goes in one
+/// statement (alone if need be), which must fit in the server's `max_allowed_packet`
+/// (`packet`), and the row's other values already take `rest` bytes of it.
+fn body_omitted(body_len: u64, rest: usize, packet: usize) -> Option<String> {
+    let room = statement_budget(packet).saturating_sub(rest + wire_size(&Value::Bytes(Vec::new())));
+    (body_len > room as u64).then(|| {
+        format!(
+            "body of {body_len} bytes is larger than the {room} bytes a row can hold for it \
+             within the server's max_allowed_packet of {packet} bytes"
+        )
+    })
+}
 
 /// Limits of one batch.
 #[derive(Clone, Copy, Debug)]
@@ -80,13 +110,7 @@ impl Rows {
         let before = self.values.len();
         self.values.extend(row);
         debug_assert_eq!(self.values.len() - before, self.columns);
-        let bytes = self.values[before..]
-            .iter()
-            .map(|v| match v {
-                Value::Bytes(b) => b.len() + 9,
-                _ => 9,
-            })
-            .sum();
+        let bytes = self.values[before..].iter().map(wire_size).sum();
         self.sizes.push(bytes);
         bytes
     }
@@ -135,7 +159,6 @@ pub fn build(
         link_rows: Rows::new(LINK_COLUMNS.len()),
     };
     let mut bytes = 0;
-    let max_body = limits.packet.saturating_sub(PACKET_SLACK * 2);
     for item in items {
         if batch.pages > 0 && bytes >= limits.bytes {
             break;
@@ -164,20 +187,6 @@ pub fn build(
                 None,
             ),
         };
-        let (body, body_omitted) = match (&meta.outcome, limits.bodies) {
-            (Outcome::Response { body_len, .. }, true) if *body_len as usize > max_body => (
-                Value::NULL,
-                text(format!(
-                    "body of {body_len} bytes is larger than the server's max_allowed_packet ({})",
-                    limits.packet
-                )),
-            ),
-            (Outcome::Response { .. }, true) => match journal.body(item.id)? {
-                Some(body) => (Value::Bytes(body), Value::NULL),
-                None => (Value::NULL, Value::NULL),
-            },
-            _ => (Value::NULL, Value::NULL),
-        };
         let a = annotation.as_ref();
         let fields = match a {
             Some(a) => Value::Bytes(
@@ -185,7 +194,7 @@ pub fn build(
             ),
             None => Value::NULL,
         };
-        bytes += batch.page_rows.push([
+        let mut row = [
             Value::Bytes(hash.clone()),
             // Stored by older versions with its credentials: the row never gets them
             // (the key stays the hash of the URL as stored, so its row stays one).
@@ -208,9 +217,21 @@ pub fn build(
             opt_text(a.map(|a| a.content_hash.clone())),
             opt_text(a.and_then(|a| a.error.clone())),
             fields,
-            body,
-            body_omitted,
-        ]);
+            Value::NULL,
+            Value::NULL,
+        ];
+        if let (Outcome::Response { body_len, .. }, true) = (&meta.outcome, limits.bodies) {
+            let rest = row.iter().map(wire_size).sum::<usize>() - wire_size(&row[BODY]);
+            match body_omitted(*body_len, rest, limits.packet) {
+                Some(why) => row[BODY_OMITTED] = text(why),
+                None => {
+                    if let Some(body) = journal.body(item.id)? {
+                        row[BODY] = Value::Bytes(body);
+                    }
+                }
+            }
+        }
+        bytes += batch.page_rows.push(row);
         for (position, link) in a
             .map(|a| a.links.as_slice())
             .unwrap_or_default()
@@ -236,5 +257,52 @@ pub fn build(
 fn damaged(id: u64) -> JournalError {
     JournalError::Damaged {
         what: format!("id {id} is queued for sync but has no page record"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_and_body_omitted_are_the_last_page_columns() {
+        assert_eq!(PAGE_COLUMNS[BODY], "body");
+        assert_eq!(PAGE_COLUMNS[BODY_OMITTED], "body_omitted");
+    }
+
+    /// Regression: a body of 16,777,000 bytes was left out with a message saying it was
+    /// larger than the 16,777,216-byte packet: the limit was the packet minus room for
+    /// the statement and the rest of the row, the message showed the packet.
+    #[test]
+    fn a_body_left_out_is_said_to_be_larger_than_the_room_it_had() {
+        let packet = 16_777_216;
+        let rest = 2_000;
+        let why = body_omitted(16_777_000, rest, packet).expect("too large for the packet");
+        let numbers: Vec<u64> = why
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [body, room, shown_packet] = numbers[..] else {
+            panic!("{why}")
+        };
+        assert_eq!((body, shown_packet), (16_777_000, packet as u64), "{why}");
+        assert!(body > room, "{why}");
+        // The room is exact: a body of that size is kept, one byte more is not.
+        assert_eq!(body_omitted(room, rest, packet), None);
+        assert!(body_omitted(room + 1, rest, packet).is_some());
+        // The whole row, body included, fits in one statement.
+        assert_eq!(
+            rest + wire_size(&Value::Bytes(vec![0; room as usize])),
+            statement_budget(packet)
+        );
+    }
+
+    /// The rest of the row counts: a body that fits beside a small row can be too large
+    /// beside large fields.
+    #[test]
+    fn the_rest_of_the_row_takes_room_from_the_body() {
+        let packet = 1 << 20;
+        assert_eq!(body_omitted(900_000, 1_000, packet), None);
+        assert!(body_omitted(900_000, 100_000, packet).is_some());
     }
 }

@@ -13,7 +13,7 @@
 use mysql_async::prelude::*;
 use mysql_async::{Params, TxOpts, Value};
 
-use super::batch::{Batch, Rows, LINK_COLUMNS, PACKET_SLACK, PAGE_COLUMNS};
+use super::batch::{statement_budget, Batch, Rows, LINK_COLUMNS, PAGE_COLUMNS};
 
 /// MySQL's limit of placeholders in one statement.
 const MAX_PLACEHOLDERS: usize = 65_535;
@@ -83,7 +83,7 @@ async fn exec_rows(
     packet: usize,
     sql: impl Fn(usize) -> String,
 ) -> Result<(), mysql_async::Error> {
-    let budget = packet.saturating_sub(PACKET_SLACK).max(1);
+    let budget = statement_budget(packet);
     let counts = statement_rows(&rows.sizes, rows.columns, most, budget);
     let mut values = rows.values.into_iter();
     for n in counts {

@@ -1,0 +1,240 @@
+//! Opening a journal with the real binary: only `crawl` creates one; the other commands
+//! refuse a path without a journal and create nothing; paths that cannot hold one are
+//! named with what is wrong; a journal that lost its records is reported as damaged,
+//! never shown as an empty journal, and left as it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::cli::{run, stderr};
+use crate::util;
+
+/// Every command that needs an existing journal, with its other required flags.
+const READERS: [&[&str]; 4] = [
+    &["status"],
+    &["parse"],
+    &["reparse"],
+    &["sync", "--mysql", "mysql://root@127.0.0.1:1/nothing"],
+];
+
+fn with_journal(command: &[&str], journal: &Path) -> Output {
+    let mut args = command.to_vec();
+    args.extend(["--journal", journal.to_str().unwrap()]);
+    run(&args)
+}
+
+/// Regression: `status --journal DIR` on an empty directory created a journal there and
+/// exited 0.
+#[test]
+fn commands_other_than_crawl_refuse_a_missing_or_empty_journal_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for command in READERS {
+        let out = with_journal(command, &missing);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "no webspool journal at {} (run `webspool crawl` to create one)",
+                missing.display()
+            )),
+            "{command:?}: {err}"
+        );
+        assert!(
+            !missing.exists(),
+            "{command:?} created {}",
+            missing.display()
+        );
+
+        let out = with_journal(command, &empty);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains("no webspool journal at") && err.contains("the directory is empty"),
+            "{command:?}: {err}"
+        );
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "{command:?}");
+    }
+    // crawl creates one in the empty directory, after which the others open it.
+    let out = Command::new(util::bin())
+        .args(["crawl", "--quiet", "--urls", "-", "--journal"])
+        .arg(&empty)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for command in &READERS[..3] {
+        let out = with_journal(command, &empty);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+}
+
+/// Regression: a dangling symbolic link as `--journal` said `File exists (os error 17)`.
+#[test]
+fn a_dangling_symlink_as_journal_is_named_with_its_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("gone");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let crawl: &[&str] = &["crawl", "--quiet", "--urls", "-"];
+    for command in [crawl, &["status"]] {
+        let out = with_journal(command, &link);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}: it is a symbolic link to {}, which does not exist",
+                link.display(),
+                target.display()
+            )),
+            "{command:?}: {err}"
+        );
+        assert!(!target.exists(), "{command:?}");
+    }
+}
+
+/// Crawls three pages of a loopback server into a new journal at `dir/j` with the
+/// binary.
+async fn crawled_journal(dir: &tempfile::TempDir) -> (PathBuf, PathBuf, util::TestServer) {
+    let server = util::TestServer::start(|req| async move {
+        util::server::reply(200, format!("<title>{}</title>", req.uri().path()))
+    })
+    .await;
+    let list = util::url_file(dir, &["/a", "/b", "/c"].map(|p| server.url(p)));
+    let journal = dir.path().join("j");
+    let (list_, journal_) = (list.clone(), journal.clone());
+    let out = tokio::task::spawn_blocking(move || crawl(&list_, &journal_))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    (journal, list, server)
+}
+
+fn crawl(list: &Path, journal: &Path) -> Output {
+    Command::new(util::bin())
+        .args(["crawl", "--quiet", "--urls"])
+        .arg(list)
+        .arg("--journal")
+        .arg(journal)
+        .output()
+        .expect("run webspool")
+}
+
+/// Every file under `dir` and its contents.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(contents(&path));
+        } else {
+            out.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+/// sled's snapshot files in a journal: `snap.` and the log position it covers, in hex.
+fn snapshots(journal: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(journal)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("snap."))
+        })
+        .collect()
+}
+
+fn flip_byte(file: &Path, at: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    assert!(
+        at < bytes.len(),
+        "{} has {} bytes",
+        file.display(),
+        bytes.len()
+    );
+    bytes[at] ^= 0x5a;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// Regression: with sled's snapshot file gone and one damaged byte in its database
+/// file, the journal opened as an empty one (`status`: 0 URLs, exit 0), sled having
+/// cut its log at the damage. Now it is refused before sled opens it, and no file in
+/// it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_without_its_snapshot_is_damaged_and_left_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, list, _server) = crawled_journal(&dir).await;
+    let snaps = snapshots(&journal);
+    assert!(
+        !snaps.is_empty(),
+        "a journal has a snapshot from its creation"
+    );
+    for snap in snaps {
+        std::fs::remove_file(snap).unwrap();
+    }
+    flip_byte(&journal.join("db"), 100);
+    let before = contents(&journal);
+    let status = with_journal(&["status"], &journal);
+    let crawl = tokio::task::spawn_blocking(move || crawl(&list, &journal))
+        .await
+        .unwrap();
+    for out in [status, crawl] {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("is damaged") && err.contains("snapshot file (`snap.*`) is missing"),
+            "{err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(contents(&dir.path().join("j")) == before, "a file changed");
+}
+
+/// A damaged byte in the part of sled's log after its snapshot: sled cuts the log
+/// there when it opens the database (that much it writes), and would show what is
+/// left, here a journal with none of its pages. The marker file says what the journal
+/// held when last closed, so the journal is refused as damaged instead, and webspool
+/// does not go on to cut the page bodies the lost records pointed to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_whose_log_lost_its_records_is_damaged_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, list, _server) = crawled_journal(&dir).await;
+    let snap = snapshots(&journal).pop().expect("a snapshot");
+    let name = snap.file_name().unwrap().to_string_lossy().into_owned();
+    // The snapshot covers the log up to this position; the crawl's records follow it.
+    // (A small journal has one sled segment, at the start of the file.)
+    let stable = usize::from_str_radix(name.trim_start_matches("snap."), 16).unwrap();
+    flip_byte(&journal.join("db"), stable + 100);
+    let bodies = contents(&journal.join("segments"));
+    assert!(!bodies.is_empty());
+    let status = with_journal(&["status"], &journal);
+    let crawl = tokio::task::spawn_blocking(move || crawl(&list, &journal))
+        .await
+        .unwrap();
+    for out in [status, crawl] {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("is damaged") && err.contains("but the journal had"),
+            "{err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(
+        contents(&dir.path().join("j").join("segments")) == bodies,
+        "the page bodies changed"
+    );
+}
