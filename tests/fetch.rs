@@ -1,10 +1,12 @@
 //! The fetch stage against real servers on loopback, driven through the library crawl:
 //! stored bytes and headers, status counts, redirects, content-decoding, the size cap,
 //! connect and DNS errors, URL-list intake, resume, per-host limits and credentials.
-//! Servers that misbehave (timeouts, bombs, loops, garbage) are in `hostile.rs`.
+//! Servers that misbehave (timeouts, bombs, loops, garbage) are in `hostile.rs`;
+//! `codings.rs` runs every content-coding spelling and stack through the real binary.
+
+mod codings;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,8 +15,9 @@ use bytes::Bytes;
 use webspool::fetch::FetchConfig;
 use webspool::journal::{ErrorKind::*, Journal, Outcome, Redirect};
 
-use crate::util::server::{chunks, gzip, header, redirect, refused_port, reply};
+use crate::util::server::{brotli, chunks, gzip, header, redirect, refused_port, reply};
 use crate::util::server::{slow_server, with_headers, Gauge};
+use crate::util::server::{zlib, zstd};
 use crate::util::{self, body_of, error_of, errors, kind_of, no_body, page_of, took};
 use crate::util::{response_of, status_of, Reply, TestServer};
 
@@ -186,14 +189,11 @@ async fn encoded_bodies_are_stored_decoded() {
     let original: Vec<u8> = (0..20_000)
         .flat_map(|i| format!("line {i} of the page\n").into_bytes())
         .collect();
-    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), Default::default());
-    zlib.write_all(&original).unwrap();
-    let mut br = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
-    br.write_all(&original).unwrap();
     let encoded = Arc::new(BTreeMap::from([
         ("gzip", gzip(&original)),
-        ("deflate", zlib.finish().unwrap()),
-        ("br", br.into_inner()),
+        ("deflate", zlib(&original)),
+        ("br", brotli(&original)),
+        ("zstd", zstd(&original)),
         ("identity", original.clone()),
     ]));
     for (name, data) in encoded.iter() {
@@ -218,10 +218,10 @@ async fn encoded_bodies_are_stored_decoded() {
         }
     })
     .await;
-    let codings = ["gzip", "deflate", "br", "identity", "corrupt"];
+    let codings = ["gzip", "deflate", "br", "zstd", "identity", "corrupt"];
     let urls = codings.map(|c| server.url(&format!("/{c}")));
     let (_dir, journal, _) = util::crawl_lines(&urls, util::quick_fetch()).await;
-    for url in &urls[..4] {
+    for url in &urls[..5] {
         let meta = page_of(&journal, url);
         assert_eq!(status_of(&meta), 200, "{url}");
         assert_eq!(response_of(&meta).2, original.len() as u64, "{url}");
@@ -229,10 +229,10 @@ async fn encoded_bodies_are_stored_decoded() {
         assert!(same, "{url}: the stored body differs from the original");
     }
     // A body that does not decode is an error, never stored as if it were the page.
-    assert_eq!(kind_of(&journal, &urls[4]), Protocol);
-    assert!(no_body(&journal, &urls[4]));
+    assert_eq!(kind_of(&journal, &urls[5]), Protocol);
+    assert!(no_body(&journal, &urls[5]));
     let raw = journal.status().unwrap().raw_bytes;
-    assert_eq!(raw, 4 * original.len() as u64);
+    assert_eq!(raw, 5 * original.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! Hostile servers, one misbehaviour each: silence, trickles, endless and huge bodies, a
-//! gzip bomb, redirect loops and chains, monstrous and malformed heads, resets, cut and
-//! garbled bodies, garbage. Every case is crawled on its own with tight deadlines and
+//! gzip bomb and one through stacked codings, redirect loops and chains, monstrous and
+//! malformed heads, resets, cut and garbled bodies, garbage. Every case is crawled on its own with tight deadlines and
 //! must be recorded with its expected outcome (and retry hint) within its deadline.
 //! `binary.rs` runs them all through the real binary among normal pages under a memory
 //! bound; `ssrf.rs` checks the guard against discovered links and where user headers go.
@@ -20,7 +20,7 @@ use webspool::journal::{ErrorKind, ErrorKind::*, Journal};
 use Want::{Fails, Stored};
 
 use crate::util::raw::RawServer;
-use crate::util::server::{gzip_bomb, redirect, reply, streamed, with_headers};
+use crate::util::server::{gzip_bomb, redirect, reply, stacked_gzip_bomb, streamed, with_headers};
 use crate::util::{self, body_of, kind_of, no_body, page_of, status_of, Reply, TestServer};
 
 /// What a case must end as.
@@ -50,7 +50,7 @@ const fn case(name: &'static str, raw: bool, want: Want, transient: bool) -> Cas
     }
 }
 
-pub const CASES: [Case; 18] = [
+pub const CASES: [Case; 19] = [
     case("silent", true, Fails(Timeout), true),
     case("trickle_headers", true, Fails(Timeout), true),
     case("trickle_body", false, Fails(Timeout), true),
@@ -58,6 +58,7 @@ pub const CASES: [Case; 18] = [
     case("endless_chunked", false, Fails(TooLarge), false),
     case("huge_length", true, Fails(TooLarge), false),
     case("gzip_bomb", false, Fails(TooLarge), false),
+    case("stacked_gzip_bomb", false, Fails(TooLarge), false),
     case("redirect_loop", false, Fails(TooManyRedirects), false),
     case("redirect_chain", false, Fails(TooManyRedirects), false),
     case("redirect_to_file", false, Fails(Protocol), false),
@@ -151,6 +152,7 @@ async fn serve_http(req: http::Request<hyper::body::Incoming>) -> Reply {
             Some((Duration::ZERO, Bytes::from(vec![b'x'; 64 * 1024])))
         })),
         "/gzip-bomb" => gzip_bomb(),
+        "/stacked-gzip-bomb" => stacked_gzip_bomb(),
         "/redirect-loop" => redirect(301, "/redirect-loop"),
         "/redirect-chain" => redirect(302, "/chain/1"),
         "/redirect-to-file" => redirect(302, "file:///etc/passwd"),
@@ -296,6 +298,6 @@ macro_rules! hostile_cases {
 
 hostile_cases! {
     silent trickle_headers trickle_body stall endless_chunked huge_length gzip_bomb
-    redirect_loop redirect_chain redirect_to_file huge_head many_headers bad_status_line
+    stacked_gzip_bomb redirect_loop redirect_chain redirect_to_file huge_head many_headers bad_status_line
     reset short_body bad_chunks garbage_html unavailable
 }

@@ -1,5 +1,5 @@
-//! Builds the shared HTTP clients: hyper-util's pooled client over hyper-rustls, with
-//! tower-http decoding gzip, deflate and brotli.
+//! Builds the shared HTTP clients: hyper-util's pooled client over hyper-rustls. Bodies
+//! are content-decoded by the fetcher (`decode.rs`), not here.
 //!
 //! Two clients serve the whole crawl so that connections are pooled per host: one for
 //! the URLs the user gave, one with the SSRF guard for discovered links (the same one
@@ -18,13 +18,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
-use tower_http::decompression::Decompression;
 
 use super::guard::{Guarded, Resolver};
 use super::{FetchConfig, FetchError};
 
 type Connector = HttpsConnector<Guarded<HttpConnector<Resolver>>>;
-pub(crate) type HttpClient = Decompression<Client<Connector, Empty<Bytes>>>;
+pub(crate) type HttpClient = Client<Connector, Empty<Bytes>>;
 
 /// The client for URLs the user gave and the one for discovered links.
 pub(crate) struct Clients {
@@ -57,7 +56,7 @@ fn client(config: &FetchConfig, tls: rustls::ClientConfig, guard: bool) -> HttpC
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(Guarded::new(http, guard));
-    let client = Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
@@ -67,8 +66,7 @@ fn client(config: &FetchConfig, tls: rustls::ClientConfig, guard: bool) -> HttpC
         .http2_max_header_list_size(MAX_HEADER_BYTES as u32)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(config.idle_timeout)
-        .build(https);
-    Decompression::new(client).gzip(true).deflate(true).br(true)
+        .build(https)
 }
 
 /// Server certificates are checked against the webpki roots, the system's roots and any

@@ -4,9 +4,10 @@
 //!
 //! Every request has three clocks: the connect timeout (TCP), the idle timeout (the
 //! response headers, all of them, must arrive within it, and then no body frame may
-//! take longer) and the total deadline (everything, redirects included). The size cap
-//! counts body bytes after content-decoding, so a gzip bomb is stopped at the cap, and
-//! a page over the cap is recorded as `too_large`, never stored truncated.
+//! take longer) and the total deadline (everything, redirects included). The body is
+//! content-decoded as it arrives (`decode.rs`), and the size cap counts the decoded
+//! bytes, so a gzip bomb is stopped at the cap, and a page over the cap is recorded as
+//! `too_large`, never stored truncated.
 //!
 //! URLs are fetched with a [`Trust`]: links discovered on pages may not reach private
 //! or loopback addresses (see `guard.rs`); URLs the user gave may. Each result carries
@@ -14,6 +15,7 @@
 
 mod classify;
 mod client;
+mod decode;
 mod guard;
 mod headers;
 mod retry;
@@ -26,7 +28,6 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use rustls::pki_types::CertificateDer;
-use tower::ServiceExt;
 use url::Url;
 
 pub use client::load_pem_certs;
@@ -35,6 +36,7 @@ pub use headers::UserHeader;
 use crate::journal::{now_ms, ErrorKind, Grants, KeptHeaders, Outcome, PageMeta, Redirect};
 use crate::urls::redact;
 use classify::Failure;
+use decode::{DecodeError, Decoder, ACCEPT_ENCODING};
 
 /// Settings of the HTTP client and of each request.
 #[derive(Clone, Debug)]
@@ -213,10 +215,12 @@ impl Fetcher {
                     Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
                 })?;
             let user = &self.config.headers;
-            *request.headers_mut() =
-                headers::for_hop(&self.user_agent, user, &self.grants, url, &current);
+            let mut sent = headers::for_hop(&self.user_agent, user, &self.grants, url, &current);
+            let accept = HeaderValue::from_static(ACCEPT_ENCODING);
+            sent.insert(header::ACCEPT_ENCODING, accept);
+            *request.headers_mut() = sent;
             let response = self
-                .idle(client.clone().oneshot(request), "response headers")
+                .idle(client.request(request), "response headers")
                 .await?;
             let response = response.map_err(|e| classify::classify(&e))?;
             let status = response.status();
@@ -236,28 +240,31 @@ impl Fetcher {
                 continue;
             }
             let version = response.version();
-            let headers = kept_headers(response.headers());
+            let mut decoder = Decoder::new(response.headers(), self.config.max_body);
+            let headers = kept_headers(response.headers(), decoder.identity());
             let retry_after = retry::retry_after(response.headers(), SystemTime::now());
-            let declared = response
+            let length = response
                 .headers()
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            // The length of an encoded body says little about its decoded size.
+            let declared = length.filter(|_| decoder.identity());
             if let Some(len) = declared.filter(|len| *len > self.config.max_body) {
                 return Err(self.too_large(Some(len)));
             }
-            let capacity = declared.unwrap_or(0).min(1024 * 1024) as usize;
+            let capacity = length.unwrap_or(0).min(1024 * 1024) as usize;
             let mut body = Vec::with_capacity(capacity);
             let mut incoming = response.into_body();
             while let Some(frame) = self.idle(incoming.frame(), "body data").await? {
-                let frame = frame.map_err(|e| classify::classify(&*e))?;
+                let frame = frame.map_err(|e| classify::classify(&e))?;
                 if let Ok(data) = frame.into_data() {
-                    if (body.len() + data.len()) as u64 > self.config.max_body {
-                        return Err(self.too_large(None));
-                    }
-                    body.extend_from_slice(&data);
+                    decoder
+                        .push(&data, &mut body)
+                        .map_err(|e| self.undecodable(e))?;
                 }
             }
+            decoder.finish(&mut body).map_err(|e| self.undecodable(e))?;
             return Ok(Response {
                 status: status.as_u16(),
                 version,
@@ -291,6 +298,13 @@ impl Fetcher {
             None => format!("body exceeds the {cap}-byte cap after decoding"),
         };
         Failure::new(ErrorKind::TooLarge, message)
+    }
+
+    fn undecodable(&self, error: DecodeError) -> Failure {
+        match error {
+            DecodeError::TooLarge => self.too_large(None),
+            DecodeError::Invalid(message) => Failure::new(ErrorKind::Protocol, message),
+        }
     }
 }
 
@@ -341,7 +355,9 @@ fn request_uri(url: &Url) -> Result<http::Uri, Failure> {
     })
 }
 
-fn kept_headers(headers: &HeaderMap) -> KeptHeaders {
+/// The headers stored with the page. `Content-Length` only when the body is stored as
+/// sent: the length of an encoded body is not the length of the stored one.
+fn kept_headers(headers: &HeaderMap, identity: bool) -> KeptHeaders {
     let get = |name: header::HeaderName| {
         headers
             .get(name)
@@ -349,7 +365,7 @@ fn kept_headers(headers: &HeaderMap) -> KeptHeaders {
     };
     KeptHeaders {
         content_type: get(header::CONTENT_TYPE),
-        content_length: get(header::CONTENT_LENGTH),
+        content_length: get(header::CONTENT_LENGTH).filter(|_| identity),
         etag: get(header::ETAG),
         last_modified: get(header::LAST_MODIFIED),
         date: get(header::DATE),

@@ -209,17 +209,44 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("gzip")
 }
 
+/// `deflate` as RFC 9110 has it: zlib-wrapped.
+pub fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("zlib");
+    enc.finish().expect("zlib")
+}
+
+/// `deflate` as some servers send it: raw, without the zlib wrapper.
+pub fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("deflate");
+    enc.finish().expect("deflate")
+}
+
+pub fn brotli(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = brotli::CompressorWriter::new(Vec::new(), 4096, 5, 22);
+    enc.write_all(data).expect("brotli");
+    enc.into_inner()
+}
+
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).expect("zstd")
+}
+
 /// `n` chunks of `size` bytes, streamed without Content-Length.
 pub fn chunks(n: usize, size: usize) -> Body {
     streamed(move |i| (i < n).then(|| (std::time::Duration::ZERO, Bytes::from(vec![b'c'; size]))))
 }
 
-/// An endless gzip stream of zeros, as a `Content-Encoding: gzip` response: 1 MiB
-/// compressed once, then one compressed 1 MiB block (about 1 KiB on the wire) sent again
-/// and again. Repeating it is valid deflate: the block starts and ends on a byte boundary
-/// (sync flush) and only refers back to zeros. Compressing on the fly instead would keep
-/// the test's own runtime busy compressing, starving the client under test.
-pub fn gzip_bomb() -> Reply {
+/// A gzip stream of zeros that never ends, in two parts: the header and 1 MiB
+/// compressed, then one compressed 1 MiB block (about 1 KiB) to send again and again.
+/// Repeating it is valid deflate: the block starts and ends on a byte boundary (sync
+/// flush) and only refers back to zeros. Compressing on the fly instead would keep the
+/// test's own runtime busy compressing, starving the client under test.
+fn endless_gzip_zeros() -> (Bytes, Bytes) {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let zeros = vec![0u8; 1024 * 1024];
@@ -228,12 +255,30 @@ pub fn gzip_bomb() -> Reply {
         enc.flush().expect("gzip");
         Bytes::from(std::mem::take(enc.get_mut()))
     };
-    let (first, again) = (block(), block());
+    (block(), block())
+}
+
+/// An endless gzip stream of zeros, as a `Content-Encoding: gzip` response.
+pub fn gzip_bomb() -> Reply {
+    let (first, again) = endless_gzip_zeros();
     let body = streamed(move |i| {
         let block = if i == 0 { &first } else { &again };
         Some((std::time::Duration::ZERO, block.clone()))
     });
     with_headers(Response::new(body), &[("content-encoding", "gzip")])
+}
+
+/// gzip of a gzip of 65 MiB of zeros (the inner stream left unfinished), a few KiB on
+/// the wire, as a `Content-Encoding: gzip, gzip` response.
+pub fn stacked_gzip_bomb() -> Reply {
+    let (first, again) = endless_gzip_zeros();
+    let mut inner = first.to_vec();
+    for _ in 0..64 {
+        inner.extend_from_slice(&again);
+    }
+    let outer = gzip(&inner);
+    assert!(outer.len() < 16 * 1024, "{} bytes", outer.len());
+    with_headers(reply(200, outer), &[("content-encoding", "gzip, gzip")])
 }
 
 /// A request header as text.
