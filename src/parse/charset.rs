@@ -1,4 +1,5 @@
-//! Decodes an HTML body to UTF-8 text, choosing its encoding the way a browser would.
+//! Decodes an HTML body to UTF-8 text, choosing its encoding the way a browser would
+//! (the HTML standard's "determining the character encoding").
 //!
 //! Order (first that answers wins):
 //! 1. a byte order mark (UTF-8, UTF-16LE/BE);
@@ -6,16 +7,17 @@
 //! 3. a `<meta charset>` or `<meta http-equiv=content-type content="...charset=...">`
 //!    in the first 1024 bytes, found with the WHATWG prescan (a declared UTF-16 means
 //!    UTF-8, `x-user-defined` means windows-1252);
-//! 4. detection: valid UTF-8 is UTF-8, otherwise chardetng guesses (helped by the TLD);
+//! 4. only when nothing is declared, detection: valid UTF-8 is UTF-8, otherwise
+//!    chardetng guesses (helped by the TLD);
 //! 5. windows-1252 when there is nothing to go on (empty or pure ASCII bodies).
 //!
-//! A declared encoding (2 or 3) that does not decode the body cleanly (at least a
-//! quarter of the non-ASCII characters come out as U+FFFD) is overridden by the
-//! detected one when that one decodes without errors: pages often declare the wrong
-//! charset. A few stray bytes in an otherwise right declaration do not count.
-//! Labels for the `replacement` encoding (ISO-2022-KR, HZ, ...) are ignored rather than
-//! turning the whole page into one U+FFFD. Decoding never fails: bytes invalid in the
-//! chosen encoding become U+FFFD, and `had_errors` says so.
+//! A declaration is never second-guessed by detection, as in a browser: a page declared
+//! UTF-8 with a stray `\xA9` keeps every good character and gets one U+FFFD, where
+//! overriding it by a guess would turn the whole page into mojibake; a page whose
+//! declaration is wrong reads as a browser shows it. Labels for the `replacement`
+//! encoding (ISO-2022-KR, HZ, ...) are ignored rather than turning the whole page into
+//! one U+FFFD. Decoding never fails: bytes invalid in the chosen encoding become U+FFFD
+//! where they are, and `had_errors` says so.
 
 use std::borrow::Cow;
 
@@ -58,42 +60,14 @@ pub fn decode_html<'a>(
         let rest = body.get(bom_len..).unwrap_or_default();
         return decode_with(rest, encoding, CharsetSource::Bom);
     }
-    let declared = content_type
-        .and_then(header_charset)
-        .map(|e| (e, CharsetSource::Header))
-        .or_else(|| meta_charset(body).map(|e| (e, CharsetSource::Meta)));
-    match declared {
-        Some((encoding, source)) => {
-            let decoded = decode_with(body, encoding, source);
-            if !decoded.had_errors || !mostly_errors(&decoded.text) {
-                return decoded;
-            }
-            let (guess, _) = detect(body, tld);
-            if guess != encoding {
-                let better = decode_with(body, guess, CharsetSource::Detected);
-                if !better.had_errors {
-                    return better;
-                }
-            }
-            decoded
-        }
-        None => {
-            let (encoding, source) = detect(body, tld);
-            decode_with(body, encoding, source)
-        }
+    if let Some(encoding) = content_type.and_then(header_charset) {
+        return decode_with(body, encoding, CharsetSource::Header);
     }
-}
-
-/// Whether at least a quarter of the non-ASCII characters are U+FFFD: the declaration
-/// is wrong, rather than a right one with a few stray bytes (which a clean-decoding
-/// single-byte guess would turn into mojibake everywhere else).
-fn mostly_errors(text: &str) -> bool {
-    let (mut non_ascii, mut replaced) = (0usize, 0usize);
-    for c in text.chars().filter(|c| !c.is_ascii()) {
-        non_ascii += 1;
-        replaced += usize::from(c == '\u{FFFD}');
+    if let Some(encoding) = meta_charset(body) {
+        return decode_with(body, encoding, CharsetSource::Meta);
     }
-    replaced * 4 >= non_ascii
+    let (encoding, source) = detect(body, tld);
+    decode_with(body, encoding, source)
 }
 
 fn decode_with<'a>(
@@ -128,7 +102,7 @@ pub fn header_charset(content_type: &str) -> Option<&'static Encoding> {
     })
 }
 
-/// Detection for bodies without a usable declaration.
+/// Detection, for bodies without a usable declaration (and only for those).
 fn detect(body: &[u8], tld: Option<&[u8]>) -> (&'static Encoding, CharsetSource) {
     let ascii = Encoding::ascii_valid_up_to(body) == body.len();
     if ascii && !body.contains(&0x1B) {
@@ -390,8 +364,7 @@ mod tests {
 
     #[test]
     fn header_beats_meta() {
-        // Shift_JIS bytes served as windows-1252: mojibake, but what the server said
-        // (windows-1252 decodes every byte, so there is no error to override it).
+        // Shift_JIS bytes served as windows-1252: mojibake, but what the server said.
         let d = decode_html(SJIS, Some("text/html; charset=windows-1252"), None);
         assert_eq!(
             (d.encoding, d.source),
@@ -456,43 +429,80 @@ mod tests {
         }
     }
 
+    /// The hostile-input review's page: one stray byte in a short page declared UTF-8
+    /// turned the whole page into mojibake (`CafÃ© ðŸ˜€ naÃ¯ve`), because a share of
+    /// U+FFFD overrode the declaration with a windows-1252 guess.
     #[test]
-    fn wrong_declaration_is_overridden_by_a_clean_guess() {
-        let d = decode_html(WRONG, None, None);
-        assert_eq!(
-            (d.encoding, d.source, d.had_errors),
-            (WINDOWS_1252, CharsetSource::Detected, false)
-        );
-        assert!(
-            d.text.contains("<title>Café naïve résumé</title>"),
-            "{}",
-            d.text
-        );
-        assert!(d.text.contains("Façade à la crème – £ 5."));
-        // Same bytes, wrong charset in the header instead of the meta.
-        let d = decode_html(WRONG, Some("text/html; charset=utf-8"), None);
-        assert_eq!(
-            (d.encoding, d.source),
-            (WINDOWS_1252, CharsetSource::Detected)
-        );
-        // A right declaration with a stray byte stays, with one U+FFFD.
-        let mut body = "<meta charset=utf-8><p>naïve café 日本語 "
+    fn a_stray_byte_does_not_turn_a_declared_utf8_page_into_mojibake() {
+        let mut body = "<meta charset=\"utf-8\"><title>Café 😀 naïve</title><p>"
             .as_bytes()
             .to_vec();
-        body.push(0xFF);
-        let d = decode_html(&body, None, None);
+        body.extend_from_slice(b"\xA9 2020</p>");
+        let want = "<title>Café 😀 naïve</title><p>\u{FFFD} 2020</p>";
+        for (ct, source) in [
+            (None, CharsetSource::Meta),
+            (Some("text/html"), CharsetSource::Meta),
+            (Some("text/html; charset=UTF-8"), CharsetSource::Header),
+        ] {
+            let d = decode_html(&body, ct, Some(b"fr"));
+            assert_eq!((d.encoding, d.source, d.had_errors), (UTF_8, source, true));
+            assert!(d.text.ends_with(want), "{ct:?}: {}", d.text);
+        }
+        // However many bytes are invalid, each becomes one U+FFFD where it is.
+        let d = decode_html(
+            b"<meta charset=utf-8>\xE9t\xE9 \xFF\xFE \xC3\xA9",
+            None,
+            None,
+        );
+        assert_eq!((d.encoding, d.source), (UTF_8, CharsetSource::Meta));
+        assert_eq!(
+            d.text,
+            "<meta charset=utf-8>\u{FFFD}t\u{FFFD} \u{FFFD}\u{FFFD} é"
+        );
+    }
+
+    /// A wrong declaration is not second-guessed either: the page reads as a browser
+    /// shows it (windows-1252 bytes declared UTF-8 become U+FFFD).
+    #[test]
+    fn a_declaration_wins_over_detection() {
+        let wrong_title = "<title>Caf\u{FFFD} na\u{FFFD}ve r\u{FFFD}sum\u{FFFD}</title>";
+        let d = decode_html(WRONG, None, None);
         assert_eq!(
             (d.encoding, d.source, d.had_errors),
             (UTF_8, CharsetSource::Meta, true)
         );
-        assert!(
-            d.text.ends_with("<p>naïve café 日本語 \u{FFFD}"),
-            "{}",
-            d.text
-        );
-        // A correct declaration is kept even when detection would say otherwise.
-        let d = decode_html("<p>é</p>".as_bytes(), Some("text/html;charset=utf-8"), None);
+        assert!(d.text.contains(wrong_title), "{}", d.text);
+        let d = decode_html(WRONG, Some("text/html; charset=utf-8"), None);
         assert_eq!((d.encoding, d.source), (UTF_8, CharsetSource::Header));
+        assert!(d.text.contains(wrong_title), "{}", d.text);
+        // The same bytes declared as what they are, in the header or the page.
+        let d = decode_html(WRONG, Some("text/html; charset=windows-1252"), None);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (WINDOWS_1252, CharsetSource::Header, false)
+        );
+        assert!(d.text.contains("<title>Café naïve résumé</title>"));
+        assert!(d.text.contains("Façade à la crème – £ 5."));
+        let d = decode_html(W1252, Some("text/html; charset=cp1252"), None);
+        assert_eq!(
+            (d.encoding, d.source),
+            (WINDOWS_1252, CharsetSource::Header)
+        );
+        // With nothing declared, detection decides.
+        let undeclared = WRONG.strip_prefix(b"<html><head><meta charset=\"utf-8\">");
+        let d = decode_html(undeclared.unwrap(), None, None);
+        assert_eq!(
+            (d.encoding, d.source, d.had_errors),
+            (WINDOWS_1252, CharsetSource::Detected, false)
+        );
+        assert!(d.text.contains("<title>Café naïve résumé</title>"));
+        // UTF-8 text declared windows-1252: mojibake, as declared.
+        let d = decode_html(
+            "<p>é</p>".as_bytes(),
+            Some("text/html;charset=latin1"),
+            None,
+        );
+        assert_eq!((d.encoding, d.text.as_ref()), (WINDOWS_1252, "<p>Ã©</p>"));
     }
 
     #[test]

@@ -70,10 +70,11 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
             out.kind = Some(DocKind::Html);
             html::parse_html(body, content_type, &base, rules, &mut out);
         }
-        Route::Xml => apply_xml(xml::parse_xml(body, &base), &mut out),
+        Route::Xml => apply_xml(xml::parse_xml(body, content_type, &base), &mut out),
         Route::Gzip => match xml::gunzip_capped(body, MAX_GUNZIPPED) {
             Ok(inner) if xml::looks_like_xml_doc(&inner) => {
-                apply_xml(xml::parse_xml(&inner, &base), &mut out)
+                // The header's charset, if any, is about the gzip bytes.
+                apply_xml(xml::parse_xml(&inner, None, &base), &mut out)
             }
             Ok(_) => out.kind = Some(DocKind::Other),
             Err(e) => {

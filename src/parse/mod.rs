@@ -25,7 +25,7 @@ pub use rules::{FieldRule, Rules, RulesError};
 
 /// Bumped whenever a change to the parsers can change an annotation, so `reparse`
 /// knows which stored annotations are stale.
-pub const PARSER_VERSION: u32 = 1;
+pub const PARSER_VERSION: u32 = 2;
 
 /// Longest plain-text extract kept per page, in bytes (cut at a char boundary).
 pub const MAX_TEXT_EXTRACT: usize = 2048;

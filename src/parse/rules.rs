@@ -12,13 +12,25 @@
 //! names the field, never a silent empty column later. [`Rules::hash`] identifies a rule
 //! set in each annotation, so `reparse` can tell which pages were annotated with
 //! different rules. Applying rules to a page is [`super::html`]'s job.
+//!
+//! Sizes are bounded (see `limits.rs`) before any parser sees the rules: the parsers
+//! recurse, and a selector nested or chained deep enough overflows a parse thread's
+//! stack, an abort that no resume survives.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use lol_html::Selector;
 use serde::Deserialize;
 use xxhash_rust::xxh3::Xxh3;
+
+mod limits;
+
+use limits::check_selector_size;
+pub use limits::{
+    MAX_FIELDS, MAX_RULES_FILE, MAX_SELECTOR_CHAIN, MAX_SELECTOR_LEN, MAX_SELECTOR_NESTING,
+};
 
 /// Longest accepted attribute name in a rule.
 const MAX_ATTR_NAME: usize = 256;
@@ -79,6 +91,15 @@ pub enum RulesError {
     },
     #[error("field {field:?}: invalid attribute name {attr:?}")]
     Attr { field: String, attr: String },
+    /// A size limit passed; `key` is where in the file (`fields.price.selector`).
+    #[error("invalid rules: {key}: {what}, more than the limit of {limit}")]
+    Limit {
+        key: String,
+        what: String,
+        limit: usize,
+    },
+    #[error("invalid rules: the file is larger than the limit of {MAX_RULES_FILE} bytes")]
+    TooLarge,
 }
 
 #[derive(Deserialize)]
@@ -102,12 +123,24 @@ impl Rules {
     /// Parses and validates rules from TOML text.
     pub fn from_toml(text: &str) -> Result<Rules, RulesError> {
         let raw: RawRules = toml::from_str(text)?;
+        if raw.fields.len() > MAX_FIELDS {
+            return Err(RulesError::Limit {
+                key: "fields".into(),
+                what: format!("{} fields", raw.fields.len()),
+                limit: MAX_FIELDS,
+            });
+        }
         let mut rules = Rules::default();
         // BTreeMap iteration: already sorted by name.
         for (name, field) in raw.fields {
             if !valid_field_name(&name) {
                 return Err(RulesError::FieldName { name });
             }
+            check_selector_size(&field.selector).map_err(|(what, limit)| RulesError::Limit {
+                key: format!("fields.{name}.selector"),
+                what,
+                limit,
+            })?;
             let compiled =
                 field
                     .selector
@@ -133,16 +166,27 @@ impl Rules {
         Ok(rules)
     }
 
-    /// Reads and validates a rules file; every error names the file.
+    /// Reads and validates a rules file (at most [`MAX_RULES_FILE`] bytes of it); every
+    /// error names the file.
     pub fn load(path: &Path) -> Result<Rules, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|error| RulesError::Read {
+        let read_error = |error| RulesError::Read {
             path: path.to_path_buf(),
             error,
-        })?;
-        Rules::from_toml(&text).map_err(|error| RulesError::InFile {
+        };
+        let in_file = |error| RulesError::InFile {
             path: path.to_path_buf(),
             error: Box::new(error),
-        })
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_RULES_FILE + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_RULES_FILE {
+            return Err(in_file(RulesError::TooLarge));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        Rules::from_toml(&text).map_err(in_file)
     }
 
     /// The fields, sorted by name.
@@ -335,6 +379,89 @@ mod tests {
             Rules::from_toml(VALID).unwrap()
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The selectors from the hostile-input review, which overflowed the stack (exit
+    /// 134) of `reparse` and `crawl --rules`: refused before lol_html sees them.
+    #[test]
+    fn selector_bombs_are_refused_naming_the_field() {
+        let chain = "div ".repeat(3000) + "span";
+        let not = ":not(".repeat(4000) + "a" + &")".repeat(4000);
+        let cases = [
+            (
+                chain,
+                "3001 compound selectors in one chain, more than the limit of 64",
+            ),
+            (
+                not,
+                "parentheses or brackets nested 4000 deep, more than the limit of 32",
+            ),
+            (
+                ":not(".repeat(33) + "a",
+                "nested 33 deep, more than the limit of 32",
+            ),
+            ("a ".repeat(65), "65 compound selectors in one chain"),
+            (
+                "a,".repeat(2049),
+                "4098 bytes long, more than the limit of 4096",
+            ),
+        ];
+        for (selector, want) in cases {
+            let text = format!(
+                "[fields.ok]\nselector = \"a\"\n[fields.price]\nselector = \"{selector}\"\n"
+            );
+            let err = Rules::from_toml(&text).unwrap_err();
+            assert!(matches!(err, RulesError::Limit { .. }), "{err:?}");
+            let err = err.to_string();
+            assert!(
+                err.starts_with("invalid rules: fields.price.selector: "),
+                "{err}"
+            );
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn field_count_and_file_size_are_bounded() {
+        let fields = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("[fields.f{i}]\nselector = \"a\"\n"))
+                .collect()
+        };
+        assert_eq!(
+            Rules::from_toml(&fields(MAX_FIELDS))
+                .unwrap()
+                .fields()
+                .len(),
+            MAX_FIELDS
+        );
+        let err = Rules::from_toml(&fields(MAX_FIELDS + 1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid rules: fields: 257 fields, more than the limit of 256"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        let padding = "#".repeat(MAX_RULES_FILE as usize);
+        std::fs::write(&big, format!("{padding}\n")).unwrap();
+        let err = Rules::load(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("big.toml") && err.contains("larger than the limit of 1048576 bytes"),
+            "{err}"
+        );
+        // Cut by the limit inside a character: still too large, not invalid UTF-8.
+        std::fs::write(&big, format!("{}é", &padding[1..])).unwrap();
+        let err = Rules::load(&big).unwrap_err().to_string();
+        assert!(err.contains("larger than the limit"), "{err}");
+        std::fs::write(&big, &padding).unwrap();
+        assert_eq!(Rules::load(&big).unwrap(), Rules::default());
+        std::fs::write(&big, b"# \xFF\n").unwrap();
+        let err = Rules::load(&big).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot read rules file ") && err.contains("utf-8"),
+            "{err}"
+        );
     }
 
     #[test]

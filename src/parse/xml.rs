@@ -12,7 +12,9 @@
 //! direct children of the record (`url`, `item`, ...), so `image:image/image:loc` or an
 //! Atom entry's `source/title` are not mistaken for the record's own. Feed links carry
 //! the item or entry title as text; the channel or feed title becomes
-//! [`XmlDoc::title`]. Text has entities and CDATA decoded and whitespace collapsed.
+//! [`XmlDoc::title`]. The body is decoded from a BOM, else the `Content-Type` charset,
+//! else the XML declaration's encoding, else as UTF-8 (never guessed; bad bytes become
+//! U+FFFD). Text has entities and CDATA decoded and whitespace collapsed.
 //! URLs resolve against `xml:base` or the page URL, must be http(s), lose their
 //! fragment and are deduplicated (first one kept). Memory is bounded: text fields stop
 //! at [`MAX_FIELD`] bytes, URLs at [`MAX_URL_LEN`], links at [`MAX_LINKS`], nesting at
@@ -58,9 +60,10 @@ pub struct XmlDoc {
 }
 
 /// Parses a sitemap, sitemap index, RSS (0.9x/2.0 and RDF 1.0) or Atom document.
-/// Never panics; see the module docs for what is extracted.
-pub fn parse_xml(body: &[u8], page_url: &Url) -> XmlDoc {
-    let (text, offset) = text::decode_body(body);
+/// `content_type` is the raw `Content-Type` header, for its charset. Never panics; see
+/// the module docs for what is extracted.
+pub fn parse_xml(body: &[u8], content_type: Option<&str>, page_url: &Url) -> XmlDoc {
+    let (text, offset) = text::decode_body(body, content_type);
     let mut reader = Reader::from_str(&text);
     // A raw `&` in a URL (`?a=1&b=2`) is a common sitemap mistake: keep it as text.
     reader.config_mut().allow_dangling_amp = true;

@@ -211,10 +211,17 @@ fn charsets_from_fixtures() {
         a.text
     );
 
+    // Declared UTF-8, written in windows-1252: read as declared, as a browser does.
     let a = parse_with(WRONG, None, &Rules::default());
-    assert_eq!(a.charset.as_deref(), Some("windows-1252"));
-    assert_eq!(a.title.as_deref(), Some("Café naïve résumé"));
-    assert_eq!(a.text, "Façade à la crème – £ 5.");
+    assert_eq!(a.charset.as_deref(), Some("UTF-8"));
+    assert_eq!(
+        a.title.as_deref(),
+        Some("Caf\u{FFFD} na\u{FFFD}ve r\u{FFFD}sum\u{FFFD}")
+    );
+    assert_eq!(
+        a.text,
+        "Fa\u{FFFD}ade \u{FFFD} la cr\u{FFFD}me \u{FFFD} \u{FFFD} 5."
+    );
 
     let a = parse_with(
         BOM,
@@ -401,6 +408,40 @@ fn deeply_nested_divs_do_not_blow_up() {
         None => assert_eq!(a.links.len(), 2),
         Some(e) => assert!(e.contains("memory limit"), "{e}"),
     }
+}
+
+/// The selector limits leave room for lol_html's recursion (compiling a chain, parsing
+/// nested `:not(`): rules at every limit at once are applied to a page on a thread with
+/// half the stack of a parse thread.
+#[test]
+fn rules_at_the_selector_limits_fit_in_half_a_parse_threads_stack() {
+    use crate::parse::rules::{MAX_SELECTOR_CHAIN, MAX_SELECTOR_NESTING};
+    let n = MAX_SELECTOR_NESTING;
+    let deep = ":not(".repeat(n) + "span" + &")".repeat(n);
+    let chain = "div ".repeat(MAX_SELECTOR_CHAIN - 1) + "span";
+    let page = format!(
+        "{}<span>x</span>{}",
+        "<div>".repeat(500),
+        "</div>".repeat(500)
+    );
+    let a = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || {
+            let toml = format!(
+                "[fields.deep]\nselector = \"{deep}\"\n[fields.chain]\nselector = \"{chain}\"\n"
+            );
+            let rules = Rules::from_toml(&toml).unwrap();
+            parse_with(page.as_bytes(), None, &rules)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(a.fields["chain"], ["x"]);
+    assert_eq!(
+        a.fields["deep"],
+        ["x"],
+        "an even number of :not( is no :not("
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn page(url: &str) -> Url {
 }
 
 fn parse(body: &[u8], url: &str) -> XmlDoc {
-    parse_xml(body, &page(url))
+    parse_xml(body, None, &page(url))
 }
 
 fn urls(doc: &XmlDoc) -> Vec<&str> {
@@ -281,6 +281,35 @@ fn latin1_declaration_decodes_body() {
     );
 }
 
+/// The charset a server declares in `Content-Type` is what the document means, over
+/// the XML declaration (RFC 7303, as browsers read XML); only a BOM beats it.
+#[test]
+fn content_type_charset_beats_the_xml_declaration() {
+    let url = page("https://example.com/sitemap.xml");
+    let first = |body: &[u8], ct: &str| parse_xml(body, Some(ct), &url).links[0].url.clone();
+    let latin1 = "https://example.com/caf%C3%A9/men%C3%BC.html";
+    let replaced = "https://example.com/caf%EF%BF%BD/men%EF%BF%BD.html";
+    // Declared ISO-8859-1 in the document, UTF-8 by the server: read as UTF-8.
+    assert_eq!(first(LATIN1, "text/xml; charset=utf-8"), replaced);
+    assert_eq!(first(LATIN1, "text/xml"), latin1);
+    // Not declared in the document, declared by the server.
+    let undeclared = &LATIN1[LATIN1.iter().position(|&b| b == b'\n').expect("fixture")..];
+    assert_eq!(
+        first(undeclared, "application/xml; charset=ISO-8859-1"),
+        latin1
+    );
+    assert_eq!(
+        first(undeclared, "application/xml; charset=bogus"),
+        replaced
+    );
+    // A BOM beats both.
+    let bom = "\u{feff}<?xml version='1.0' encoding='ISO-8859-1'?><urlset><url><loc>/é</loc></url></urlset>";
+    assert_eq!(
+        first(bom.as_bytes(), "text/xml; charset=windows-1252"),
+        "https://example.com/%C3%A9"
+    );
+}
+
 #[test]
 fn bom_and_declared_utf8() {
     let body = "\u{feff}<?xml version='1.0' encoding='UTF-8'?><urlset><url><loc>https://a.example/ü</loc></url></urlset>";
@@ -436,7 +465,12 @@ fn never_panics_on_garbage() {
                 body.push(b'<');
             }
         }
-        let _ = parse_xml(&body, &base);
+        let content_types = [
+            None,
+            Some("text/xml; charset=utf-16be"),
+            Some("text/xml; charset=shift_jis"),
+        ];
+        let _ = parse_xml(&body, content_types[round % 3], &base);
         let _ = looks_like_xml_doc(&body);
         let _ = gunzip_capped(&body, MIB);
     }

@@ -9,6 +9,7 @@ use quick_xml::events::attributes::Attribute;
 use quick_xml::events::BytesStart;
 use url::Url;
 
+use crate::parse::charset::header_charset;
 use crate::urls::MAX_URL_LEN;
 
 /// How far into the body the XML declaration (and sniffing) is looked for.
@@ -17,17 +18,22 @@ const SNIFF_LEN: usize = 512;
 /// The body as UTF-8 text, and how many bytes of BOM were dropped from its start
 /// (added to error positions).
 ///
-/// A BOM wins; otherwise an ASCII-compatible non-UTF-8 encoding named by the XML
-/// declaration (`ISO-8859-1`, `windows-1252`, `Shift_JIS`, ...) decodes the body;
-/// anything else is read as UTF-8. Invalid sequences become U+FFFD rather than
-/// errors. Borrows the body when it is already valid UTF-8.
-pub(super) fn decode_body(body: &[u8]) -> (Cow<'_, str>, u64) {
+/// A BOM wins; then the `charset` of the `Content-Type` header value `content_type`
+/// (RFC 7303, and what browsers do; read as for HTML); then an ASCII-compatible
+/// encoding named by the XML declaration (`ISO-8859-1`, `windows-1252`, `Shift_JIS`,
+/// ...: a declaration readable as ASCII cannot be in UTF-16); anything else is read
+/// as UTF-8. Nothing is guessed, and invalid sequences become U+FFFD where they are
+/// rather than errors. Borrows the body when it is already valid UTF-8.
+pub(super) fn decode_body<'b>(body: &'b [u8], content_type: Option<&str>) -> (Cow<'b, str>, u64) {
     if let Some((encoding, bom_len)) = Encoding::for_bom(body) {
         let rest = body.get(bom_len..).unwrap_or_default();
         return (encoding.decode_without_bom_handling(rest).0, bom_len as u64);
     }
-    let encoding = declared_encoding(body)
-        .filter(|e| *e != REPLACEMENT && e.is_ascii_compatible())
+    let encoding = content_type
+        .and_then(header_charset)
+        .or_else(|| {
+            declared_encoding(body).filter(|e| *e != REPLACEMENT && e.is_ascii_compatible())
+        })
         .unwrap_or(UTF_8);
     (encoding.decode_without_bom_handling(body).0, 0)
 }
