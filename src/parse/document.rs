@@ -48,7 +48,10 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
         Some("text/html" | "application/xhtml+xml") => Route::Html,
         Some("application/xml" | "text/xml") => Route::Xml,
         Some(e) if e.ends_with("+xml") => Route::Xml,
-        Some("application/gzip" | "application/x-gzip") => Route::Gzip,
+        // A `.xml.gz` served with `Content-Encoding: gzip` (Apache's default) arrives
+        // decoded under its gzip type: then what the body is decides.
+        Some("application/gzip" | "application/x-gzip") if xml::is_gzip(body) => Route::Gzip,
+        Some("application/gzip" | "application/x-gzip") => sniff(body),
         None | Some("application/octet-stream" | "text/plain" | "binary/octet-stream") => {
             sniff(body)
         }
@@ -168,6 +171,16 @@ mod tests {
         assert_eq!(a.content_type.as_deref(), Some("application/pdf"));
         assert_eq!(a.parser_version, PARSER_VERSION);
         assert_eq!(a.content_hash.len(), 32);
+    }
+
+    #[test]
+    fn a_sitemap_decoded_from_its_content_coding_is_read_under_a_gzip_type() {
+        let sitemap = b"<?xml version=\"1.0\"?><urlset><url><loc>/a</loc></url></urlset>";
+        for content_type in ["application/x-gzip", "application/gzip"] {
+            let a = annotate(&page(Some(content_type)), sitemap, &Rules::default());
+            assert_eq!(a.kind, Some(DocKind::Sitemap), "{content_type}");
+            assert_eq!(a.links[0].url, "http://example.test/a");
+        }
     }
 
     #[test]

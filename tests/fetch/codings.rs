@@ -172,3 +172,59 @@ async fn valid_codings_are_stored_decoded_and_the_rest_refused_by_name() {
         util::errors(&[("protocol", REFUSED.len() as u64)])
     );
 }
+
+/// Apache serves a `.xml.gz` as `Content-Type: application/x-gzip` with
+/// `Content-Encoding: x-gzip`: decoded on the wire, it must still be read as the sitemap
+/// it is, and its pages crawled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzipped_sitemap_sent_with_a_content_coding_is_followed() {
+    use crate::util::server::{reply, with_headers};
+    let base = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let root = base.clone();
+    let server = util::TestServer::start(move |req| {
+        let root = root.lock().unwrap().clone();
+        async move {
+            match req.uri().path() {
+                "/sitemap.xml.gz" => {
+                    let xml = format!(
+                        "<?xml version=\"1.0\"?><urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\
+                         <url><loc>{root}/listed</loc></url></urlset>"
+                    );
+                    with_headers(
+                        reply(200, gzip(xml.as_bytes())),
+                        &[
+                            ("content-type", "application/x-gzip"),
+                            ("content-encoding", "x-gzip"),
+                        ],
+                    )
+                }
+                _ => reply(200, "<title>listed</title>"),
+            }
+        }
+    })
+    .await;
+    *base.lock().unwrap() = format!("http://{}", server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let mut crawl = Command::new(util::bin());
+    crawl
+        .args([
+            "crawl",
+            "--quiet",
+            "--ignore-robots",
+            "--allow-private",
+            "--sitemap",
+        ])
+        .arg(server.url("/sitemap.xml.gz"))
+        .arg("--journal")
+        .arg(dir.path().join("j"));
+    let out = tokio::task::spawn_blocking(move || crawl.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.hits("/listed"), 1, "{:?}", server.all_hits());
+}
