@@ -216,6 +216,18 @@ pub fn host_key(url: &Url) -> String {
     )
 }
 
+/// Passwords holding each character that a URL parser may take for the end of the
+/// userinfo, or for an escape: test data for every place that must hide them.
+#[cfg(test)]
+pub(crate) const TRICKY_PASSWORDS: [&str; 6] = [
+    "ab/SECRET",
+    "ab#SECRET",
+    "ab?SECRET",
+    "a@SECRET",
+    "a:SECRET",
+    "SECRET%",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,14 +371,7 @@ mod tests {
         assert_eq!(redact_text("garbage"), "garbage");
         assert_eq!(redact_text("mysql//bob:secret@h"), "***@h");
         // Characters a password may hold unencoded end no userinfo early.
-        for secret in [
-            "ab/SECRET",
-            "ab#SECRET",
-            "ab?SECRET",
-            "a@SECRET",
-            "a:SECRET",
-            "SECRET%",
-        ] {
+        for secret in TRICKY_PASSWORDS {
             for text in [
                 format!("http://user:{secret}@host/x@y"),
                 format!("user:{secret}@host"),

@@ -171,14 +171,7 @@ mod tests {
 
     #[test]
     fn passwords_may_hold_url_delimiters_unencoded() {
-        for password in [
-            "ab/SECRET",
-            "ab#SECRET",
-            "ab?SECRET",
-            "a@SECRET",
-            "a:SECRET",
-            "SECRET%",
-        ] {
+        for password in crate::urls::TRICKY_PASSWORDS {
             let text = format!("mysql://u:{password}@127.0.0.1:3306/db");
             let t = Target::parse(&text).unwrap();
             assert_eq!(t.opts().pass(), Some(password), "{text}");
