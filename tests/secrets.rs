@@ -13,8 +13,10 @@ use crate::util::mysql::TestDb;
 use crate::util::server::{header, reply};
 use crate::util::{self, TestServer};
 
-/// Passwords that a URL parser may take for the end of the userinfo, or for an escape.
-const PASSWORDS: [&str; 6] = [
+/// Passwords that a URL parser may take for the end of the userinfo, or for an escape,
+/// and a plain one.
+const PASSWORDS: [&str; 7] = [
+    "plainSECRET",
     "ab/SECRET",
     "ab#SECRET",
     "ab?SECRET",
@@ -298,6 +300,47 @@ async fn url_credentials_reach_their_origin_only_and_are_stored_nowhere_else() {
         !synced.contains("SECRET") && !synced.contains("user"),
         "{synced}"
     );
+}
+
+/// URLs seeded from MySQL carry their credentials to their origin, and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_seed_rows_are_kept_like_those_in_a_list() {
+    let db = TestDb::new().await;
+    let seeded = site(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let page = with_userinfo(&seeded.server.url("/page"), "u:s%40SECRET");
+    let query = format!("SELECT 7, '{page}'");
+    let out = run_quiet_about_secrets(
+        &[
+            "crawl",
+            "--quiet",
+            "--ignore-robots",
+            "--from-mysql",
+            &db.url,
+            "--query",
+            &query,
+            "--journal",
+            journal.to_str().unwrap(),
+            "--sync",
+            &db.url,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", printed(&out));
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("u:s@SECRET");
+    assert_eq!(
+        seeded.auth.lock().unwrap().clone(),
+        [Some(format!("Basic {basic}"))]
+    );
+    assert!(journal_files_holding(&journal, b"SECRET").is_empty());
+    let mut conn = db.conn().await;
+    let urls: Vec<(String, Option<String>)> = conn
+        .query("SELECT url, source_key FROM pages")
+        .await
+        .unwrap();
+    assert_eq!(urls, [(seeded.server.url("/page"), Some("7".to_string()))]);
 }
 
 /// The case: `--header`s given for a site are not sent to the other hosts its
