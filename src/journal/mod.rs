@@ -61,6 +61,7 @@ mod grants;
 mod parse;
 mod record;
 mod segments;
+mod status;
 mod sync;
 
 use std::collections::BTreeMap;
@@ -69,7 +70,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
@@ -81,6 +81,8 @@ pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
+use status::counter;
+pub use status::Status;
 pub use sync::{LastSync, SyncItem};
 
 use directory::Found;
@@ -143,42 +145,6 @@ pub struct FetchedPage {
     /// A transient failure to try again at this time (ms since the epoch) instead of
     /// recording it.
     pub retry_at_ms: Option<u64>,
-}
-
-/// Counts and sizes; the JSON field names are a contract (see README).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Status {
-    pub urls: u64,
-    pub pending_fetch: u64,
-    /// Of `pending_fetch`, the URLs waiting in `retry_queue` for their retry time.
-    pub retry_waiting: u64,
-    pub fetched: u64,
-    pub failed: u64,
-    pub pending_parse: u64,
-    pub parsed: u64,
-    pub pending_sync: u64,
-    /// Body bytes as received after content-decoding.
-    pub raw_bytes: u64,
-    /// Body bytes as stored, zstd-compressed.
-    pub stored_body_bytes: u64,
-    /// The journal's size on disk.
-    pub disk_bytes: u64,
-    pub errors: BTreeMap<String, u64>,
-    /// The last sync that committed, if any.
-    pub last_sync: Option<LastSync>,
-}
-
-mod counter {
-    pub const URLS: &str = "urls";
-    pub const FETCHED: &str = "fetched";
-    pub const FAILED: &str = "failed";
-    pub const PENDING_PARSE: &str = "pending_parse";
-    pub const PARSED: &str = "parsed";
-    pub const PENDING_SYNC: &str = "pending_sync";
-    pub const RETRY_WAITING: &str = "retry_waiting";
-    pub const RAW_BYTES: &str = "raw_bytes";
-    pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
-    pub const ERROR_PREFIX: &str = "error.";
 }
 
 pub struct Journal {
@@ -546,35 +512,6 @@ impl Journal {
                 Err(e.into())
             }
         }
-    }
-
-    pub fn status(&self) -> Result<Status, JournalError> {
-        let get = |name: &str| read_u64(self.counters.get(name)?);
-        let urls = get(counter::URLS)?;
-        let fetched = get(counter::FETCHED)?;
-        let failed = get(counter::FAILED)?;
-        let mut errors = BTreeMap::new();
-        for kind in ErrorKind::ALL {
-            let n = get(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()))?;
-            if n > 0 {
-                errors.insert(kind.as_str().to_string(), n);
-            }
-        }
-        Ok(Status {
-            urls,
-            pending_fetch: urls.saturating_sub(fetched + failed),
-            retry_waiting: get(counter::RETRY_WAITING)?,
-            fetched,
-            failed,
-            pending_parse: get(counter::PENDING_PARSE)?,
-            parsed: get(counter::PARSED)?,
-            pending_sync: get(counter::PENDING_SYNC)?,
-            raw_bytes: get(counter::RAW_BYTES)?,
-            stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
-            disk_bytes: self.db.size_on_disk()? + self.segments.size_on_disk()?,
-            errors,
-            last_sync: self.last_sync()?,
-        })
     }
 }
 

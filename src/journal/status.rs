@@ -1,0 +1,135 @@
+//! `status`: the journal's counters as of one moment, and its sizes.
+//!
+//! The counters live in the `counters` tree and move in the same transactions as the
+//! records they count, so a reader that takes them in one transaction sees a state that
+//! some commit left: what the crawl's "is anything left?" check relies on.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::sync::LastSync;
+use super::{abort, flatten, read_u64, ErrorKind, Journal, JournalError};
+
+/// Counts and sizes; the JSON field names are a contract (see README).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub urls: u64,
+    pub pending_fetch: u64,
+    /// Of `pending_fetch`, the URLs waiting in `retry_queue` for their retry time.
+    pub retry_waiting: u64,
+    pub fetched: u64,
+    pub failed: u64,
+    pub pending_parse: u64,
+    pub parsed: u64,
+    pub pending_sync: u64,
+    /// Body bytes as received after content-decoding.
+    pub raw_bytes: u64,
+    /// Body bytes as stored, zstd-compressed.
+    pub stored_body_bytes: u64,
+    /// The journal's size on disk.
+    pub disk_bytes: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// The last sync that committed, if any.
+    pub last_sync: Option<LastSync>,
+}
+
+pub(super) mod counter {
+    pub const URLS: &str = "urls";
+    pub const FETCHED: &str = "fetched";
+    pub const FAILED: &str = "failed";
+    pub const PENDING_PARSE: &str = "pending_parse";
+    pub const PARSED: &str = "parsed";
+    pub const PENDING_SYNC: &str = "pending_sync";
+    pub const RETRY_WAITING: &str = "retry_waiting";
+    pub const RAW_BYTES: &str = "raw_bytes";
+    pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
+    pub const ERROR_PREFIX: &str = "error.";
+}
+
+impl Journal {
+    /// The counters as of one moment, and sizes. The counters are read in one
+    /// transaction: read one by one, a parse commit between the read of `urls` and that
+    /// of `pending_parse` could show a crawl with nothing pending while the URLs that
+    /// commit discovered wait in the frontier.
+    pub fn status(&self) -> Result<Status, JournalError> {
+        let status = self.counters.transaction(|counters| {
+            let get = |name: &str| match read_u64(counters.get(name)?) {
+                Ok(n) => Ok(n),
+                Err(e) => abort(e),
+            };
+            let urls = get(counter::URLS)?;
+            let fetched = get(counter::FETCHED)?;
+            let failed = get(counter::FAILED)?;
+            let mut errors = BTreeMap::new();
+            for kind in ErrorKind::ALL {
+                let n = get(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()))?;
+                if n > 0 {
+                    errors.insert(kind.as_str().to_string(), n);
+                }
+            }
+            Ok(Status {
+                urls,
+                pending_fetch: urls.saturating_sub(fetched + failed),
+                retry_waiting: get(counter::RETRY_WAITING)?,
+                fetched,
+                failed,
+                pending_parse: get(counter::PENDING_PARSE)?,
+                parsed: get(counter::PARSED)?,
+                pending_sync: get(counter::PENDING_SYNC)?,
+                raw_bytes: get(counter::RAW_BYTES)?,
+                stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
+                errors,
+                ..Status::default()
+            })
+        });
+        Ok(Status {
+            disk_bytes: self.db.size_on_disk()? + self.segments.size_on_disk()?,
+            last_sync: self.last_sync()?,
+            ..flatten(status)?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::bump;
+    use super::*;
+
+    /// A crawl where each parse commit finds one new URL and each fetch commit records
+    /// it: at every commit one URL is pending, to fetch or to parse. Read one counter at
+    /// a time, `status` could see the `urls` of one commit and the `pending_parse` of
+    /// the next, nothing pending, and the crawl would end with a URL unfetched.
+    #[test]
+    fn status_never_shows_a_crawl_between_two_commits_as_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j")).unwrap();
+        let step = |deltas: &[(&str, i64)]| {
+            let deltas: BTreeMap<String, i64> =
+                deltas.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            flatten(journal.counters.transaction(|c| bump(c, &deltas))).unwrap();
+        };
+        // One URL fetched, its page waiting to be parsed.
+        step(&[
+            (counter::URLS, 1),
+            (counter::FETCHED, 1),
+            (counter::PENDING_PARSE, 1),
+        ]);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                for _ in 0..2000 {
+                    // The parse commit: the page parsed, a link to a new URL found.
+                    step(&[(counter::PENDING_PARSE, -1), (counter::URLS, 1)]);
+                    // The fetch commit: the new URL fetched, its page to be parsed.
+                    step(&[(counter::FETCHED, 1), (counter::PENDING_PARSE, 1)]);
+                }
+            });
+            while !writer.is_finished() {
+                let s = journal.status().unwrap();
+                assert_eq!(s.pending_fetch + s.pending_parse, 1, "{s:?}");
+            }
+        });
+    }
+}
