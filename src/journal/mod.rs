@@ -112,8 +112,10 @@ pub enum JournalError {
     Damaged { what: String },
     #[error("journal {path} is damaged: {what}")]
     DamagedJournal { path: PathBuf, what: String },
+    /// Not a `#[from]`: that would make the sled error a source too, and `{:#}` would
+    /// print its reason twice.
     #[error("journal storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
     #[error("cannot encode a journal record: {0}")]
     Encode(String),
     #[error("journal body segments: {0}")]
@@ -122,6 +124,12 @@ pub enum JournalError {
     Credentials(String),
     #[error("the journal refused the write because an earlier write or flush failed; nothing after the last successful flush was kept")]
     Poisoned,
+}
+
+impl From<sled::Error> for JournalError {
+    fn from(e: sled::Error) -> Self {
+        JournalError::Storage(e)
+    }
 }
 
 /// What [`Journal::add_urls`] did with a batch.
@@ -624,4 +632,17 @@ fn journal_id_seed() -> [u8; 16] {
         chunk.copy_from_slice(&h.finish().to_be_bytes());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As `main` prints errors (`{:#}`, the whole chain): the reason once.
+    #[test]
+    fn a_storage_error_is_told_once() {
+        let err = JournalError::from(sled::Error::Unsupported("no such thing".into()));
+        let shown = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(shown.matches("no such thing").count(), 1, "{shown}");
+    }
 }

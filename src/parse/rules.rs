@@ -79,8 +79,9 @@ pub enum RulesError {
         path: PathBuf,
         error: Box<RulesError>,
     },
+    /// Not a `#[from]`: `{:#}` would print the reason twice (see `JournalError::Storage`).
     #[error("invalid rules: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     #[error("invalid field name {name:?}: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
     FieldName { name: String },
     #[error("field {field:?}: invalid selector {selector:?}: {reason}")]
@@ -122,7 +123,7 @@ struct RawField {
 impl Rules {
     /// Parses and validates rules from TOML text.
     pub fn from_toml(text: &str) -> Result<Rules, RulesError> {
-        let raw: RawRules = toml::from_str(text)?;
+        let raw: RawRules = toml::from_str(text).map_err(RulesError::Toml)?;
         if raw.fields.len() > MAX_FIELDS {
             return Err(RulesError::Limit {
                 key: "fields".into(),
@@ -249,6 +250,18 @@ mod tests {
     use super::*;
 
     const VALID: &str = include_str!("../../tests/fixtures/rules/rules.toml");
+
+    /// As `main` prints errors (`{:#}`, the whole chain): the reason once.
+    #[test]
+    fn a_toml_error_is_told_once() {
+        let err = Rules::from_toml("[fields.x]\nselector = 3").unwrap_err();
+        let reason = match &err {
+            RulesError::Toml(e) => e.message().to_string(),
+            other => panic!("{other}"),
+        };
+        let shown = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+    }
 
     #[test]
     fn loads_valid_rules_sorted_by_name() {
