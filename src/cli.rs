@@ -141,6 +141,11 @@ pub struct CrawlArgs {
     /// origin. Values are never printed or logged.
     #[arg(long = "header", value_name = "NAME: VALUE", value_parser = Unquoted(UserHeader::parse))]
     pub headers: Vec<UserHeader>,
+    /// Send the --header values to every origin the crawl reaches, not only to those of
+    /// the URLs given (Authorization, Proxy-Authorization and Cookie are still not sent
+    /// on when a redirect leads to another origin).
+    #[arg(long, requires = "headers")]
+    pub header_all_origins: bool,
     /// Let links found on pages (and their redirects) reach private, loopback,
     /// link-local and other non-public addresses; without it they are recorded as
     /// `blocked`. URLs given in the input may always reach them.
@@ -503,6 +508,7 @@ impl CrawlArgs {
                 extra_roots,
                 allow_private: self.allow_private,
                 headers: self.headers.clone(),
+                headers_to_all_origins: self.header_all_origins,
             },
             parse: match self.no_parse {
                 true => None,

@@ -343,10 +343,10 @@ async fn credentials_in_seed_rows_are_kept_like_those_in_a_list() {
     assert_eq!(urls, [(seeded.server.url("/page"), Some("7".to_string()))]);
 }
 
-/// The case: `--header`s given for a site are not sent to the other hosts its
-/// sitemap lists or its pages link to.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn user_headers_reach_only_the_origins_the_user_gave() {
+/// A crawl with three `--header`s (and `extra` flags) from a given site whose page
+/// links to, and whose sitemap lists, pages of another origin: each request's path
+/// (`given/...` or `other/...`) and the headers it carried, `auth|cookie|custom`.
+async fn crawl_with_headers(extra: &[&str]) -> Vec<(String, String)> {
     let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let record = |seen: Arc<Mutex<Vec<(String, String)>>>, name: &'static str| {
         move |req: http::Request<hyper::body::Incoming>| {
@@ -404,12 +404,14 @@ async fn user_headers_reach_only_the_origins_the_user_gave() {
             "X-Custom: v",
             "--journal",
             dir.path().join("j").to_str().unwrap(),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
         None,
     );
     assert!(out.status.success(), "{}", printed(&out));
     let seen = seen.lock().unwrap().clone();
-    let all = "Bearer T0KEN-SECRET|s=C00KIE-SECRET|v";
     let mut requested: Vec<&str> = seen.iter().map(|(path, _)| path.as_str()).collect();
     requested.sort();
     requested.dedup();
@@ -422,8 +424,29 @@ async fn user_headers_reach_only_the_origins_the_user_gave() {
     ] {
         assert!(requested.contains(&path), "{path} not requested: {seen:?}");
     }
-    for (path, got) in &seen {
-        let want = if path.starts_with("given") { all } else { "||" };
+    seen
+}
+
+const ALL_HEADERS: &str = "Bearer T0KEN-SECRET|s=C00KIE-SECRET|v";
+
+/// The case: `--header`s given for a site are not sent to the other hosts its
+/// sitemap lists or its pages link to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_headers_reach_only_the_origins_the_user_gave() {
+    for (path, got) in crawl_with_headers(&[]).await {
+        let want = if path.starts_with("given") {
+            ALL_HEADERS
+        } else {
+            "||"
+        };
         assert_eq!(got, want, "{path}");
+    }
+}
+
+/// `--header-all-origins` widens the scope to every origin the crawl reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_all_origins_sends_them_everywhere() {
+    for (path, got) in crawl_with_headers(&["--header-all-origins"]).await {
+        assert_eq!(got, ALL_HEADERS, "{path}");
     }
 }

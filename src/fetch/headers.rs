@@ -81,17 +81,27 @@ impl fmt::Debug for UserHeader {
     }
 }
 
+/// The user's `--header`s, and whether they go to every origin.
+pub(crate) struct User<'a> {
+    pub(crate) headers: &'a [UserHeader],
+    pub(crate) all_origins: bool,
+}
+
 /// The headers of one request to `target` in a fetch of `first`: the defaults, the
 /// Basic auth granted to `target`'s origin, then the user's headers (replacing defaults
-/// of the same name) if the user gave URLs of that origin, their credential headers only
-/// while `target` has the origin of `first`.
+/// of the same name) if the user gave URLs of that origin (or sends them to all), their
+/// credential headers only while `target` has the origin of `first`.
 pub(crate) fn for_hop(
     user_agent: &HeaderValue,
-    user: &[UserHeader],
+    user: &User<'_>,
     grants: &Grants,
     first: &Url,
     target: &Url,
 ) -> HeaderMap {
+    let User {
+        headers: user,
+        all_origins,
+    } = *user;
     let mut headers = HeaderMap::new();
     headers.insert(header::USER_AGENT, user_agent.clone());
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -112,7 +122,7 @@ pub(crate) fn for_hop(
         headers.insert(header::AUTHORIZATION, auth);
     }
     // A journal that cannot answer sends nothing: fail closed.
-    if user.is_empty() || !grants.is_given(&origin).unwrap_or(false) {
+    if user.is_empty() || !(all_origins || grants.is_given(&origin).unwrap_or(false)) {
         return headers;
     }
     let sent = user
@@ -179,6 +189,13 @@ mod tests {
         );
     }
 
+    fn user(headers: &[UserHeader], all_origins: bool) -> User<'_> {
+        User {
+            headers,
+            all_origins,
+        }
+    }
+
     /// A journal's grants, with `given` granted and `http://al%40ice:p%3Ass@creds.example`'s
     /// credentials kept.
     fn grants(given: &[&str]) -> (tempfile::TempDir, std::sync::Arc<Grants>) {
@@ -198,7 +215,7 @@ mod tests {
     fn url_credentials_become_basic_auth_at_their_origin_only() {
         let (_dir, grants) = grants(&[]);
         let url = Url::parse("http://creds.example/x").unwrap();
-        let sent = for_hop(&ua(), &[], &grants, &url, &url);
+        let sent = for_hop(&ua(), &user(&[], false), &grants, &url, &url);
         let want = base64::engine::general_purpose::STANDARD.encode("al@ice:p:ss");
         assert_eq!(
             sent[header::AUTHORIZATION],
@@ -211,12 +228,12 @@ mod tests {
             "http://b.example/",
         ] {
             let other = Url::parse(other).unwrap();
-            let sent = for_hop(&ua(), &[], &grants, &url, &other);
+            let sent = for_hop(&ua(), &user(&[], false), &grants, &url, &other);
             assert!(!sent.contains_key(header::AUTHORIZATION), "{other}");
         }
         // A URL stored with its credentials by an older version keeps them.
         let old = Url::parse("http://bob:pw@old.example/").unwrap();
-        let sent = for_hop(&ua(), &[], &grants, &old, &old);
+        let sent = for_hop(&ua(), &user(&[], false), &grants, &old, &old);
         let want = base64::engine::general_purpose::STANDARD.encode("bob:pw");
         assert_eq!(
             sent[header::AUTHORIZATION],
@@ -226,7 +243,7 @@ mod tests {
 
     #[test]
     fn user_headers_go_only_to_given_origins_and_credentials_stay_at_their_origin() {
-        let user: Vec<UserHeader> = [
+        let headers: Vec<UserHeader> = [
             "Authorization: Bearer t0ken",
             "Cookie: a=1",
             "X-Trace: 1",
@@ -240,7 +257,7 @@ mod tests {
         let first = Url::parse("https://a.example/start").unwrap();
         let same = for_hop(
             &ua(),
-            &user,
+            &user(&headers, false),
             &grants,
             &first,
             &Url::parse("https://a.example/b").unwrap(),
@@ -254,7 +271,7 @@ mod tests {
         // A redirect to another given origin: its headers, not the credential ones.
         let given = for_hop(
             &ua(),
-            &user,
+            &user(&headers, false),
             &grants,
             &first,
             &Url::parse("https://b.example/").unwrap(),
@@ -271,12 +288,21 @@ mod tests {
         ] {
             let target = Url::parse(other).unwrap();
             for first in [&first, &target] {
-                let sent = for_hop(&ua(), &user, &grants, first, &target);
+                let sent = for_hop(&ua(), &user(&headers, false), &grants, first, &target);
                 assert!(!sent.contains_key(header::AUTHORIZATION), "{other}");
                 assert!(!sent.contains_key(header::COOKIE), "{other}");
                 assert!(!sent.contains_key("x-trace"), "{other}");
                 assert_eq!(sent[header::USER_AGENT], "test-agent", "{other}");
             }
+            // Unless the user sends them to all: then only a redirect withholds the
+            // credential ones.
+            let sent = for_hop(&ua(), &user(&headers, true), &grants, &target, &target);
+            assert_eq!(sent[header::AUTHORIZATION], "Bearer t0ken", "{other}");
+            assert_eq!(sent.get_all("x-trace").iter().count(), 2, "{other}");
+            let sent = for_hop(&ua(), &user(&headers, true), &grants, &first, &target);
+            assert!(!sent.contains_key(header::AUTHORIZATION), "{other}");
+            assert!(!sent.contains_key(header::COOKIE), "{other}");
+            assert_eq!(sent.get_all("x-trace").iter().count(), 2, "{other}");
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct FetchConfig {
     /// Sent with every request to an origin the user gave URLs of (credential headers
     /// to the fetched URL's origin only). `Debug` shows their names, never their values.
     pub headers: Vec<UserHeader>,
+    /// Send `headers` to every origin, not only to those the user gave URLs of
+    /// (`--header-all-origins`).
+    pub headers_to_all_origins: bool,
 }
 
 impl Default for FetchConfig {
@@ -72,6 +75,7 @@ impl Default for FetchConfig {
             extra_roots: Vec::new(),
             allow_private: false,
             headers: Vec::new(),
+            headers_to_all_origins: false,
         }
     }
 }
@@ -214,8 +218,11 @@ impl Fetcher {
                 .map_err(|e| {
                     Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
                 })?;
-            let user = &self.config.headers;
-            let mut sent = headers::for_hop(&self.user_agent, user, &self.grants, url, &current);
+            let user = headers::User {
+                headers: &self.config.headers,
+                all_origins: self.config.headers_to_all_origins,
+            };
+            let mut sent = headers::for_hop(&self.user_agent, &user, &self.grants, url, &current);
             let accept = HeaderValue::from_static(ACCEPT_ENCODING);
             sent.insert(header::ACCEPT_ENCODING, accept);
             *request.headers_mut() = sent;
