@@ -68,6 +68,9 @@ pub struct Signals {
     pub counts: Arc<Counts>,
     pub stop: Arc<AtomicBool>,
     pub done: Arc<AtomicBool>,
+    /// Set with `done` when intake ended on an error (an unreadable or UTF-16 list, a
+    /// seed query that failed): the crawl stops rather than fetch on without it.
+    pub failed: Arc<AtomicBool>,
     pub notify: Arc<Notify>,
 }
 
@@ -228,7 +231,8 @@ pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<In
         result: rx,
         gate: gate.clone(),
     };
-    let finish = move |signals: Signals, result| {
+    let finish = move |signals: Signals, result: Result<IntakeReport, CrawlError>| {
+        signals.failed.store(result.is_err(), Ordering::Release);
         signals.done.store(true, Ordering::Release);
         signals.notify.notify_one();
         let _ = tx.send(result);

@@ -154,6 +154,7 @@ pub async fn crawl(
     }
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
+    let intake_failed = Arc::new(AtomicBool::new(false));
     let intake_notify = Arc::new(Notify::new());
     let intake = intake::spawn(
         journal.clone(),
@@ -162,6 +163,7 @@ pub async fn crawl(
             counts: counts.clone(),
             stop: stop_intake.clone(),
             done: intake_done.clone(),
+            failed: intake_failed.clone(),
             notify: intake_notify.clone(),
         },
     )?;
@@ -231,6 +233,7 @@ pub async fn crawl(
         shutdown,
         Upstream {
             intake_done: &intake_done,
+            intake_failed: &intake_failed,
             intake_notify: &intake_notify,
             stop_intake: &stop_intake,
             committer_failed: &committer_failed,
@@ -382,6 +385,8 @@ fn body_len(done: &Done) -> usize {
 /// What the scheduler loop watches besides its own work.
 struct Upstream<'a> {
     intake_done: &'a AtomicBool,
+    /// Intake ended on an error: stop as for an interrupt; the error is the crawl's.
+    intake_failed: &'a AtomicBool,
     intake_notify: &'a Notify,
     stop_intake: &'a AtomicBool,
     committer_failed: &'a AtomicBool,
@@ -400,7 +405,7 @@ async fn run_scheduler(
     let mut stopping = *shutdown.borrow();
     let mut refilled: Option<Instant> = None;
     loop {
-        if up.committer_failed.load(Ordering::Acquire) {
+        if up.committer_failed.load(Ordering::Acquire) || up.intake_failed.load(Ordering::Acquire) {
             stopping = true;
         }
         if stopping {

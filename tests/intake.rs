@@ -180,3 +180,70 @@ async fn a_utf16_url_list_is_one_clear_error_and_adds_nothing() {
     }
     assert!(server.all_hits().is_empty(), "{:?}", server.all_hits());
 }
+
+/// A list that cannot be read stops the crawl at once, even when other work (here the
+/// pages of a `--sitemap`, one every 0.2 s) would keep it busy: the error is not held
+/// back until that work is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_list_stops_a_crawl_busy_with_other_work() {
+    let base = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let root = base.clone();
+    let server = util::TestServer::start(move |req| {
+        let root = root.lock().unwrap().clone();
+        async move {
+            match req.uri().path() {
+                "/sitemap.xml" => {
+                    let urls: String = (0..50)
+                        .map(|i| format!("<url><loc>{root}/p{i}</loc></url>"))
+                        .collect();
+                    server::reply(200, format!("<urlset>{urls}</urlset>"))
+                }
+                _ => server::reply(200, "page"),
+            }
+        }
+    })
+    .await;
+    *base.lock().unwrap() = format!("http://{}", server.addr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("urls.txt");
+    let list = format!("{}\n", server.url("/a"));
+    let utf16: Vec<u8> = [
+        &b"\xFF\xFE"[..],
+        &list
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect::<Vec<_>>(),
+    ]
+    .concat();
+    std::fs::write(&path, utf16).expect("write url list");
+    let sitemap = server.url("/sitemap.xml");
+    let journal = dir.path().join("journal");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(util::bin())
+            .args([
+                "crawl",
+                "--quiet",
+                "--ignore-robots",
+                "--allow-private",
+                "--delay",
+                "0.2",
+            ])
+            .args(["--sitemap", &sitemap, "--urls"])
+            .arg(path)
+            .arg("--journal")
+            .arg(journal)
+            .output()
+            .expect("run webspool")
+    })
+    .await
+    .expect("join");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("webspool reads UTF-8"), "{err}");
+    let pages = server
+        .all_hits()
+        .keys()
+        .filter(|p| p.starts_with("/p"))
+        .count();
+    assert!(pages < 50, "the crawl went on: {pages} pages fetched");
+}
