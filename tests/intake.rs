@@ -47,12 +47,20 @@ async fn exit_within(child: &mut Child, secs: u64) -> ExitStatus {
 
 /// Crawls the URL list file `list` with the binary into `dir/journal`, to its end.
 async fn crawl_file(dir: &Path, list: &[u8]) -> Output {
+    crawl_file_with(dir, list, &[]).await
+}
+
+/// [`crawl_file`] with more flags.
+async fn crawl_file_with(dir: &Path, list: &[u8], flags: &[&str]) -> Output {
     let path = dir.join("urls.txt");
     std::fs::write(&path, list).expect("write url list");
     let journal = dir.join("journal");
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(util::bin())
-            .args(["crawl", "--quiet", "--urls"])
+            .args(["crawl", "--quiet"])
+            .args(flags)
+            .arg("--urls")
             .arg(path)
             .arg("--journal")
             .arg(journal)
@@ -186,28 +194,21 @@ async fn a_utf16_url_list_is_one_clear_error_and_adds_nothing() {
 /// back until that work is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_list_stops_a_crawl_busy_with_other_work() {
-    let base = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let root = base.clone();
-    let server = util::TestServer::start(move |req| {
-        let root = root.lock().unwrap().clone();
-        async move {
-            match req.uri().path() {
-                "/sitemap.xml" => {
-                    let urls: String = (0..50)
-                        .map(|i| format!("<url><loc>{root}/p{i}</loc></url>"))
-                        .collect();
-                    server::reply(200, format!("<urlset>{urls}</urlset>"))
-                }
-                _ => server::reply(200, "page"),
+    let server = util::TestServer::start_knowing_base(|root, req| async move {
+        match req.uri().path() {
+            "/sitemap.xml" => {
+                let urls: String = (0..50)
+                    .map(|i| format!("<url><loc>{root}/p{i}</loc></url>"))
+                    .collect();
+                server::reply(200, format!("<urlset>{urls}</urlset>"))
             }
+            _ => server::reply(200, "page"),
         }
     })
     .await;
-    *base.lock().unwrap() = format!("http://{}", server.addr);
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("urls.txt");
     let list = format!("{}\n", server.url("/a"));
-    let utf16: Vec<u8> = [
+    let utf16 = [
         &b"\xFF\xFE"[..],
         &list
             .encode_utf16()
@@ -215,28 +216,16 @@ async fn a_bad_url_list_stops_a_crawl_busy_with_other_work() {
             .collect::<Vec<_>>(),
     ]
     .concat();
-    std::fs::write(&path, utf16).expect("write url list");
     let sitemap = server.url("/sitemap.xml");
-    let journal = dir.path().join("journal");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(util::bin())
-            .args([
-                "crawl",
-                "--quiet",
-                "--ignore-robots",
-                "--allow-private",
-                "--delay",
-                "0.2",
-            ])
-            .args(["--sitemap", &sitemap, "--urls"])
-            .arg(path)
-            .arg("--journal")
-            .arg(journal)
-            .output()
-            .expect("run webspool")
-    })
-    .await
-    .expect("join");
+    let busy = [
+        "--ignore-robots",
+        "--allow-private",
+        "--delay",
+        "0.2",
+        "--sitemap",
+        &sitemap,
+    ];
+    let out = crawl_file_with(dir.path(), &utf16, &busy).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("webspool reads UTF-8"), "{err}");

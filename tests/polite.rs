@@ -491,34 +491,27 @@ async fn discovered_links_to_private_addresses_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sitemaps_seed_the_crawl_from_the_flag_and_from_robots_txt() {
-    let base = Arc::new(Mutex::new(String::new()));
-    let root = base.clone();
-    let site = TestServer::start(move |req| {
-        let base = root.lock().unwrap().clone();
-        async move {
-            let xml = |body: String| {
-                with_headers(reply(200, body), &[("content-type", "application/xml")])
-            };
-            match req.uri().path() {
-                "/robots.txt" => reply(200, format!("Sitemap: {base}/from-robots.xml\n")),
-                "/index.xml" => xml(format!(
-                    "<sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
+    let site = TestServer::start_knowing_base(|base, req| async move {
+        let xml =
+            |body: String| with_headers(reply(200, body), &[("content-type", "application/xml")]);
+        match req.uri().path() {
+            "/robots.txt" => reply(200, format!("Sitemap: {base}/from-robots.xml\n")),
+            "/index.xml" => xml(format!(
+                "<sitemapindex xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
                      <sitemap><loc>{base}/a.xml</loc></sitemap></sitemapindex>"
-                )),
-                "/a.xml" => xml(format!(
-                    "<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
+            )),
+            "/a.xml" => xml(format!(
+                "<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
                      <url><loc>{base}/one</loc></url><url><loc>{base}/two</loc></url></urlset>"
-                )),
-                "/from-robots.xml" => xml(format!(
-                    "<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
+            )),
+            "/from-robots.xml" => xml(format!(
+                "<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>\
                      <url><loc>{base}/three</loc></url></urlset>"
-                )),
-                _ => reply(200, "page"),
-            }
+            )),
+            _ => reply(200, "page"),
         }
     })
     .await;
-    *base.lock().unwrap() = format!("http://{}", site.addr);
     let dir = tempfile::tempdir().unwrap();
     let (url, userinfo) = webspool::urls::normalize_given(&site.url("/index.xml")).unwrap();
     let index = webspool::urls::GivenUrl { url, userinfo };

@@ -179,10 +179,7 @@ async fn valid_codings_are_stored_decoded_and_the_rest_refused_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzipped_sitemap_sent_with_a_content_coding_is_followed() {
     use crate::util::server::{reply, with_headers};
-    let base = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let root = base.clone();
-    let server = util::TestServer::start(move |req| {
-        let root = root.lock().unwrap().clone();
+    let server = util::TestServer::start_knowing_base(|root, req| {
         async move {
             match req.uri().path() {
                 "/sitemap.xml.gz" => {
@@ -203,7 +200,6 @@ async fn a_gzipped_sitemap_sent_with_a_content_coding_is_followed() {
         }
     })
     .await;
-    *base.lock().unwrap() = format!("http://{}", server.addr);
     let dir = tempfile::tempdir().unwrap();
     let mut crawl = Command::new(util::bin());
     crawl

@@ -62,6 +62,25 @@ impl TestServer {
         Self::start_with(handler, |stream| async move { Some(stream) }).await
     }
 
+    /// Like [`TestServer::start`], with the handler told the server's own base URL
+    /// (`http://127.0.0.1:port`), for pages that name the server's URLs absolutely, as
+    /// sitemaps do.
+    pub async fn start_knowing_base<F, Fut>(handler: F) -> TestServer
+    where
+        F: Fn(String, Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        let base = Arc::new(Mutex::new(String::new()));
+        let known = base.clone();
+        let server = Self::start(move |req| {
+            let base = known.lock().expect("base lock").clone();
+            handler(base, req)
+        })
+        .await;
+        *base.lock().expect("base lock") = format!("http://{}", server.addr);
+        server
+    }
+
     /// Like [`TestServer::start`], with each accepted connection passed through `wrap`
     /// first (for TLS).
     pub async fn start_with<F, Fut, W, WFut, S>(handler: F, wrap: W) -> TestServer
