@@ -15,6 +15,8 @@
 pub mod cli;
 pub mod fetch;
 pub mod follow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod input;
 mod intake;
 pub mod journal;

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod crawl_sync;
 mod fetch;
+mod fuzz_corpus;
 mod hostile;
 mod intake;
 mod journal_model;

@@ -15,7 +15,7 @@
 
 mod classify;
 mod client;
-mod decode;
+pub(crate) mod decode;
 mod guard;
 mod headers;
 mod retry;
