@@ -79,6 +79,9 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show counts and sizes of a journal.
     Status(StatusArgs),
+    /// Read and check every record and body of a journal; exit 1 if anything is
+    /// damaged. Changes nothing unless `--repair` is given.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -390,6 +393,22 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// One JSON object per line: each problem, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Put damaged pages back to be fetched again by the next `crawl` (or drop them,
+    /// with `--drop`) and recount the counters.
+    #[arg(long)]
+    pub repair: bool,
+    /// With `--repair`: remove damaged pages from the journal instead.
+    #[arg(long, requires = "repair")]
+    pub drop: bool,
 }
 
 /// A configuration that cannot be used; reported before any work starts.

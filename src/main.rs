@@ -7,8 +7,10 @@ use std::sync::Arc;
 use clap::CommandFactory;
 use tokio::sync::watch;
 
-use webspool::cli::{progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs};
-use webspool::journal::{ErrorKind, Journal, Status};
+use webspool::cli::{
+    progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs, VerifyArgs,
+};
+use webspool::journal::{ErrorKind, Journal, Problem, Repair, Status};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlSummary};
 use webspool::progress::{per_sec, Reporter, View};
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,
             Command::Status(args) => run_status(args),
+            Command::Verify(args) => run_verify(args).await,
         }
     });
     // Intake may still be blocked on stdin after an interrupt: do not wait for it.
@@ -287,6 +290,85 @@ fn ago(at_ms: u64) -> String {
 /// The `status` text: one `label  value` line each, values in one column. The column is
 /// as wide as the longest label any journal can show (error kinds included), so a new
 /// kind of error never moves it.
+/// Runs `verify`: exit 0 when clean, 1 when something is damaged (after a repair too:
+/// the next `verify` tells whether it is clean now).
+async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let journal = Journal::open_existing(&args.journal.journal)?;
+    let repair = match (args.repair, args.drop) {
+        (false, _) => Repair::None,
+        (true, false) => Repair::Refetch,
+        (true, true) => Repair::Drop,
+    };
+    let json = args.json;
+    let report = tokio::task::spawn_blocking(move || {
+        let mut last = std::time::Instant::now();
+        let report = journal.verify(
+            repair,
+            |problem: &Problem| print_problem(problem, json),
+            |pages| {
+                if last.elapsed() >= std::time::Duration::from_secs(2) {
+                    last = std::time::Instant::now();
+                    eprintln!("verify: {pages} pages read");
+                }
+            },
+        )?;
+        journal.checkpoint()?;
+        Ok::<_, anyhow::Error>(report)
+    })
+    .await??;
+    if json {
+        println!("{}", serde_json::json!({ "summary": report }));
+    } else {
+        eprintln!(
+            "verify: {} pages, {} bodies ({} stored bytes) and {} segment entries read: {}",
+            report.pages,
+            report.bodies,
+            report.body_bytes,
+            report.entries,
+            match report.problems {
+                0 => "clean".to_string(),
+                1 => "1 problem".to_string(),
+                n => format!("{n} problems"),
+            }
+        );
+        if report.refetch > 0 {
+            eprintln!(
+                "repair: {} damaged pages will be fetched again by the next `webspool crawl` \
+                 of this journal",
+                report.refetch
+            );
+        }
+        if report.dropped > 0 {
+            eprintln!(
+                "repair: {} damaged pages dropped from the journal",
+                report.dropped
+            );
+        }
+        if repair != Repair::None && report.problems > 0 {
+            eprintln!("repair: counters recounted; run `webspool verify` again to check");
+        }
+    }
+    Ok(if report.problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_problem(problem: &Problem, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(out, "{}", serde_json::json!({ "problem": problem }))
+    } else {
+        let page = match (&problem.url, problem.id) {
+            (Some(url), _) => format!("{url}: "),
+            (None, Some(id)) => format!("page id {id}: "),
+            (None, None) => String::new(),
+        };
+        writeln!(out, "damaged: {page}{}", problem.what)
+    };
+}
+
 fn status_text(path: &std::path::Path, s: &Status) -> String {
     let mut rows = vec![
         ("journal".to_string(), path.display().to_string()),
@@ -305,6 +387,14 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
         ("pending parse".into(), s.pending_parse.to_string()),
         ("parsed".into(), s.parsed.to_string()),
         ("pending sync".into(), s.pending_sync.to_string()),
+    ]);
+    if s.damaged > 0 {
+        rows.push((
+            "damaged".into(),
+            format!("{} (run `webspool verify`)", s.damaged),
+        ));
+    }
+    rows.extend([
         (
             "last sync".into(),
             match &s.last_sync {

@@ -341,7 +341,7 @@ fn commit_loop(
                 host: std::mem::take(&mut done.host),
                 url: done.url.clone(),
                 meta: done.fetched.meta.clone(),
-                compressed_body: std::mem::replace(&mut done.compressed_body, Ok(None))?,
+                body: std::mem::replace(&mut done.body, Ok(None))?,
                 retry_at_ms: done.retry_at_ms,
             });
         }

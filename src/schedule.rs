@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 use url::Url;
 
 use crate::fetch::{Fetched, Fetcher, Trust};
-use crate::journal::{compress_body, PageMeta, UrlEntry, Via};
 use crate::journal::{now_ms, ErrorKind, HostDown, Journal, JournalError, NewUrl, Outcome};
+use crate::journal::{pack_body, PackedBody, PageMeta, UrlEntry, Via};
 use crate::robots::{agent_token, robots_url, Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize_stored, redact, redact_text};
 
@@ -89,10 +89,10 @@ pub struct Done {
     pub url: UrlEntry,
     /// The URL for log lines, userinfo redacted.
     pub shown: String,
-    /// The outcome; its body has been taken out and compressed into `compressed_body`.
+    /// The outcome; its body has been taken out and packed into `body`.
     pub fetched: Fetched,
-    /// The body as the journal stores it, compressed by the fetch task.
-    pub compressed_body: Result<Option<Vec<u8>>, JournalError>,
+    /// The body as the journal stores it, compressed and hashed by the fetch task.
+    pub body: Result<Option<PackedBody>, JournalError>,
     /// Try again at this time instead of recording the outcome.
     pub retry_at_ms: Option<u64>,
 }
@@ -569,7 +569,7 @@ impl Scheduler {
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
                 // A page to be fetched again keeps no body: nothing to compress.
                 let body = fetched.body.take().filter(|_| retry_at_ms.is_none());
-                let compressed_body = compress_off_loop(body).await;
+                let body = pack_off_loop(body).await;
                 let id = job.id;
                 let done = Done {
                     id,
@@ -577,7 +577,7 @@ impl Scheduler {
                     url: job.entry,
                     shown: redact(&job.url),
                     fetched,
-                    compressed_body,
+                    body,
                     retry_at_ms,
                 };
                 // A closed channel means the committer stopped on an error; the page
@@ -854,7 +854,7 @@ fn failed(
             transient: false,
             retry_after: None,
         },
-        compressed_body: Ok(None),
+        body: Ok(None),
         retry_at_ms: None,
     }
 }
@@ -866,11 +866,11 @@ const COMPRESS_INLINE_MAX: usize = 256 * 1024;
 /// Compresses a fetched body for the journal. This runs in the fetch tasks, spread over
 /// the runtime's workers, rather than on the committer's one thread, which every page
 /// passes through.
-async fn compress_off_loop(body: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, JournalError> {
+async fn pack_off_loop(body: Option<Vec<u8>>) -> Result<Option<PackedBody>, JournalError> {
     match body {
         None => Ok(None),
-        Some(body) if body.len() <= COMPRESS_INLINE_MAX => compress_body(&body).map(Some),
-        Some(body) => tokio::task::spawn_blocking(move || compress_body(&body))
+        Some(body) if body.len() <= COMPRESS_INLINE_MAX => pack_body(&body).map(Some),
+        Some(body) => tokio::task::spawn_blocking(move || pack_body(&body))
             .await
             .map_err(|e| JournalError::Encode(format!("zstd task: {e}")))?
             .map(Some),

@@ -256,7 +256,7 @@ proptest! {
                             host: host(&u),
                             url: journal.url(id).unwrap().expect("known id"),
                             meta: meta(&body),
-                            compressed_body: body.as_ref().map(|b| zstd::bulk::compress(b, 1).unwrap()),
+                            body: body.as_ref().map(|b| webspool::journal::pack_body(b).unwrap()),
                             retry_at_ms: None,
                         });
                     }
@@ -281,7 +281,7 @@ proptest! {
                             host: host(&u),
                             url: journal.url(id).unwrap().expect("known id"),
                             meta: meta(&None),
-                            compressed_body: None,
+                            body: None,
                             retry_at_ms: Some(at),
                         });
                     }
@@ -489,7 +489,7 @@ fn a_version_3_journal_has_its_pending_entries_moved_into_the_frontier() {
     assert!(!names.iter().any(|name| name == b"pending_fetch".as_slice()));
     assert_eq!(
         db.get("version").unwrap().unwrap().as_ref(),
-        4u32.to_be_bytes()
+        webspool::journal::FORMAT_VERSION.to_be_bytes()
     );
     drop(db);
     let journal = Journal::open(&path).unwrap();
@@ -523,7 +523,7 @@ fn response(journal: &Journal, id: u64, body: &[u8]) -> FetchedPage {
         host: host(&journal.url(id).unwrap().expect("known id").url),
         url: journal.url(id).unwrap().expect("known id"),
         meta: meta(&Some(body.clone())),
-        compressed_body: Some(webspool::journal::compress_body(&body).unwrap()),
+        body: Some(webspool::journal::pack_body(&body).unwrap()),
         retry_at_ms: None,
     }
 }
@@ -564,7 +564,7 @@ fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
             .unwrap()
             .insert(first.to_be_bytes(), bincode::serialize(&record).unwrap())
             .unwrap();
-        let inline = webspool::journal::compress_body(&old_body).unwrap();
+        let inline = zstd::bulk::compress(&old_body, 1).unwrap();
         db.open_tree("bodies")
             .unwrap()
             .insert(first.to_be_bytes(), inline)
@@ -588,7 +588,10 @@ fn a_version_2_journal_keeps_its_bodies_and_new_ones_go_to_segments() {
     assert!(path.join("segments").join("00000001.seg").is_file());
     drop(journal);
     let version = open_raw(&path).get("version").unwrap().unwrap();
-    assert_eq!(version.as_ref(), &4u32.to_be_bytes());
+    assert_eq!(
+        version.as_ref(),
+        &webspool::journal::FORMAT_VERSION.to_be_bytes()
+    );
 }
 
 /// Bytes a crash left past the last recorded group (appended, never committed) are
@@ -629,7 +632,7 @@ fn a_journal_without_the_retry_counter_gets_its_retries_counted_when_opened() {
             host: host(&url(2)),
             url: journal.url(second).unwrap().unwrap(),
             meta: meta(&None),
-            compressed_body: None,
+            body: None,
             retry_at_ms: Some(DUE),
         };
         journal.record_fetches(&[retry]).unwrap();

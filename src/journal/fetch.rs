@@ -8,9 +8,9 @@ use super::frontier::{frontier_key, retry_key};
 use super::record::{
     decode_page, decode_page_and_body, decode_page_with_url, decode_pending, decode_url,
 };
-use super::record::{encode_page, encode_pending, encode_segments_end};
-use super::record::{id_key, key_id};
-use super::segments::BodyLocation;
+use super::record::{encode_entry_header, encode_page, encode_pending, encode_segments_end};
+use super::record::{id_key, key_id, BodyRef, StoredBody};
+use super::segments::Entry;
 use super::sync::mark_for_sync;
 use super::{
     abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
@@ -26,20 +26,39 @@ impl Journal {
     /// fetches) is left as it is, so replaying a batch changes nothing.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
-            // The bodies go to the segments first, synced, so the locations recorded
-            // below always point at durable bytes.
-            let stored: Vec<&[u8]> = batch
+            // The bodies go to the segments first, each in an entry that describes its
+            // page, synced, so the locations recorded below always point at durable
+            // bytes.
+            let stored: Vec<&FetchedPage> = batch
                 .iter()
-                .filter(|page| page.retry_at_ms.is_none())
-                .filter_map(|page| page.compressed_body.as_deref())
+                .filter(|page| page.retry_at_ms.is_none() && page.body.is_some())
                 .collect();
-            let (locations, end) = self.segments.append(&stored)?;
-            let mut locations = locations.into_iter();
+            let headers = stored
+                .iter()
+                .map(|page| {
+                    let hash = page.body.as_ref().map_or(0, |b| b.content_hash);
+                    encode_entry_header(page.id, &page.url, &page.meta, hash)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let entries: Vec<Entry<'_>> = stored
+                .iter()
+                .zip(&headers)
+                .filter_map(|(page, header)| {
+                    let body = &page.body.as_ref()?.bytes;
+                    Some(Entry { header, body })
+                })
+                .collect();
+            let (appended, end) = self.segments.append(&entries)?;
+            let mut appended = appended.into_iter();
             let mut encoded = Vec::with_capacity(batch.len());
             for page in batch {
                 // In the order of `stored`: every page with a body and no retry.
-                let body = match (&page.compressed_body, page.retry_at_ms) {
-                    (Some(_), None) => locations.next(),
+                let body = match (&page.body, page.retry_at_ms) {
+                    (Some(packed), None) => appended.next().map(|a| StoredBody {
+                        at: a.at,
+                        checksum: a.checksum,
+                        content_hash: packed.content_hash,
+                    }),
                     _ => None,
                 };
                 encoded.push(encode_page(&page.meta, body, &page.url)?);
@@ -86,9 +105,9 @@ impl Journal {
                                 *deltas.entry(counter::FETCHED.into()).or_default() += 1;
                                 *deltas.entry(counter::RAW_BYTES.into()).or_default() +=
                                     *body_len as i64;
-                                let body = page.compressed_body.as_deref().unwrap_or_default();
+                                let stored = page.body.as_ref().map_or(0, |b| b.bytes.len());
                                 *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
-                                    body.len() as i64;
+                                    stored as i64;
                                 pending_parse.insert(&key, &[])?;
                                 *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
                             }
@@ -128,7 +147,7 @@ impl Journal {
         let Some(record) = self.pages.get(id_key(id))? else {
             return Ok(None);
         };
-        let (meta, url) = decode_page_with_url(&record)?;
+        let (meta, url) = decode_page_with_url(&record).map_err(|e| self.page_damaged(id, e))?;
         let url = match url {
             Some(url) => url,
             None => self.older_url(id)?.ok_or_else(|| JournalError::Damaged {
@@ -165,32 +184,58 @@ impl Journal {
     pub fn body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
         match self.compressed_body(id)? {
             None => Ok(None),
-            Some(compressed) => decompress_body(id, &compressed).map(Some),
+            Some(compressed) => decompress_body(id, &compressed)
+                .map(Some)
+                .map_err(|e| self.page_damaged(id, e)),
         }
     }
 
-    /// The body as stored (one zstd frame), if `id` has a page record.
+    /// The body as stored (one zstd frame), if `id` has a page record. A record that
+    /// does not decode or a body that fails its check is [`JournalError::PageDamaged`].
     pub(super) fn compressed_body(&self, id: u64) -> Result<Option<Vec<u8>>, JournalError> {
         match self.pages.get(id_key(id))? {
             None => Ok(None),
             Some(record) => {
-                let (_, body) = decode_page_and_body(&record)?;
+                let (_, body) =
+                    decode_page_and_body(&record).map_err(|e| self.page_damaged(id, e))?;
                 self.stored_body(id, body)
             }
         }
     }
 
-    /// The compressed body of page `id` whose record says `body`: from its segment, or
-    /// (pages written before format 3) from the `bodies` tree.
+    /// The compressed body of page `id` whose record says `body`: from its segment
+    /// (checked against its checksum from format 5 on), or (pages written before format
+    /// 3) from the `bodies` tree. Damage is [`JournalError::PageDamaged`].
     pub(super) fn stored_body(
         &self,
         id: u64,
-        body: Option<BodyLocation>,
+        body: Option<BodyRef>,
     ) -> Result<Option<Vec<u8>>, JournalError> {
-        match body {
-            Some(at) => self.segments.read(at).map(Some),
-            None => Ok(self.bodies.get(id_key(id))?.map(|b| b.to_vec())),
-        }
+        let read = match body {
+            Some(BodyRef::Checked(stored)) => {
+                self.segments.read_checked(stored.at, stored.checksum)
+            }
+            Some(BodyRef::Unchecked(at)) => self.segments.read(at),
+            None => return Ok(self.bodies.get(id_key(id))?.map(|b| b.to_vec())),
+        };
+        read.map(Some).map_err(|e| self.page_damaged(id, e))
+    }
+
+    /// `error` about page `id` as [`JournalError::PageDamaged`], naming its URL if its
+    /// record tells it. Errors that are not damage pass through.
+    pub(super) fn page_damaged(&self, id: u64, error: JournalError) -> JournalError {
+        let what = match error {
+            JournalError::Damaged { what } => what,
+            other => return other,
+        };
+        let page = match self.pages.get(id_key(id)) {
+            Ok(Some(record)) => match decode_page_with_url(&record) {
+                Ok((_, Some(url))) => crate::urls::redact_text(&url.url),
+                _ => format!("id {id}"),
+            },
+            _ => format!("id {id}"),
+        };
+        JournalError::PageDamaged { page, what }
     }
 
     pub fn is_pending_fetch(&self, id: u64) -> Result<bool, JournalError> {

@@ -54,6 +54,7 @@
 //! the retry queue is fetched again.
 
 mod body;
+mod damage;
 mod directory;
 mod fetch;
 mod frontier;
@@ -63,6 +64,7 @@ mod record;
 mod segments;
 mod status;
 mod sync;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +75,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 
-pub use body::{compress_body, decompress_body, decompress_body_into};
+pub use body::{content_hash, decompress_body, decompress_body_into, pack_body, PackedBody};
 pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
 pub use parse::ReparseState;
@@ -84,15 +86,19 @@ pub use record::{Redirect, UrlEntry, Via};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
+pub use verify::{Problem, Repair, VerifyReport};
 
 use directory::Found;
 
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Key in the default tree: the end of the body segments as of the last group.
 const SEGMENTS_END: &str = "segments_end";
+/// Key in the default tree (journals upgraded to format 5): the first segment that holds
+/// self-describing entries; those before it hold bare bodies. Absent: all do.
+const FRAMED_FROM: &str = "framed_from";
 /// sled's page cache: small on purpose, memory must not grow with the journal.
 const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
@@ -110,6 +116,9 @@ pub enum JournalError {
     NoJournal { path: PathBuf, detail: &'static str },
     #[error("journal is damaged: {what}")]
     Damaged { what: String },
+    /// One page's record or body is damaged: the stages skip it and go on.
+    #[error("page {page} is damaged: {what}")]
+    PageDamaged { page: String, what: String },
     #[error("journal {path} is damaged: {what}")]
     DamagedJournal { path: PathBuf, what: String },
     /// Not a `#[from]`: that would make the sled error a source too, and `{:#}` would
@@ -148,8 +157,8 @@ pub struct FetchedPage {
     /// The URL's record, kept in the page record.
     pub url: UrlEntry,
     pub meta: PageMeta,
-    /// The zstd-compressed body, for responses.
-    pub compressed_body: Option<Vec<u8>>,
+    /// The compressed body and its content hash, for responses.
+    pub body: Option<PackedBody>,
     /// A transient failure to try again at this time (ms since the epoch) instead of
     /// recording it.
     pub retry_at_ms: Option<u64>,
@@ -170,6 +179,7 @@ pub struct Journal {
     sync_queue: sled::Tree,
     sync_seq: sled::Tree,
     counters: sled::Tree,
+    damaged: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
     /// Origins the user gave URLs of, and their credentials.
@@ -257,6 +267,7 @@ impl Journal {
             sync_queue: db.open_tree("sync_queue")?,
             sync_seq: db.open_tree("sync_seq")?,
             counters: db.open_tree("counters")?,
+            damaged: db.open_tree("damaged")?,
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,
@@ -339,8 +350,14 @@ impl Journal {
                     // Format 3 only added segment files for new bodies: the bodies already
                     // in the `bodies` tree stay there and are read as before. Format 4
                     // moved the pending entries into the frontier and the retry queue.
+                    // Format 5 writes entries to new segments only.
                     self.move_pending_entries()?;
-                    self.db.insert("version", &FORMAT_VERSION.to_be_bytes())?;
+                    let mut batch = sled::Batch::default();
+                    if found < 5 {
+                        self.start_framed_segments(&mut batch)?;
+                    }
+                    batch.insert("version", &FORMAT_VERSION.to_be_bytes());
+                    self.db.apply_batch(batch)?;
                     self.db.flush()?;
                 }
                 Ok(())
@@ -366,6 +383,36 @@ impl Journal {
                       anything (then delete it)"
                     .into(),
             }),
+        }
+    }
+
+    /// Format 5: the segments from the next one on hold self-describing entries; the
+    /// bare bodies written before stay where they are.
+    fn start_framed_segments(&self, batch: &mut sled::Batch) -> Result<(), JournalError> {
+        let end = self.segments_end()?;
+        let first = if end.len > 0 {
+            let next = segments::SegmentsEnd {
+                segment: end.segment + 1,
+                len: 0,
+            };
+            batch.insert(SEGMENTS_END, record::encode_segments_end(next)?);
+            next.segment
+        } else {
+            end.segment.max(1)
+        };
+        batch.insert(FRAMED_FROM, &first.to_be_bytes());
+        Ok(())
+    }
+
+    /// The first segment that holds self-describing entries.
+    pub(crate) fn framed_from(&self) -> Result<u32, JournalError> {
+        match self.db.get(FRAMED_FROM)? {
+            None => Ok(0),
+            Some(v) => <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| JournalError::Damaged {
+                    what: format!("`{FRAMED_FROM}` of {} bytes, expected 4", v.len()),
+                }),
         }
     }
 

@@ -94,12 +94,13 @@ impl Journal {
         Ok(out)
     }
 
-    /// The page record and compressed body of `id`, if it is a stored response.
+    /// The page record and compressed body of `id`, if it is a stored response. A
+    /// damaged record or body is [`JournalError::PageDamaged`].
     pub fn parse_input(&self, id: u64) -> Result<Option<ParseInput>, JournalError> {
         let Some(record) = self.pages.get(id_key(id))? else {
             return Ok(None);
         };
-        let (meta, body) = decode_page_and_body(&record)?;
+        let (meta, body) = decode_page_and_body(&record).map_err(|e| self.page_damaged(id, e))?;
         let compressed_body = self.stored_body(id, body)?.unwrap_or_default();
         Ok(Some(ParseInput {
             id,
@@ -108,10 +109,12 @@ impl Journal {
         }))
     }
 
+    /// The annotation of page `id`; one that does not decode is
+    /// [`JournalError::PageDamaged`].
     pub fn annotation(&self, id: u64) -> Result<Option<Annotation>, JournalError> {
         self.annotations
             .get(id_key(id))?
-            .map(|v| decode_annotation(&v))
+            .map(|v| decode_annotation(&v).map_err(|e| self.page_damaged(id, e)))
             .transpose()
     }
 

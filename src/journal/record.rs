@@ -227,10 +227,31 @@ impl PageMeta {
     }
 }
 
+/// A body stored in a segment entry (format 5 on): where its bytes are, their
+/// checksum, and the hash of the decoded body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBody {
+    pub at: BodyLocation,
+    /// [`super::segments::checksum`] of the stored bytes.
+    pub checksum: u64,
+    /// [`super::content_hash`] of the decoded body.
+    pub content_hash: u128,
+}
+
+/// Where a page record says its body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyRef {
+    /// Formats 3 and 4: a bare body in a segment, without a checksum.
+    Unchecked(BodyLocation),
+    /// Format 5 on: the body of a segment entry.
+    Checked(StoredBody),
+}
+
 /// Versioned envelope of [`PageMeta`] in the `pages` tree. `V2` (journal format 3)
 /// adds where the body is in the segment files; a `V1` page's body, if any, is in the
 /// `bodies` tree. `V3` (format 4) adds the URL's record, which older formats kept in
-/// the `urls` tree.
+/// the `urls` tree. `V4` (format 5) points at the body of a segment entry, with its
+/// checksum and content hash.
 #[derive(Serialize, Deserialize)]
 enum PageRecord {
     V1(PageMeta),
@@ -243,13 +264,69 @@ enum PageRecord {
         body: Option<BodyLocation>,
         url: UrlEntry,
     },
+    V4 {
+        meta: PageMeta,
+        body: Option<StoredBody>,
+        url: UrlEntry,
+    },
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
+/// The header of a page's entry in a segment file (format 5 on): everything needed to
+/// record the page again from the segments alone (`webspool recover`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryHeader {
+    pub id: u64,
+    pub url: UrlEntry,
+    pub meta: PageMeta,
+    /// [`super::content_hash`] of the decoded body.
+    pub content_hash: u128,
+}
+
+/// Versioned envelope of [`EntryHeader`].
+#[derive(Serialize, Deserialize)]
+enum EntryRecord {
+    V1(EntryHeader),
+}
+
+/// [`EntryRecord::V1`] borrowing its content.
+#[derive(Serialize)]
+enum EntryRecordRef<'a> {
+    V1 {
+        id: u64,
+        url: &'a UrlEntry,
+        meta: &'a PageMeta,
+        content_hash: u128,
+    },
+}
+
+pub(crate) fn encode_entry_header(
+    id: u64,
+    url: &UrlEntry,
+    meta: &PageMeta,
+    content_hash: u128,
+) -> Result<Vec<u8>, JournalError> {
+    encode(&EntryRecordRef::V1 {
+        id,
+        url,
+        meta,
+        content_hash,
+    })
+}
+
+pub(crate) fn decode_entry_header(bytes: &[u8]) -> Result<EntryHeader, JournalError> {
+    match decode("segment entry", bytes)? {
+        EntryRecord::V1(header) => Ok(header),
+    }
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
     bincode::serialize(value).map_err(|e| JournalError::Encode(e.to_string()))
 }
 
-fn decode<'a, T: Deserialize<'a>>(tree: &'static str, bytes: &'a [u8]) -> Result<T, JournalError> {
+pub(super) fn decode<'a, T: Deserialize<'a>>(
+    tree: &'static str,
+    bytes: &'a [u8],
+) -> Result<T, JournalError> {
     bincode::deserialize(bytes).map_err(|e| JournalError::Damaged {
         what: format!("undecodable record in tree `{tree}`: {e}"),
     })
@@ -321,10 +398,10 @@ pub(crate) fn decode_segments_end(bytes: &[u8]) -> Result<SegmentsEnd, JournalEr
 
 pub(crate) fn encode_page(
     meta: &PageMeta,
-    body: Option<BodyLocation>,
+    body: Option<StoredBody>,
     url: &UrlEntry,
 ) -> Result<Vec<u8>, JournalError> {
-    encode(&PageRecord::V3 {
+    encode(&PageRecord::V4 {
         meta: meta.clone(),
         body,
         url: url.clone(),
@@ -338,10 +415,13 @@ pub(crate) fn decode_page(bytes: &[u8]) -> Result<PageMeta, JournalError> {
 /// The page record and, from format 3 on, where its body is.
 pub(crate) fn decode_page_and_body(
     bytes: &[u8],
-) -> Result<(PageMeta, Option<BodyLocation>), JournalError> {
+) -> Result<(PageMeta, Option<BodyRef>), JournalError> {
     match decode("pages", bytes)? {
         PageRecord::V1(meta) => Ok((meta, None)),
-        PageRecord::V2 { meta, body } | PageRecord::V3 { meta, body, .. } => Ok((meta, body)),
+        PageRecord::V2 { meta, body } | PageRecord::V3 { meta, body, .. } => {
+            Ok((meta, body.map(BodyRef::Unchecked)))
+        }
+        PageRecord::V4 { meta, body, .. } => Ok((meta, body.map(BodyRef::Checked))),
     }
 }
 
@@ -352,7 +432,9 @@ pub(crate) fn decode_page_with_url(
 ) -> Result<(PageMeta, Option<UrlEntry>), JournalError> {
     match decode("pages", bytes)? {
         PageRecord::V1(meta) | PageRecord::V2 { meta, .. } => Ok((meta, None)),
-        PageRecord::V3 { meta, url, .. } => Ok((meta, Some(url))),
+        PageRecord::V3 { meta, url, .. } | PageRecord::V4 { meta, url, .. } => {
+            Ok((meta, Some(url)))
+        }
     }
 }
 

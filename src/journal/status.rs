@@ -23,6 +23,9 @@ pub struct Status {
     pub pending_parse: u64,
     pub parsed: u64,
     pub pending_sync: u64,
+    /// Pages found damaged (a record that does not decode, a body that fails its
+    /// check), skipped by parse and sync: see `webspool verify`.
+    pub damaged: u64,
     /// Body bytes as received after content-decoding.
     pub raw_bytes: u64,
     /// Body bytes as stored, zstd-compressed.
@@ -44,6 +47,7 @@ pub(super) mod counter {
     pub const RETRY_WAITING: &str = "retry_waiting";
     pub const RAW_BYTES: &str = "raw_bytes";
     pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
+    pub const DAMAGED: &str = "damaged";
     pub const ERROR_PREFIX: &str = "error.";
 }
 
@@ -77,6 +81,7 @@ impl Journal {
                 pending_parse: get(counter::PENDING_PARSE)?,
                 parsed: get(counter::PARSED)?,
                 pending_sync: get(counter::PENDING_SYNC)?,
+                damaged: get(counter::DAMAGED)?,
                 raw_bytes: get(counter::RAW_BYTES)?,
                 stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
                 errors,

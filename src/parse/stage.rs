@@ -82,7 +82,9 @@ struct Chunk {
 struct Done {
     seq: u64,
     last_id: u64,
-    results: Result<Vec<(u64, Annotation)>, JournalError>,
+    results: Vec<(u64, Annotation)>,
+    /// Pages whose body did not decompress, and why.
+    damaged: Vec<(u64, String)>,
     bytes: u64,
 }
 
@@ -248,11 +250,19 @@ fn read(
         let mut bytes = 0;
         for id in ids {
             cursor = Some(id);
-            let input = journal
-                .parse_input(id)?
-                .ok_or_else(|| JournalError::Damaged {
-                    what: format!("id {id} is pending parse but has no page record"),
-                })?;
+            let input = match journal.parse_input(id) {
+                Ok(Some(input)) => input,
+                Ok(None) => {
+                    return Err(JournalError::Damaged {
+                        what: format!("id {id} is pending parse but has no page record"),
+                    })
+                }
+                Err(JournalError::PageDamaged { page, what }) => {
+                    skip_damaged(journal, id, &page, &what)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             bytes += input.compressed_body.len();
             pages.push(input);
             if bytes >= CHUNK_BYTES {
@@ -286,25 +296,34 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
         // One buffer for the chunk's bodies, reused: no allocation of a page's size for
         // every page.
         let mut body = Vec::new();
-        let results = chunk
-            .pages
-            .iter()
-            .map(|page| {
-                decompress_body_into(page.id, &page.compressed_body, &mut body)?;
-                bytes += body.len() as u64;
-                Ok((page.id, annotate(&page.meta, &body, rules)))
-            })
-            .collect();
+        let mut results = Vec::with_capacity(chunk.pages.len());
+        let mut damaged = Vec::new();
+        for page in &chunk.pages {
+            match decompress_body_into(page.id, &page.compressed_body, &mut body) {
+                Ok(()) => {
+                    bytes += body.len() as u64;
+                    results.push((page.id, annotate(&page.meta, &body, rules)));
+                }
+                Err(e) => damaged.push((page.id, e.to_string())),
+            }
+        }
         let done = Done {
             seq: chunk.seq,
             last_id: chunk.last_id,
             results,
+            damaged,
             bytes,
         };
         if tx.send(done).is_err() {
             return;
         }
     }
+}
+
+/// Records that a page is damaged and says so once: the stage goes on without it.
+fn skip_damaged(journal: &Journal, id: u64, page: &str, what: &str) -> Result<(), JournalError> {
+    tracing::warn!("page {page} is damaged, skipped (run `webspool verify`): {what}");
+    journal.record_damage(id, what)
 }
 
 /// How the committer records chunks.
@@ -335,7 +354,14 @@ fn commit(
     for done in rx {
         waiting.insert(done.seq, done);
         while let Some(done) = waiting.remove(&next) {
-            let results = done.results?;
+            let results = done.results;
+            for (id, what) in &done.damaged {
+                let page = match journal.url(*id) {
+                    Ok(Some(entry)) => crate::urls::redact_text(&entry.url),
+                    _ => format!("id {id}"),
+                };
+                skip_damaged(journal, *id, &page, what)?;
+            }
             let reparse = (mode == Mode::Reparse).then_some(ReparseState {
                 parser_version: PARSER_VERSION,
                 rules_hash,

@@ -163,95 +163,127 @@ pub fn build(
         if batch.pages > 0 && bytes >= limits.bytes {
             break;
         }
-        let (meta, entry) = journal
-            .page_with_url(item.id)?
-            .ok_or_else(|| damaged(item.id))?;
-        let annotation = journal.annotation(item.id)?;
-        let hash = url_hash(&entry.url);
-        let (status, error, final_url, header_type) = match &meta.outcome {
-            Outcome::Response {
-                status,
-                final_url,
-                headers,
-                ..
-            } => (
-                Value::UInt(u64::from(*status)),
-                Value::NULL,
-                text(final_url.as_str()),
-                headers.content_type.clone(),
-            ),
-            Outcome::Error { kind, message } => (
-                Value::NULL,
-                text(format!("{kind}: {message}")),
-                Value::NULL,
-                None,
-            ),
-        };
-        let a = annotation.as_ref();
-        let fields = match a {
-            Some(a) => Value::Bytes(
-                serde_json::to_vec(&a.fields).map_err(|e| JournalError::Encode(e.to_string()))?,
-            ),
-            None => Value::NULL,
-        };
-        let mut row = [
-            Value::Bytes(hash.clone()),
-            // Stored by older versions with its credentials: the row never gets them
-            // (the key stays the hash of the URL as stored, so its row stays one).
-            text(without_userinfo(&entry.url)),
-            text(journal_id),
-            opt_text(entry.source_key.clone()),
+        match page_rows(journal, journal_id, item.id, limits) {
+            Ok(page) => {
+                bytes += batch.page_rows.push(page.row);
+                for link in page.links {
+                    bytes += batch.link_rows.push(link);
+                }
+                batch.hashes.push([Value::Bytes(page.hash)]);
+                batch.pages += 1;
+            }
+            // Never loaded: the row keeps what an earlier sync wrote, if any.
+            Err(JournalError::PageDamaged { page, what }) => {
+                tracing::warn!(
+                    "page {page} is damaged, not synced (run `webspool verify`): {what}"
+                );
+                journal.record_damage(item.id, &what)?;
+            }
+            Err(e) => return Err(e),
+        }
+        batch.last_seq = item.seq;
+    }
+    Ok(Some(batch))
+}
+
+/// One page's row, its links' rows and its key.
+struct PageRows {
+    row: [Value; PAGE_COLUMNS.len()],
+    links: Vec<[Value; LINK_COLUMNS.len()]>,
+    hash: Vec<u8>,
+}
+
+/// The rows of page `id`; [`JournalError::PageDamaged`] if its record, annotation or
+/// body is damaged.
+fn page_rows(
+    journal: &Journal,
+    journal_id: &str,
+    id: u64,
+    limits: Limits,
+) -> Result<PageRows, JournalError> {
+    let (meta, entry) = journal.page_with_url(id)?.ok_or_else(|| damaged(id))?;
+    let annotation = journal.annotation(id)?;
+    let hash = url_hash(&entry.url);
+    let (status, error, final_url, header_type) = match &meta.outcome {
+        Outcome::Response {
             status,
-            error,
             final_url,
-            opt_text(a.and_then(|a| a.content_type.clone()).or(header_type)),
-            Value::UInt(meta.fetched_at_ms),
-            opt_text(a.and_then(|a| a.title.clone())),
-            opt_text(a.and_then(|a| a.description.clone())),
-            opt_text(a.and_then(|a| a.lang.clone())),
-            opt_text(a.and_then(|a| a.canonical.as_deref().map(without_userinfo))),
-            opt_text(a.and_then(|a| a.h1.clone())),
-            a.map_or(Value::NULL, |a| Value::from(a.robots_noindex)),
-            a.map_or(Value::NULL, |a| Value::from(a.robots_nofollow)),
-            a.map_or(Value::NULL, |a| Value::UInt(a.word_count)),
-            opt_text(a.map(|a| a.content_hash.clone())),
-            opt_text(a.and_then(|a| a.error.clone())),
-            fields,
+            headers,
+            ..
+        } => (
+            Value::UInt(u64::from(*status)),
             Value::NULL,
+            text(final_url.as_str()),
+            headers.content_type.clone(),
+        ),
+        Outcome::Error { kind, message } => (
             Value::NULL,
-        ];
-        if let (Outcome::Response { body_len, .. }, true) = (&meta.outcome, limits.bodies) {
-            let rest = row.iter().map(wire_size).sum::<usize>() - wire_size(&row[BODY]);
-            match body_omitted(*body_len, rest, limits.packet) {
-                Some(why) => row[BODY_OMITTED] = text(why),
-                None => {
-                    if let Some(body) = journal.body(item.id)? {
-                        row[BODY] = Value::Bytes(body);
-                    }
+            text(format!("{kind}: {message}")),
+            Value::NULL,
+            None,
+        ),
+    };
+    let a = annotation.as_ref();
+    let fields = match a {
+        Some(a) => Value::Bytes(
+            serde_json::to_vec(&a.fields).map_err(|e| JournalError::Encode(e.to_string()))?,
+        ),
+        None => Value::NULL,
+    };
+    let mut row = [
+        Value::Bytes(hash.clone()),
+        // Stored by older versions with its credentials: the row never gets them
+        // (the key stays the hash of the URL as stored, so its row stays one).
+        text(without_userinfo(&entry.url)),
+        text(journal_id),
+        opt_text(entry.source_key.clone()),
+        status,
+        error,
+        final_url,
+        opt_text(a.and_then(|a| a.content_type.clone()).or(header_type)),
+        Value::UInt(meta.fetched_at_ms),
+        opt_text(a.and_then(|a| a.title.clone())),
+        opt_text(a.and_then(|a| a.description.clone())),
+        opt_text(a.and_then(|a| a.lang.clone())),
+        opt_text(a.and_then(|a| a.canonical.as_deref().map(without_userinfo))),
+        opt_text(a.and_then(|a| a.h1.clone())),
+        a.map_or(Value::NULL, |a| Value::from(a.robots_noindex)),
+        a.map_or(Value::NULL, |a| Value::from(a.robots_nofollow)),
+        a.map_or(Value::NULL, |a| Value::UInt(a.word_count)),
+        opt_text(a.map(|a| a.content_hash.clone())),
+        opt_text(a.and_then(|a| a.error.clone())),
+        fields,
+        Value::NULL,
+        Value::NULL,
+    ];
+    if let (Outcome::Response { body_len, .. }, true) = (&meta.outcome, limits.bodies) {
+        let rest = row.iter().map(wire_size).sum::<usize>() - wire_size(&row[BODY]);
+        match body_omitted(*body_len, rest, limits.packet) {
+            Some(why) => row[BODY_OMITTED] = text(why),
+            None => {
+                if let Some(body) = journal.body(id)? {
+                    row[BODY] = Value::Bytes(body);
                 }
             }
         }
-        bytes += batch.page_rows.push(row);
-        for (position, link) in a
-            .map(|a| a.links.as_slice())
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            bytes += batch.link_rows.push([
+    }
+    let links = a
+        .map(|a| a.links.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(position, link)| {
+            [
                 Value::Bytes(hash.clone()),
                 Value::UInt(position as u64),
                 text(without_userinfo(&link.url)),
                 text(link.text.as_str()),
                 Value::from(link.nofollow),
                 opt_text(link.lastmod.clone()),
-            ]);
-        }
-        batch.hashes.push([Value::Bytes(hash)]);
-        batch.pages += 1;
-        batch.last_seq = item.seq;
-    }
-    Ok(Some(batch))
+            ]
+        })
+        .collect();
+    Ok(PageRows { row, links, hash })
 }
 
 fn damaged(id: u64) -> JournalError {

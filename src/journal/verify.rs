@@ -1,0 +1,502 @@
+//! `webspool verify`: every record and every body of a journal read and checked, and the
+//! trees checked against each other; with `--repair`, damaged pages put back to be
+//! fetched again (or dropped) and the counters recounted.
+//!
+//! It streams: one record at a time, lookups by key for the cross-checks, and counts,
+//! so its memory does not grow with the journal.
+
+use std::collections::BTreeMap;
+
+use sled::Transactional;
+
+use super::frontier::frontier_key;
+use super::record::{decode_annotation, decode_page_and_body, decode_page_with_url};
+use super::record::{decode_entry_header, decode_pending, encode_pending, id_key, key_id};
+use super::record::{BodyRef, PendingEntry, UrlEntry, Via};
+use super::segments::{BodyLocation, Scanned};
+use super::status::counter;
+use super::{decompress_body, flatten, read_u64, ErrorKind, Journal, JournalError, Outcome};
+
+/// One thing found wrong. `id` names the page when the problem is one page's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub id: Option<u64>,
+    /// The page's URL, when its record or the URL index tells it.
+    pub url: Option<String>,
+    pub what: String,
+}
+
+/// What a verify pass read and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub pages: u64,
+    pub bodies: u64,
+    /// Stored (compressed) body bytes read.
+    pub body_bytes: u64,
+    pub entries: u64,
+    pub problems: u64,
+    /// Pages put back to be fetched again (`--repair`).
+    pub refetch: u64,
+    /// Pages dropped from the journal (`--repair --drop`).
+    pub dropped: u64,
+}
+
+/// What `verify` does with the damaged pages it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// Report only: the journal is not changed.
+    None,
+    /// Damaged pages are fetched again by the next crawl; counters are recounted.
+    Refetch,
+    /// Damaged pages leave the journal; counters are recounted.
+    Drop,
+}
+
+/// Counts as the trees hold them, to compare with (or write to) the counters.
+#[derive(Default)]
+struct Counts {
+    values: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    fn add(&mut self, name: &str, n: u64) {
+        *self.values.entry(name.to_string()).or_default() += n;
+    }
+}
+
+impl Journal {
+    /// Checks the whole journal, handing each problem to `problem` as it is found and
+    /// the pages read so far to `progress`. With a `repair`, damaged pages are put back
+    /// in the frontier or dropped, and the counters are rewritten from the trees.
+    pub fn verify(
+        &self,
+        repair: Repair,
+        mut problem: impl FnMut(&Problem),
+        mut progress: impl FnMut(u64),
+    ) -> Result<VerifyReport, JournalError> {
+        let mut report = VerifyReport::default();
+        let mut report_problem = |report: &mut VerifyReport, p: Problem| {
+            report.problems += 1;
+            problem(&p);
+        };
+        let mut counts = Counts::default();
+        let mut damaged_ids = Vec::new();
+        let end = self.segments_end()?;
+        for item in self.pages.iter() {
+            let (key, record) = item?;
+            let id = key_id(&key)?;
+            report.pages += 1;
+            if report.pages % 1024 == 0 {
+                progress(report.pages);
+            }
+            if let Some(what) = self.check_page(id, &record, end, &mut counts, &mut report)? {
+                report_problem(
+                    &mut report,
+                    Problem {
+                        id: Some(id),
+                        url: self.url_of(id)?,
+                        what,
+                    },
+                );
+                damaged_ids.push(id);
+            }
+        }
+        progress(report.pages);
+        for problem in self.check_trees(&mut counts)? {
+            if let Some(id) = problem.id {
+                damaged_ids.push(id);
+            }
+            report_problem(&mut report, problem);
+        }
+        for problem in self.check_entries(end, &mut report)? {
+            report_problem(&mut report, problem);
+        }
+        for problem in self.check_counters(&counts)? {
+            report_problem(&mut report, problem);
+        }
+        if repair != Repair::None && report.problems > 0 {
+            damaged_ids.sort_unstable();
+            damaged_ids.dedup();
+            for id in damaged_ids {
+                if self.requeue_or_drop(id, repair)? {
+                    report.refetch += 1;
+                } else {
+                    report.dropped += 1;
+                }
+            }
+            self.recount()?;
+            self.flush_blocking()?;
+        }
+        Ok(report)
+    }
+
+    /// One page record: it decodes, its body lies inside the synced part of its
+    /// segment, its bytes pass their checksum, decompress to the recorded length and
+    /// (from format 5 on) content hash. Counts it. The problem, if any.
+    fn check_page(
+        &self,
+        id: u64,
+        record: &[u8],
+        end: super::segments::SegmentsEnd,
+        counts: &mut Counts,
+        report: &mut VerifyReport,
+    ) -> Result<Option<String>, JournalError> {
+        let (meta, body) = match decode_page_and_body(record) {
+            Ok(decoded) => decoded,
+            Err(e) => return Ok(Some(e.to_string())),
+        };
+        let body_len = match &meta.outcome {
+            Outcome::Response { body_len, .. } => {
+                counts.add(counter::FETCHED, 1);
+                counts.add(counter::RAW_BYTES, *body_len);
+                *body_len
+            }
+            Outcome::Error { kind, .. } => {
+                counts.add(counter::FAILED, 1);
+                counts.add(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()), 1);
+                return Ok(None);
+            }
+        };
+        let location = match body {
+            Some(BodyRef::Checked(stored)) => Some(stored.at),
+            Some(BodyRef::Unchecked(at)) => Some(at),
+            None => None,
+        };
+        if let Some(at) = location {
+            counts.add(counter::STORED_BODY_BYTES, at.len);
+            if let Some(what) = self.outside_synced_part(at, end)? {
+                return Ok(Some(what));
+            }
+        }
+        let stored = match self.stored_body(id, body) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(Some("its body is missing".into())),
+            Err(JournalError::PageDamaged { what, .. }) => return Ok(Some(what)),
+            Err(e) => return Err(e),
+        };
+        if location.is_none() {
+            counts.add(counter::STORED_BODY_BYTES, stored.len() as u64);
+        }
+        report.bodies += 1;
+        report.body_bytes += stored.len() as u64;
+        let decoded = match decompress_body(id, &stored) {
+            Ok(decoded) => decoded,
+            Err(e) => return Ok(Some(e.to_string())),
+        };
+        if decoded.len() as u64 != body_len {
+            return Ok(Some(format!(
+                "its body decompresses to {} bytes, its record says {body_len}",
+                decoded.len()
+            )));
+        }
+        if let Some(BodyRef::Checked(stored)) = body {
+            if super::content_hash(&decoded) != stored.content_hash {
+                return Ok(Some(
+                    "its body does not match the content hash recorded with it".into(),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why a body location is not inside the synced part of the segments, if it is not.
+    fn outside_synced_part(
+        &self,
+        at: BodyLocation,
+        end: super::segments::SegmentsEnd,
+    ) -> Result<Option<String>, JournalError> {
+        let limit = if at.segment == end.segment {
+            end.len
+        } else if at.segment < end.segment {
+            match self.segments.file_len(at.segment) {
+                Ok(len) => len,
+                Err(JournalError::Damaged { what }) => return Ok(Some(what)),
+                Err(e) => return Err(e),
+            }
+        } else {
+            0
+        };
+        let inside = at.offset.checked_add(at.len).is_some_and(|e| e <= limit);
+        Ok((!inside).then(|| {
+            format!(
+                "its body ({} bytes at offset {} of segment {}) lies past the synced end of \
+                 the segments (segment {}, {} bytes)",
+                at.len, at.offset, at.segment, end.segment, end.len
+            )
+        }))
+    }
+
+    /// The URL of page `id`: from its record, else from the URL index (a scan).
+    fn url_of(&self, id: u64) -> Result<Option<String>, JournalError> {
+        if let Some(record) = self.pages.get(id_key(id))? {
+            if let Ok((_, Some(url))) = decode_page_with_url(&record) {
+                return Ok(Some(crate::urls::redact_text(&url.url)));
+            }
+        }
+        for item in self.url_index.iter() {
+            let (url, value) = item?;
+            if key_id(&value).ok() == Some(id) {
+                return Ok(Some(crate::urls::redact_text(&String::from_utf8_lossy(
+                    &url,
+                ))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The trees against each other: annotations, the parse and sync queues, the
+    /// frontier and retry queue. Counts what the counters count.
+    fn check_trees(&self, counts: &mut Counts) -> Result<Vec<Problem>, JournalError> {
+        let mut problems = Vec::new();
+        let mut page_problem = |id: u64, what: String| -> Result<(), JournalError> {
+            problems.push(Problem {
+                id: Some(id),
+                url: self.url_of(id)?,
+                what,
+            });
+            Ok(())
+        };
+        for item in self.annotations.iter() {
+            let (key, value) = item?;
+            let id = key_id(&key)?;
+            counts.add(counter::PARSED, 1);
+            if let Err(e) = decode_annotation(&value) {
+                page_problem(id, format!("its annotation does not decode: {e}"))?;
+            } else if !self.pages.contains_key(&key)? {
+                page_problem(id, "it has an annotation but no page record".into())?;
+            }
+        }
+        for item in self.pending_parse.iter() {
+            let (key, _) = item?;
+            counts.add(counter::PENDING_PARSE, 1);
+            if !self.pages.contains_key(&key)? {
+                page_problem(
+                    key_id(&key)?,
+                    "it is pending parse but has no page record".into(),
+                )?;
+            }
+        }
+        for item in self.sync_queue.iter() {
+            let (seq, id_bytes) = item?;
+            let id = key_id(&id_bytes)?;
+            if self.sync_seq.get(&id_bytes)?.as_deref() != Some(seq.as_ref()) {
+                page_problem(id, "its sync queue entry and sync sequence disagree".into())?;
+            } else if !self.pages.contains_key(&id_bytes)? {
+                page_problem(id, "it is queued for sync but has no page record".into())?;
+            }
+        }
+        counts.add(counter::PENDING_SYNC, self.sync_seq.len() as u64);
+        for (tree, name) in [
+            (&self.frontier, "frontier"),
+            (&self.retry_queue, "retry_queue"),
+        ] {
+            for item in tree.iter() {
+                let (key, value) = item?;
+                if name == "retry_queue" {
+                    counts.add(counter::RETRY_WAITING, 1);
+                }
+                if let Err(e) = decode_pending(&value) {
+                    problems.push(Problem {
+                        id: None,
+                        url: None,
+                        what: format!("an entry of `{name}` does not decode: {e}"),
+                    });
+                    continue;
+                }
+                let id = key.len().checked_sub(8).map(|at| key_id(&key[at..]));
+                if let Some(Ok(id)) = id {
+                    if self.pages.contains_key(id_key(id))? {
+                        problems.push(Problem {
+                            id: None,
+                            url: self.url_of(id)?,
+                            what: format!("it is in `{name}` though its fetch is recorded"),
+                        });
+                    }
+                }
+            }
+        }
+        counts.add(counter::URLS, self.url_index.len() as u64);
+        counts.add(counter::DAMAGED, self.damaged.len() as u64);
+        Ok(problems)
+    }
+
+    /// The counters against the counts.
+    fn check_counters(&self, counts: &Counts) -> Result<Vec<Problem>, JournalError> {
+        let mut names: Vec<String> = [
+            counter::URLS,
+            counter::FETCHED,
+            counter::FAILED,
+            counter::PENDING_PARSE,
+            counter::PARSED,
+            counter::PENDING_SYNC,
+            counter::RETRY_WAITING,
+            counter::RAW_BYTES,
+            counter::STORED_BODY_BYTES,
+            counter::DAMAGED,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        names.extend(
+            ErrorKind::ALL
+                .iter()
+                .map(|kind| format!("{}{}", counter::ERROR_PREFIX, kind.as_str())),
+        );
+        let mut problems = Vec::new();
+        for name in names {
+            let stored = read_u64(self.counters.get(name.as_bytes())?)?;
+            let counted = counts.values.get(&name).copied().unwrap_or(0);
+            if stored != counted {
+                problems.push(Problem {
+                    id: None,
+                    url: None,
+                    what: format!("counter `{name}` is {stored}, the journal holds {counted}"),
+                });
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The self-describing entries of the segments (format 5 on): each stretch that is
+    /// not a whole entry is reported, naming the page whose body it touches. Such damage
+    /// outside a body loses nothing now, but `webspool recover` could not use the entry.
+    fn check_entries(
+        &self,
+        end: super::segments::SegmentsEnd,
+        report: &mut VerifyReport,
+    ) -> Result<Vec<Problem>, JournalError> {
+        let mut problems = Vec::new();
+        let first = self.framed_from()?;
+        for number in self.segments.numbers()? {
+            if number < first || number > end.segment {
+                continue;
+            }
+            let limit = if number == end.segment {
+                end.len
+            } else {
+                u64::MAX
+            };
+            self.segments.scan(number, limit, |found| {
+                match found {
+                    Scanned::Entry { header, .. } => {
+                        report.entries += 1;
+                        if let Err(e) = decode_entry_header(&header) {
+                            problems.push(Problem {
+                                id: None,
+                                url: None,
+                                what: format!("segment {number}: an entry header {e}"),
+                            });
+                        }
+                    }
+                    Scanned::Damage { offset, len } => problems.push(Problem {
+                        id: None,
+                        url: None,
+                        what: format!(
+                            "segment {number}: {len} bytes at offset {offset} are not a whole \
+                             entry (`webspool recover` could not read the pages there)"
+                        ),
+                    }),
+                }
+                Ok(())
+            })?;
+        }
+        Ok(problems)
+    }
+
+    /// Puts damaged page `id` back in the frontier to be fetched again (true), or drops
+    /// it from the journal (false: `Repair::Drop`, or its URL is lost).
+    fn requeue_or_drop(&self, id: u64, repair: Repair) -> Result<bool, JournalError> {
+        let key = id_key(id);
+        let url = match self.pages.get(key)? {
+            Some(record) => decode_page_with_url(&record).ok().and_then(|(_, url)| url),
+            None => None,
+        };
+        let url = match url {
+            Some(url) => Some(url),
+            None => self.url_of(id)?.map(|url| UrlEntry {
+                url,
+                source_key: None,
+                added_at_ms: super::now_ms(),
+                depth: 0,
+                via: Via::Link,
+            }),
+        };
+        let requeue = match (&url, repair) {
+            (Some(entry), Repair::Refetch) => url::Url::parse(&entry.url)
+                .ok()
+                .map(|u| crate::urls::host_key(&u)),
+            _ => None,
+        };
+        let frontier_value = match (&requeue, url) {
+            (Some(host), Some(url)) => Some(encode_pending(&PendingEntry {
+                host: host.clone(),
+                attempts: 0,
+                not_before_ms: 0,
+                url,
+            })?),
+            _ => None,
+        };
+        self.guarded(|| {
+            let trees = (
+                &self.pages,
+                &self.annotations,
+                &self.pending_parse,
+                &self.sync_queue,
+                &self.sync_seq,
+                &self.damaged,
+                &self.frontier,
+                &self.url_index,
+            );
+            let result = trees.transaction(
+                |(pages, annotations, pending, queue, seqs, damaged, frontier, index)| {
+                    let old = pages.remove(&key)?;
+                    annotations.remove(&key)?;
+                    pending.remove(&key)?;
+                    if let Some(seq) = seqs.remove(&key)? {
+                        queue.remove(seq)?;
+                    }
+                    damaged.remove(&key)?;
+                    match (&requeue, &frontier_value) {
+                        (Some(host), Some(bytes)) => {
+                            frontier.insert(frontier_key(host, id), bytes.as_slice())?;
+                        }
+                        _ => {
+                            if let Some(record) = old {
+                                if let Ok((_, Some(url))) = decode_page_with_url(&record) {
+                                    index.remove(url.url.as_bytes())?;
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            flatten(result)
+        })?;
+        Ok(requeue.is_some())
+    }
+
+    /// Rewrites every counter from what the trees hold (after a repair).
+    fn recount(&self) -> Result<(), JournalError> {
+        let mut counts = Counts::default();
+        let end = self.segments_end()?;
+        let mut ignored = VerifyReport::default();
+        for item in self.pages.iter() {
+            let (key, record) = item?;
+            self.check_page(key_id(&key)?, &record, end, &mut counts, &mut ignored)?;
+        }
+        self.check_trees(&mut counts)?;
+        self.guarded(|| {
+            for name in self.counters.iter().keys().collect::<Result<Vec<_>, _>>()? {
+                let name = String::from_utf8_lossy(&name).into_owned();
+                if !counts.values.contains_key(&name) {
+                    self.counters.insert(name.as_bytes(), &0u64.to_be_bytes())?;
+                }
+            }
+            for (name, n) in &counts.values {
+                self.counters.insert(name.as_bytes(), &n.to_be_bytes())?;
+            }
+            Ok(())
+        })
+    }
+}
