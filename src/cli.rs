@@ -82,6 +82,9 @@ pub enum Command {
     /// Read and check every record and body of a journal; exit 1 if anything is
     /// damaged. Changes nothing unless `--repair` is given.
     Verify(VerifyArgs),
+    /// Rebuild a journal's index from its body segments alone, when its database is
+    /// damaged or gone; the replaced files are kept in a dated folder.
+    Recover(RecoverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +412,12 @@ pub struct VerifyArgs {
     /// With `--repair`: remove damaged pages from the journal instead.
     #[arg(long, requires = "repair")]
     pub drop: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
 }
 
 /// A configuration that cannot be used; reported before any work starts.

@@ -8,7 +8,8 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{
-    progress_mode, Cli, Command, CrawlArgs, ParseArgs, StatusArgs, SyncArgs, VerifyArgs,
+    progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, StatusArgs, SyncArgs,
+    VerifyArgs,
 };
 use webspool::journal::{ErrorKind, Journal, Problem, Repair, Status};
 use webspool::parse::stage::{self, Control, Mode};
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => run_sync(args).await,
             Command::Status(args) => run_status(args),
             Command::Verify(args) => run_verify(args).await,
+            Command::Recover(args) => run_recover(args).await,
         }
     });
     // Intake may still be blocked on stdin after an interrupt: do not wait for it.
@@ -287,9 +289,6 @@ fn ago(at_ms: u64) -> String {
     }
 }
 
-/// The `status` text: one `label  value` line each, values in one column. The column is
-/// as wide as the longest label any journal can show (error kinds included), so a new
-/// kind of error never moves it.
 /// Runs `verify`: exit 0 when clean, 1 when something is damaged (after a repair too:
 /// the next `verify` tells whether it is clean now).
 async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -331,18 +330,22 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 n => format!("{n} problems"),
             }
         );
+        if report.unused_damaged_bytes > 0 {
+            eprintln!(
+                "verify: {} bytes of damaged segment entries that no page uses any more \
+                 (nothing is lost)",
+                report.unused_damaged_bytes
+            );
+        }
         if report.refetch > 0 {
             eprintln!(
-                "repair: {} damaged pages will be fetched again by the next `webspool crawl` \
-                 of this journal",
-                report.refetch
+                "repair: {} will be fetched again by the next `webspool crawl` of this \
+                 journal",
+                pages(report.refetch)
             );
         }
         if report.dropped > 0 {
-            eprintln!(
-                "repair: {} damaged pages dropped from the journal",
-                report.dropped
-            );
+            eprintln!("repair: {} dropped from the journal", pages(report.dropped));
         }
         if repair != Repair::None && report.problems > 0 {
             eprintln!("repair: counters recounted; run `webspool verify` again to check");
@@ -353,6 +356,58 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `recover`, then says what was found and what to run next.
+async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.journal.journal;
+    let report = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last = std::time::Instant::now();
+            webspool::journal::recover(&dir, |pages| {
+                if last.elapsed() >= std::time::Duration::from_secs(2) {
+                    last = std::time::Instant::now();
+                    eprintln!("recover: {pages} pages read");
+                }
+            })
+        })
+        .await??
+    };
+    let replaced = report
+        .replaced
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if report.finished_interrupted {
+        eprintln!(
+            "recover: finished the interrupted recovery; the replaced files are in {replaced}"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "recover: {} pages back as fetched, {} to fetch again (their bodies were damaged), \
+         {} damaged stretches skipped; the replaced files are in {replaced}",
+        report.pages, report.refetch, report.damaged
+    );
+    if !report.bare_segments.is_empty() {
+        eprintln!(
+            "recover: {} segments were written before journal format 5 and describe no \
+             page: their pages are not recovered",
+            report.bare_segments.len()
+        );
+    }
+    eprintln!(
+        "recover: next, `webspool parse --journal {0}` (or `crawl` with the same list, \
+         which also fetches what is pending), then `webspool sync --journal {0} ...`",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "1 damaged page", "2 damaged pages".
+fn pages(n: u64) -> String {
+    format!("{n} damaged page{}", if n == 1 { "" } else { "s" })
 }
 
 fn print_problem(problem: &Problem, json: bool) {
@@ -369,6 +424,9 @@ fn print_problem(problem: &Problem, json: bool) {
     };
 }
 
+/// The `status` text: one `label  value` line each, values in one column. The column is
+/// as wide as the longest label any journal can show (error kinds included), so a new
+/// kind of error never moves it.
 fn status_text(path: &std::path::Path, s: &Status) -> String {
     let mut rows = vec![
         ("journal".to_string(), path.display().to_string()),

@@ -89,6 +89,11 @@ pub(super) fn inspect(dir: &Path) -> Result<Found, JournalError> {
     if entries.next().is_none() {
         return Ok(Found::Empty);
     }
+    if dir.join(super::recover::SWITCH_FILE).exists() {
+        return Err(open_err(
+            "a `webspool recover` was interrupted: run it again to finish".into(),
+        ));
+    }
     let marker = dir.join(MARKER_FILE);
     match std::fs::read(&marker) {
         Ok(text) => {
@@ -107,6 +112,11 @@ pub(super) fn inspect(dir: &Path) -> Result<Found, JournalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if dir.join("conf").is_file() {
                 Ok(Found::Unmarked)
+            } else if super::segments::Segments::new(dir).has_files()? {
+                Err(damaged(
+                    dir,
+                    "its database files are missing, but `segments/` holds page bodies".into(),
+                ))
             } else {
                 Err(not_a_journal(
                     "the directory holds other files and no journal database",

@@ -61,6 +61,7 @@ mod frontier;
 mod grants;
 mod parse;
 mod record;
+mod recover;
 mod segments;
 mod status;
 mod sync;
@@ -83,6 +84,7 @@ pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
+pub use recover::{recover, RecoverReport};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
@@ -119,7 +121,10 @@ pub enum JournalError {
     /// One page's record or body is damaged: the stages skip it and go on.
     #[error("page {page} is damaged: {what}")]
     PageDamaged { page: String, what: String },
-    #[error("journal {path} is damaged: {what}")]
+    #[error(
+        "journal {path} is damaged: {what}; `webspool recover --journal {path}` rebuilds \
+         it from its body segments"
+    )]
     DamagedJournal { path: PathBuf, what: String },
     /// Not a `#[from]`: that would make the sled error a source too, and `{:#}` would
     /// print its reason twice.

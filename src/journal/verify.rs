@@ -34,6 +34,8 @@ pub struct VerifyReport {
     /// Stored (compressed) body bytes read.
     pub body_bytes: u64,
     pub entries: u64,
+    /// Bytes of damaged segment entries that no page uses any more: nothing is lost.
+    pub unused_damaged_bytes: u64,
     pub problems: u64,
     /// Pages put back to be fetched again (`--repair`).
     pub refetch: u64,
@@ -108,7 +110,12 @@ impl Journal {
             }
             report_problem(&mut report, problem);
         }
-        for problem in self.check_entries(end, &mut report)? {
+        let mut known = damaged_ids.clone();
+        known.sort_unstable();
+        for problem in self.check_entries(end, &known, &mut report)? {
+            if let Some(id) = problem.id {
+                damaged_ids.push(id);
+            }
             report_problem(&mut report, problem);
         }
         for problem in self.check_counters(&counts)? {
@@ -145,17 +152,9 @@ impl Journal {
             Ok(decoded) => decoded,
             Err(e) => return Ok(Some(e.to_string())),
         };
-        let body_len = match &meta.outcome {
-            Outcome::Response { body_len, .. } => {
-                counts.add(counter::FETCHED, 1);
-                counts.add(counter::RAW_BYTES, *body_len);
-                *body_len
-            }
-            Outcome::Error { kind, .. } => {
-                counts.add(counter::FAILED, 1);
-                counts.add(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()), 1);
-                return Ok(None);
-            }
+        self.count_page(id, &meta.outcome, body, counts)?;
+        let Outcome::Response { body_len, .. } = meta.outcome else {
+            return Ok(None);
         };
         let location = match body {
             Some(BodyRef::Checked(stored)) => Some(stored.at),
@@ -163,7 +162,6 @@ impl Journal {
             None => None,
         };
         if let Some(at) = location {
-            counts.add(counter::STORED_BODY_BYTES, at.len);
             if let Some(what) = self.outside_synced_part(at, end)? {
                 return Ok(Some(what));
             }
@@ -174,9 +172,6 @@ impl Journal {
             Err(JournalError::PageDamaged { what, .. }) => return Ok(Some(what)),
             Err(e) => return Err(e),
         };
-        if location.is_none() {
-            counts.add(counter::STORED_BODY_BYTES, stored.len() as u64);
-        }
         report.bodies += 1;
         report.body_bytes += stored.len() as u64;
         let decoded = match decompress_body(id, &stored) {
@@ -197,6 +192,33 @@ impl Journal {
             }
         }
         Ok(None)
+    }
+
+    /// Counts a page record the way the counters count it.
+    fn count_page(
+        &self,
+        id: u64,
+        outcome: &Outcome,
+        body: Option<BodyRef>,
+        counts: &mut Counts,
+    ) -> Result<(), JournalError> {
+        match outcome {
+            Outcome::Response { body_len, .. } => {
+                counts.add(counter::FETCHED, 1);
+                counts.add(counter::RAW_BYTES, *body_len);
+                let stored = match body {
+                    Some(BodyRef::Checked(stored)) => stored.at.len,
+                    Some(BodyRef::Unchecked(at)) => at.len,
+                    None => self.bodies.get(id_key(id))?.map_or(0, |b| b.len() as u64),
+                };
+                counts.add(counter::STORED_BODY_BYTES, stored);
+            }
+            Outcome::Error { kind, .. } => {
+                counts.add(counter::FAILED, 1);
+                counts.add(&format!("{}{}", counter::ERROR_PREFIX, kind.as_str()), 1);
+            }
+        }
+        Ok(())
     }
 
     /// Why a body location is not inside the synced part of the segments, if it is not.
@@ -357,15 +379,20 @@ impl Journal {
         Ok(problems)
     }
 
-    /// The self-describing entries of the segments (format 5 on): each stretch that is
-    /// not a whole entry is reported, naming the page whose body it touches. Such damage
-    /// outside a body loses nothing now, but `webspool recover` could not use the entry.
+    /// The self-describing entries of the segments (format 5 on). A stretch of bytes
+    /// that is no whole entry, or an entry whose header does not decode, is a problem of
+    /// the page whose body lies there: its body still reads back, but `webspool
+    /// recover` could not restore it. One that no page uses any more is only counted.
+    /// `known` (sorted) are the pages already reported.
     fn check_entries(
         &self,
         end: super::segments::SegmentsEnd,
+        known: &[u64],
         report: &mut VerifyReport,
     ) -> Result<Vec<Problem>, JournalError> {
-        let mut problems = Vec::new();
+        // (segment, start, end, what), in order; bounded, so memory stays small.
+        const MOST_SPANS: usize = 10_000;
+        let mut spans: Vec<(u32, u64, u64, String)> = Vec::new();
         let first = self.framed_from()?;
         for number in self.segments.numbers()? {
             if number < first || number > end.segment {
@@ -377,29 +404,76 @@ impl Journal {
                 u64::MAX
             };
             self.segments.scan(number, limit, |found| {
-                match found {
-                    Scanned::Entry { header, .. } => {
+                let span = match found {
+                    Scanned::Entry {
+                        offset,
+                        header,
+                        body,
+                        ..
+                    } => {
                         report.entries += 1;
-                        if let Err(e) = decode_entry_header(&header) {
-                            problems.push(Problem {
-                                id: None,
-                                url: None,
-                                what: format!("segment {number}: an entry header {e}"),
-                            });
+                        match decode_entry_header(&header) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => (
+                                offset,
+                                body.offset + body.len,
+                                format!("its segment entry header {e}"),
+                            ),
                         }
                     }
-                    Scanned::Damage { offset, len } => problems.push(Problem {
-                        id: None,
-                        url: None,
-                        what: format!(
-                            "segment {number}: {len} bytes at offset {offset} are not a whole \
-                             entry (`webspool recover` could not read the pages there)"
+                    Scanned::Damage { offset, len } => (
+                        offset,
+                        offset + len,
+                        format!(
+                            "its segment entry is damaged ({len} bytes at offset {offset} of \
+                             segment {number} are not a whole entry)"
                         ),
-                    }),
+                    ),
+                };
+                if spans.len() < MOST_SPANS {
+                    spans.push((number, span.0, span.1, span.2));
                 }
                 Ok(())
             })?;
         }
+        let mut problems = Vec::new();
+        if spans.is_empty() {
+            return Ok(problems);
+        }
+        let mut used = vec![false; spans.len()];
+        for item in self.pages.iter() {
+            let (key, record) = item?;
+            let id = key_id(&key)?;
+            let Ok((_, Some(BodyRef::Checked(stored)))) = decode_page_and_body(&record) else {
+                continue;
+            };
+            let at = stored.at;
+            let after = spans.partition_point(|s| (s.0, s.1) <= (at.segment, at.offset));
+            let Some(i) = after.checked_sub(1) else {
+                continue;
+            };
+            let (segment, start, stop, what) = &spans[i];
+            if *segment != at.segment || at.offset < *start || at.offset >= *stop {
+                continue;
+            }
+            used[i] = true;
+            if known.binary_search(&id).is_err() {
+                problems.push(Problem {
+                    id: Some(id),
+                    url: self.url_of(id)?,
+                    what: format!(
+                        "{what}: its body reads back, but `webspool recover` could not \
+                         restore the page"
+                    ),
+                });
+            }
+        }
+        report.unused_damaged_bytes = spans
+            .iter()
+            .zip(&used)
+            .filter(|(_, used)| !**used)
+            .map(|(span, _)| span.2 - span.1)
+            .sum();
         Ok(problems)
     }
 
@@ -476,14 +550,15 @@ impl Journal {
         Ok(requeue.is_some())
     }
 
-    /// Rewrites every counter from what the trees hold (after a repair).
-    fn recount(&self) -> Result<(), JournalError> {
+    /// Rewrites every counter from what the trees hold (after a repair, or a
+    /// recover). Reads records, not bodies.
+    pub(super) fn recount(&self) -> Result<(), JournalError> {
         let mut counts = Counts::default();
-        let end = self.segments_end()?;
-        let mut ignored = VerifyReport::default();
         for item in self.pages.iter() {
             let (key, record) = item?;
-            self.check_page(key_id(&key)?, &record, end, &mut counts, &mut ignored)?;
+            if let Ok((meta, body)) = decode_page_and_body(&record) {
+                self.count_page(key_id(&key)?, &meta.outcome, body, &mut counts)?;
+            }
         }
         self.check_trees(&mut counts)?;
         self.guarded(|| {
