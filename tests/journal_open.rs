@@ -11,8 +11,9 @@ use crate::cli::{run, stderr};
 use crate::util;
 
 /// Every command that needs an existing journal, with its other required flags.
-const READERS: [&[&str]; 4] = [
+const READERS: [&[&str]; 5] = [
     &["status"],
+    &["verify"],
     &["parse"],
     &["reparse"],
     &["sync", "--mysql", "mysql://root@127.0.0.1:1/nothing"],

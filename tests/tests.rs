@@ -14,6 +14,7 @@ mod journal_model;
 mod journal_open;
 mod parse;
 mod polite;
+mod recover;
 mod secrets;
 mod sync;
 mod tls;
