@@ -14,6 +14,7 @@
 //! | `bodies`        | id                       | journals before format 3: the zstd body |
 //! | `pending_parse` | id                       | empty: fetched, not yet parsed          |
 //! | `counters`      | counter name             | u64 BE                                  |
+//! | `damaged`       | id                       | what a stage found wrong with the page (`damage.rs`) |
 //! | `given_origins` | origin (`scheme://host[:port]`) | empty: the user gave URLs of it (see `grants.rs`) |
 //!
 //! The owner-only file `credentials` beside sled holds the userinfo of given URLs,
@@ -38,7 +39,10 @@
 //! Format version 2 added `frontier`, `retry_queue`, `hosts`, [`PendingEntry`] values
 //! and `UrlEntry` V2. Format 3 moved new bodies to segment files; older journals keep
 //! their bodies where they are. Format 4 stopped writing two trees by id: the
-//! `pending_fetch` tree (id -> pending entry) and `urls` (id -> [`UrlEntry`]). A URL's
+//! `pending_fetch` tree (id -> pending entry) and `urls` (id -> [`UrlEntry`]). Format 5
+//! writes each body as a self-describing segment entry with checksums (`segments.rs`),
+//! checked on every read; `verify.rs` checks a whole journal and `recover.rs` rebuilds
+//! the database from the entries. A URL's
 //! record and pending entry are the value of its `frontier` or `retry_queue` key while
 //! it is pending, and its record moves into its page record when the fetch is
 //! recorded. Older journals are upgraded in place when opened (see
