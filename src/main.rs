@@ -311,7 +311,9 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
             },
         )?;
-        journal.checkpoint()?;
+        if repair != Repair::None {
+            journal.checkpoint()?;
+        }
         Ok::<_, anyhow::Error>(report)
     })
     .await??;
