@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, UserHeader};
 use crate::follow::{Follow, FollowError, FollowPolicy, Scope};
-use crate::journal::Budget;
+use crate::journal::{Budget, RecrawlPolicy};
 use crate::parse::stage::ParseConfig;
 use crate::parse::{Rules, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
@@ -70,6 +70,9 @@ fn without_empty_env(mut command: clap::Command) -> clap::Command {
 pub enum Command {
     /// Fetch every URL of a list into the journal; run again to resume.
     Crawl(Box<CrawlArgs>),
+    /// Ask again for the stored pages that are due, with their validators: unchanged
+    /// pages cost a 304, changed ones get a new version, parsed and synced again.
+    Recrawl(Box<RecrawlArgs>),
     /// Annotate pages fetched but not parsed yet (title, links, fields, ...).
     Parse(ParseArgs),
     /// Re-annotate every stored page from the journal, offline; only pages whose
@@ -110,12 +113,62 @@ pub struct CrawlArgs {
     /// The seeding query, e.g. "SELECT id, url FROM sites WHERE ...".
     #[arg(long, value_name = "SQL", requires = "from_mysql")]
     pub query: Option<String>,
+    #[command(flatten)]
+    pub journal: JournalArg,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecrawlArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Make every stored page due now.
+    #[arg(long)]
+    pub all: bool,
+    /// Keep running: look for pages that came due on this schedule (e.g. 10m, 1h, 1d)
+    /// until stopped.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub every: Option<Duration>,
+    /// Interval a page starts with (e.g. 12h, 1d, 7d); a change found shortens it
+    /// (x0.8), no change lengthens it (x1.4). Default 1d, or what the journal's last
+    /// recrawl used.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+    /// Shortest interval a page can get. Default 1h, or the journal's last.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub min_interval: Option<Duration>,
+    /// Longest interval a page can get. Default 30d, or the journal's last.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub max_interval: Option<Duration>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl RecrawlArgs {
+    /// The journal's policy with the flags given applied; an error when the bounds
+    /// are the wrong way round.
+    pub fn policy(&self, stored: RecrawlPolicy) -> Result<RecrawlPolicy, ConfigError> {
+        let ms = |d: &Option<Duration>, or: u64| d.map_or(or, |d| d.as_millis() as u64);
+        let policy = RecrawlPolicy {
+            interval_ms: ms(&self.interval, stored.interval_ms),
+            min_ms: ms(&self.min_interval, stored.min_ms),
+            max_ms: ms(&self.max_interval, stored.max_ms),
+        };
+        if policy.min_ms > policy.max_ms {
+            return Err(ConfigError::Intervals);
+        }
+        Ok(policy)
+    }
+}
+
+/// The flags of a run that fetches: `crawl` and `recrawl`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Also sync to this MySQL database as pages are parsed; the crawl ends when
     /// everything is fetched, parsed and synced.
     #[arg(long, value_name = "URL", value_parser = Unquoted(mysql_target))]
     pub sync: Option<Target>,
-    #[command(flatten)]
-    pub journal: JournalArg,
     /// Fetches in flight at once, over all hosts.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -365,8 +418,17 @@ impl SyncArgs {
     }
 }
 
-/// `250ms`, `30s`, `5m`, `2h`; a bare number is seconds.
+/// `250ms`, `30s`, `5m`, `2h`, `1d`; a bare number is seconds. At most a week.
 fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration_within(s, 7.0 * 86_400.0, "a week")
+}
+
+/// A recrawl interval: a duration of at most a year.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    duration_within(s, 366.0 * 86_400.0, "a year")
+}
+
+fn duration_within(s: &str, max_secs: f64, max_text: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -374,18 +436,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(split);
     let n: f64 = number
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 30s, 5m or 1h"))?;
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 5m, 1h or 1d"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+        "d" => n * 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ))
+        }
     };
-    if secs.is_finite() && secs > 0.0 && secs <= 7.0 * 86_400.0 {
+    if secs.is_finite() && secs > 0.0 && secs <= max_secs {
         Ok(Duration::from_secs_f64(secs))
     } else {
-        Err(format!("`{s}` must be more than 0 and at most a week"))
+        Err(format!("`{s}` must be more than 0 and at most {max_text}"))
     }
 }
 
@@ -431,13 +498,18 @@ pub enum ConfigError {
     NoInput,
     #[error(transparent)]
     Follow(#[from] FollowError),
+    #[error("--min-interval is longer than --max-interval")]
+    Intervals,
 }
 
 impl ConfigError {
     /// Whether the error is in the flags' values themselves (exit code 2, like clap's
     /// own checks), not in a file they name or in the setup (exit code 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, ConfigError::NoInput | ConfigError::Follow(_))
+        matches!(
+            self,
+            ConfigError::NoInput | ConfigError::Follow(_) | ConfigError::Intervals
+        )
     }
 }
 
@@ -498,10 +570,6 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 
 impl CrawlArgs {
     pub fn to_config(&self) -> Result<CrawlConfig, ConfigError> {
-        let extra_roots = match &self.tls_extra_root {
-            Some(path) => load_pem_certs(path)?,
-            None => Vec::new(),
-        };
         let input = match (&self.urls, &self.from_mysql, &self.query) {
             (_, Some(target), Some(query)) => Input::Mysql {
                 target: target.clone(),
@@ -509,8 +577,19 @@ impl CrawlArgs {
             },
             (Some(path), ..) if path == "-" => Input::Stdin,
             (Some(path), ..) => Input::File(PathBuf::from(path)),
-            (None, None, _) if !self.follow.sitemap.is_empty() => Input::None,
+            (None, None, _) if !self.run.follow.sitemap.is_empty() => Input::None,
             _ => return Err(ConfigError::NoInput),
+        };
+        self.run.to_config(input)
+    }
+}
+
+impl RunArgs {
+    /// The configuration of a run that takes its URLs from `input`.
+    pub fn to_config(&self, input: Input) -> Result<CrawlConfig, ConfigError> {
+        let extra_roots = match &self.tls_extra_root {
+            Some(path) => load_pem_certs(path)?,
+            None => Vec::new(),
         };
         let follow = self.follow.to_follow()?.map(Arc::new);
         let sync = self.sync.as_ref().map(|target| SyncConfig {

@@ -8,12 +8,12 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{
-    progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, StatusArgs, SyncArgs,
-    VerifyArgs,
+    progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs, StatusArgs,
+    SyncArgs, VerifyArgs,
 };
 use webspool::journal::{ErrorKind, Journal, Problem, Repair, Status};
 use webspool::parse::stage::{self, Control, Mode};
-use webspool::pipeline::{crawl, CrawlSummary};
+use webspool::pipeline::{crawl, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
 use webspool::sync::{self, SyncControl};
 
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Crawl(args) => run_crawl(*args).await,
+            Command::Recrawl(args) => run_recrawl(*args).await,
             Command::Parse(args) => run_parse(args, Mode::Pending).await,
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,
@@ -89,6 +90,58 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs `recrawl`: queues the pages that are due, fetches them as a crawl does, and with
+/// `--every` does it again on that schedule until stopped.
+async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
+    let usage = |e: webspool::cli::ConfigError| usage_error("recrawl", &e);
+    let config = match args.run.to_config(Input::None) {
+        Ok(config) => config,
+        Err(e) if e.is_usage() => return Ok(usage(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
+    let policy = match args.policy(journal.recrawl_policy()?) {
+        Ok(policy) => policy,
+        Err(e) => return Ok(usage(e)),
+    };
+    journal.set_recrawl_policy(policy)?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    on_interrupt("finishing pages in flight", move || {
+        let _ = stop_tx.send(true);
+    });
+    let mut all = args.all;
+    loop {
+        let before = journal.status()?;
+        let queued = journal.queue_due(webspool::journal::now_ms(), all)?;
+        all = false;
+        if queued > 0 || before.pending_fetch > 0 {
+            let summary = crawl(journal.clone(), config.clone(), stop_rx.clone()).await?;
+            journal.checkpoint()?;
+            let s = &summary.status;
+            eprintln!(
+                "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
+                s.checked - before.checked,
+                s.unchanged - before.unchanged,
+                s.changed - before.changed,
+                s.gone - before.gone,
+            );
+            print_summary(&summary);
+            if summary.interrupted {
+                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+            }
+        } else if args.every.is_none() {
+            eprintln!("recrawl: no page is due");
+        }
+        let Some(every) = args.every else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop_rx.changed() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 /// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
@@ -266,7 +319,8 @@ fn print_summary(s: &CrawlSummary) {
 
 fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let journal = Journal::open_existing(&args.journal.journal)?;
-    let status = journal.status()?;
+    let mut status = journal.status()?;
+    status.due = Some(journal.due_count(webspool::journal::now_ms())?);
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
@@ -448,6 +502,17 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
         ("parsed".into(), s.parsed.to_string()),
         ("pending sync".into(), s.pending_sync.to_string()),
     ]);
+    if s.checked > 0 {
+        rows.extend([
+            ("checked".into(), s.checked.to_string()),
+            ("  unchanged".into(), s.unchanged.to_string()),
+            ("  changed".into(), s.changed.to_string()),
+            ("  gone".into(), s.gone.to_string()),
+        ]);
+    }
+    if let Some(due) = s.due {
+        rows.push(("due for recrawl".into(), due.to_string()));
+    }
     if s.damaged > 0 {
         rows.push((
             "damaged".into(),

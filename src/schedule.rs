@@ -557,13 +557,17 @@ impl Scheduler {
             let retries = self.politeness.retries;
             let (fetcher, commit_tx) = (self.fetcher.clone(), self.commit_tx.clone());
             let events = self.events_tx.clone();
+            // A stored page (a recrawl check) is asked for with its validators; one
+            // whose record cannot be read is simply fetched again.
+            let validators = self.journal.validators(job.id).ok().flatten();
             tokio::spawn(async move {
                 let trust = if job.entry.via.trusted() {
                     Trust::Given
                 } else {
                     Trust::Discovered
                 };
-                let mut fetched = watched(fetcher.fetch(&job.url, trust), task, &events).await;
+                let fetching = fetcher.fetch_if_changed(&job.url, trust, validators.as_ref());
+                let mut fetched = watched(fetching, task, &events).await;
                 let verdict = Verdict::of(&fetched);
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));

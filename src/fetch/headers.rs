@@ -15,7 +15,7 @@ use base64::Engine;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::journal::Grants;
+use crate::journal::{Grants, Validators};
 
 /// One `--header`, checked. Its `Debug` shows the name only.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,6 +91,20 @@ pub(crate) struct User<'a> {
 /// Basic auth granted to `target`'s origin, then the user's headers (replacing defaults
 /// of the same name) if the user gave URLs of that origin (or sends them to all), their
 /// credential headers only while `target` has the origin of `first`.
+/// Adds the conditional headers of a stored version (values a server sent, so only
+/// those that are valid header values).
+pub(crate) fn conditional(headers: &mut HeaderMap, validators: &Validators) {
+    let pairs = [
+        (header::IF_NONE_MATCH, &validators.etag),
+        (header::IF_MODIFIED_SINCE, &validators.last_modified),
+    ];
+    for (name, value) in pairs {
+        if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 pub(crate) fn for_hop(
     user_agent: &HeaderValue,
     user: &User<'_>,

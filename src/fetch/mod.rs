@@ -33,7 +33,9 @@ use url::Url;
 pub use client::load_pem_certs;
 pub use headers::UserHeader;
 
-use crate::journal::{now_ms, ErrorKind, Grants, KeptHeaders, Outcome, PageMeta, Redirect};
+use crate::journal::{
+    now_ms, ErrorKind, Grants, KeptHeaders, Outcome, PageMeta, Redirect, Validators,
+};
 use crate::urls::redact;
 use classify::Failure;
 use decode::{DecodeError, Decoder, ACCEPT_ENCODING};
@@ -152,6 +154,18 @@ impl Fetcher {
 
     /// Fetches `url`, following redirects. Never fails: errors become the outcome.
     pub async fn fetch(&self, url: &Url, trust: Trust) -> Fetched {
+        self.fetch_if_changed(url, trust, None).await
+    }
+
+    /// [`Fetcher::fetch`] of a stored page: the first request carries its
+    /// `validators` (`If-None-Match`, `If-Modified-Since`), so an unchanged page may be
+    /// answered with a 304 and no body.
+    pub async fn fetch_if_changed(
+        &self,
+        url: &Url,
+        trust: Trust,
+        validators: Option<&Validators>,
+    ) -> Fetched {
         let started = Instant::now();
         let fetched_at_ms = now_ms();
         let mut redirects = Vec::new();
@@ -159,7 +173,7 @@ impl Fetcher {
             Trust::Given => &self.clients.given,
             Trust::Discovered => &self.clients.discovered,
         };
-        let following = self.follow(client, url, &mut redirects);
+        let following = self.follow(client, url, validators, &mut redirects);
         let result = tokio::time::timeout(self.config.timeout, following)
             .await
             .unwrap_or_else(|_| {
@@ -209,6 +223,7 @@ impl Fetcher {
         &self,
         client: &client::HttpClient,
         url: &Url,
+        validators: Option<&Validators>,
         redirects: &mut Vec<Redirect>,
     ) -> Result<Response, Failure> {
         let mut current = url.clone();
@@ -225,6 +240,9 @@ impl Fetcher {
             let mut sent = headers::for_hop(&self.user_agent, &user, &self.grants, url, &current);
             let accept = HeaderValue::from_static(ACCEPT_ENCODING);
             sent.insert(header::ACCEPT_ENCODING, accept);
+            if let Some(validators) = validators.filter(|_| redirects.is_empty()) {
+                headers::conditional(&mut sent, validators);
+            }
             *request.headers_mut() = sent;
             let response = self
                 .idle(client.request(request), "response headers")

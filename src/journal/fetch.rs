@@ -10,6 +10,7 @@ use super::record::{
 };
 use super::record::{encode_entry_header, encode_page, encode_pending, encode_segments_end};
 use super::record::{id_key, key_id, BodyRef, StoredBody};
+use super::recrawl::{decode_schedule, encode_schedule, Check, RecrawlPolicy, Schedule};
 use super::segments::Entry;
 use super::sync::mark_for_sync;
 use super::{
@@ -24,14 +25,35 @@ impl Journal {
     /// from the frontier to `retry_queue` with one more attempt. A page that is not in
     /// the frontier (already recorded, or waiting for a retry, which the scheduler never
     /// fetches) is left as it is, so replaying a batch changes nothing.
+    ///
+    /// A page that already has a record is a recrawl check (see `recrawl.rs`): only a
+    /// changed page gets a new version (body, record, parse); every check updates its
+    /// schedule.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
+            let policy = self.recrawl_policy()?;
+            // What each page is: new, or a check of a stored one (read before the
+            // transaction: only this committer writes the records of fetched pages).
+            let mut checks: Vec<Option<Recheck>> = Vec::with_capacity(batch.len());
+            for page in batch {
+                checks.push(match page.retry_at_ms {
+                    Some(_) => None,
+                    None => self.recheck_of(page)?,
+                });
+            }
             // The bodies go to the segments first, each in an entry that describes its
             // page, synced, so the locations recorded below always point at durable
-            // bytes.
+            // bytes. A check that found the page unchanged stores nothing.
+            let keeps = |page: &FetchedPage, check: &Option<Recheck>| {
+                page.retry_at_ms.is_none()
+                    && page.body.is_some()
+                    && check.as_ref().is_none_or(|c| c.check == Check::Changed)
+            };
             let stored: Vec<&FetchedPage> = batch
                 .iter()
-                .filter(|page| page.retry_at_ms.is_none() && page.body.is_some())
+                .zip(&checks)
+                .filter(|(page, check)| keeps(page, check))
+                .map(|(page, _)| page)
                 .collect();
             let headers = stored
                 .iter()
@@ -51,10 +73,10 @@ impl Journal {
             let (appended, end) = self.segments.append(&entries)?;
             let mut appended = appended.into_iter();
             let mut encoded = Vec::with_capacity(batch.len());
-            for page in batch {
-                // In the order of `stored`: every page with a body and no retry.
-                let body = match (&page.body, page.retry_at_ms) {
-                    (Some(packed), None) => appended.next().map(|a| StoredBody {
+            for (page, check) in batch.iter().zip(&checks) {
+                // In the order of `stored`.
+                let body = match &page.body {
+                    Some(packed) if keeps(page, check) => appended.next().map(|a| StoredBody {
                         at: a.at,
                         checksum: a.checksum,
                         content_hash: packed.content_hash,
@@ -73,12 +95,23 @@ impl Journal {
                 &self.sync_queue,
                 &self.sync_seq,
                 &self.counters,
+                &self.schedule,
             );
             let result = trees.transaction(
-                |(frontier, retry, pages, pending_parse, meta, queue, seqs, counters)| {
+                |(
+                    frontier,
+                    retry,
+                    pages,
+                    pending_parse,
+                    meta,
+                    queue,
+                    seqs,
+                    counters,
+                    schedules,
+                )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     meta.insert(SEGMENTS_END, end.as_slice())?;
-                    for (page, meta_bytes) in batch.iter().zip(&encoded) {
+                    for ((page, meta_bytes), check) in batch.iter().zip(&encoded).zip(&checks) {
                         let key = id_key(page.id);
                         let Some(ready) = frontier.remove(frontier_key(&page.host, page.id))?
                         else {
@@ -99,6 +132,25 @@ impl Journal {
                             *deltas.entry(counter::RETRY_WAITING.into()).or_default() += 1;
                             continue;
                         }
+                        if let Some(check) = check {
+                            let schedule = match schedules.get(key)? {
+                                Some(bytes) => match decode_schedule(&bytes) {
+                                    Ok(s) => s,
+                                    Err(e) => return abort(e),
+                                },
+                                None => check.schedule,
+                            };
+                            let next = check.next_schedule(schedule, &page.meta, &policy);
+                            match encode_schedule(&next) {
+                                Ok(bytes) => schedules.insert(&key, bytes)?,
+                                Err(e) => return abort(e),
+                            };
+                            check.count(schedule.queued, &mut deltas);
+                            if check.check != Check::Changed {
+                                continue;
+                            }
+                            uncount(&check.old, &mut deltas);
+                        }
                         pages.insert(&key, meta_bytes.as_slice())?;
                         match &page.meta.outcome {
                             Outcome::Response { body_len, .. } => {
@@ -108,8 +160,9 @@ impl Journal {
                                 let stored = page.body.as_ref().map_or(0, |b| b.bytes.len());
                                 *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() +=
                                     stored as i64;
-                                pending_parse.insert(&key, &[])?;
-                                *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
+                                if pending_parse.insert(&key, &[])?.is_none() {
+                                    *deltas.entry(counter::PENDING_PARSE.into()).or_default() += 1;
+                                }
                             }
                             Outcome::Error { kind, .. } => {
                                 *deltas.entry(counter::FAILED.into()).or_default() += 1;
@@ -125,6 +178,34 @@ impl Journal {
             );
             flatten(result)
         })
+    }
+
+    /// The check that `page` is, if its id already has a record.
+    fn recheck_of(&self, page: &FetchedPage) -> Result<Option<Recheck>, JournalError> {
+        let Some(record) = self.pages.get(id_key(page.id))? else {
+            return Ok(None);
+        };
+        let (old, body) =
+            decode_page_and_body(&record).map_err(|e| self.page_damaged(page.id, e))?;
+        let (old_hash, old_stored) = match body {
+            Some(BodyRef::Checked(stored)) => (Some(stored.content_hash), stored.at.len),
+            Some(BodyRef::Unchecked(at)) => (None, at.len),
+            None => (
+                None,
+                self.bodies
+                    .get(id_key(page.id))?
+                    .map_or(0, |b| b.len() as u64),
+            ),
+        };
+        let hash = page.body.as_ref().map(|b| b.content_hash);
+        Ok(Some(Recheck {
+            check: Check::of(&old, old_hash, &page.meta, hash),
+            schedule: self.schedule_of(page.id, &old)?,
+            old: Counted {
+                outcome: old.outcome,
+                stored: old_stored,
+            },
+        }))
     }
 
     /// The record of URL `id`: from its page record once fetched (format 4 on), else
@@ -248,5 +329,85 @@ impl Journal {
             .iter()
             .keys()
             .map(|k| k.map_err(JournalError::from).and_then(|k| key_id(&k)))
+    }
+}
+
+/// A fetch of a page that already had a record: what it found, and the stored version's
+/// part in the counters.
+struct Recheck {
+    check: Check,
+    /// The page's schedule as it was before this run's transactions.
+    schedule: Schedule,
+    old: Counted,
+}
+
+/// What a stored version adds to the counters.
+struct Counted {
+    outcome: Outcome,
+    stored: u64,
+}
+
+impl Recheck {
+    /// The page's schedule after this check.
+    fn next_schedule(
+        &self,
+        current: Schedule,
+        meta: &PageMeta,
+        policy: &RecrawlPolicy,
+    ) -> Schedule {
+        let interval = if current.interval_ms == 0 {
+            policy.interval_ms
+        } else {
+            current.interval_ms
+        };
+        let changed = self.check == Check::Changed;
+        Schedule {
+            checked_at_ms: meta.fetched_at_ms,
+            interval_ms: match self.check {
+                Check::Failed => interval,
+                _ => policy.next_interval(interval, changed),
+            },
+            changed_at_ms: if changed {
+                meta.fetched_at_ms
+            } else {
+                current.changed_at_ms
+            },
+            gone: match self.check {
+                Check::Gone => true,
+                Check::Changed => false,
+                Check::Unchanged | Check::Failed => current.gone,
+            },
+            queued: false,
+        }
+    }
+
+    fn count(&self, was_queued: bool, deltas: &mut BTreeMap<String, i64>) {
+        if was_queued {
+            *deltas.entry(counter::RECHECKS.into()).or_default() -= 1;
+        }
+        *deltas.entry(counter::CHECKED.into()).or_default() += 1;
+        let name = match self.check {
+            Check::Unchanged => counter::UNCHANGED,
+            Check::Changed => counter::CHANGED,
+            Check::Gone => counter::GONE,
+            Check::Failed => counter::CHECK_FAILED,
+        };
+        *deltas.entry(name.into()).or_default() += 1;
+    }
+}
+
+/// Takes a stored version's part out of the counters (it is being replaced).
+fn uncount(old: &Counted, deltas: &mut BTreeMap<String, i64>) {
+    match &old.outcome {
+        Outcome::Response { body_len, .. } => {
+            *deltas.entry(counter::FETCHED.into()).or_default() -= 1;
+            *deltas.entry(counter::RAW_BYTES.into()).or_default() -= *body_len as i64;
+            *deltas.entry(counter::STORED_BODY_BYTES.into()).or_default() -= old.stored as i64;
+        }
+        Outcome::Error { kind, .. } => {
+            *deltas.entry(counter::FAILED.into()).or_default() -= 1;
+            let name = format!("{}{}", counter::ERROR_PREFIX, kind.as_str());
+            *deltas.entry(name).or_default() -= 1;
+        }
     }
 }

@@ -66,6 +66,7 @@ mod grants;
 mod parse;
 mod record;
 mod recover;
+mod recrawl;
 mod segments;
 mod status;
 mod sync;
@@ -89,6 +90,7 @@ pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, RecoverReport};
+pub use recrawl::{RecrawlPolicy, Validators};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
@@ -189,6 +191,7 @@ pub struct Journal {
     sync_seq: sled::Tree,
     counters: sled::Tree,
     damaged: sled::Tree,
+    schedule: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
     /// Origins the user gave URLs of, and their credentials.
@@ -277,6 +280,7 @@ impl Journal {
             sync_seq: db.open_tree("sync_seq")?,
             counters: db.open_tree("counters")?,
             damaged: db.open_tree("damaged")?,
+            schedule: db.open_tree("schedule")?,
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,

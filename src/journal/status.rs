@@ -26,6 +26,15 @@ pub struct Status {
     /// Pages found damaged (a record that does not decode, a body that fails its
     /// check), skipped by parse and sync: see `webspool verify`.
     pub damaged: u64,
+    /// Recrawl checks recorded: how many, and how many found the page unchanged,
+    /// changed, or gone (404/410).
+    pub checked: u64,
+    pub unchanged: u64,
+    pub changed: u64,
+    pub gone: u64,
+    /// Pages due for a recrawl check: counted by the `status` command (a scan), not
+    /// by [`Journal::status`].
+    pub due: Option<u64>,
     /// Body bytes as received after content-decoding.
     pub raw_bytes: u64,
     /// Body bytes as stored, zstd-compressed.
@@ -48,6 +57,13 @@ pub(super) mod counter {
     pub const RAW_BYTES: &str = "raw_bytes";
     pub const STORED_BODY_BYTES: &str = "stored_body_bytes";
     pub const DAMAGED: &str = "damaged";
+    /// Pages queued for a recrawl check, not recorded yet (part of `pending_fetch`).
+    pub const RECHECKS: &str = "rechecks";
+    pub const CHECKED: &str = "checked";
+    pub const UNCHANGED: &str = "unchanged";
+    pub const CHANGED: &str = "changed";
+    pub const GONE: &str = "gone";
+    pub const CHECK_FAILED: &str = "check_failed";
     pub const ERROR_PREFIX: &str = "error.";
 }
 
@@ -74,7 +90,7 @@ impl Journal {
             }
             Ok(Status {
                 urls,
-                pending_fetch: urls.saturating_sub(fetched + failed),
+                pending_fetch: urls.saturating_sub(fetched + failed) + get(counter::RECHECKS)?,
                 retry_waiting: get(counter::RETRY_WAITING)?,
                 fetched,
                 failed,
@@ -82,6 +98,10 @@ impl Journal {
                 parsed: get(counter::PARSED)?,
                 pending_sync: get(counter::PENDING_SYNC)?,
                 damaged: get(counter::DAMAGED)?,
+                checked: get(counter::CHECKED)?,
+                unchanged: get(counter::UNCHANGED)?,
+                changed: get(counter::CHANGED)?,
+                gone: get(counter::GONE)?,
                 raw_bytes: get(counter::RAW_BYTES)?,
                 stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
                 errors,

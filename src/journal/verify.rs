@@ -308,6 +308,14 @@ impl Journal {
             }
         }
         counts.add(counter::PENDING_SYNC, self.sync_seq.len() as u64);
+        for item in self.schedule.iter() {
+            let (key, value) = item?;
+            match super::recrawl::decode_schedule(&value) {
+                Ok(schedule) if schedule.queued => counts.add(counter::RECHECKS, 1),
+                Ok(_) => {}
+                Err(e) => page_problem(key_id(&key)?, format!("its recrawl schedule {e}"))?,
+            }
+        }
         for (tree, name) in [
             (&self.frontier, "frontier"),
             (&self.retry_queue, "retry_queue"),
@@ -344,28 +352,8 @@ impl Journal {
 
     /// The counters against the counts.
     fn check_counters(&self, counts: &Counts) -> Result<Vec<Problem>, JournalError> {
-        let mut names: Vec<String> = [
-            counter::URLS,
-            counter::FETCHED,
-            counter::FAILED,
-            counter::PENDING_PARSE,
-            counter::PARSED,
-            counter::PENDING_SYNC,
-            counter::RETRY_WAITING,
-            counter::RAW_BYTES,
-            counter::STORED_BODY_BYTES,
-            counter::DAMAGED,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        names.extend(
-            ErrorKind::ALL
-                .iter()
-                .map(|kind| format!("{}{}", counter::ERROR_PREFIX, kind.as_str())),
-        );
         let mut problems = Vec::new();
-        for name in names {
+        for name in counted_names() {
             let stored = read_u64(self.counters.get(name.as_bytes())?)?;
             let counted = counts.values.get(&name).copied().unwrap_or(0);
             if stored != counted {
@@ -520,10 +508,12 @@ impl Journal {
                 &self.damaged,
                 &self.frontier,
                 &self.url_index,
+                &self.schedule,
             );
             let result = trees.transaction(
-                |(pages, annotations, pending, queue, seqs, damaged, frontier, index)| {
+                |(pages, annotations, pending, queue, seqs, damaged, frontier, index, schedule)| {
                     let old = pages.remove(&key)?;
+                    schedule.remove(&key)?;
                     annotations.remove(&key)?;
                     pending.remove(&key)?;
                     if let Some(seq) = seqs.remove(&key)? {
@@ -574,4 +564,31 @@ impl Journal {
             Ok(())
         })
     }
+}
+
+/// The counters that count what the trees hold (the others, such as `checked`, count
+/// events): verify compares them and a repair rewrites them.
+fn counted_names() -> Vec<String> {
+    let mut names: Vec<String> = [
+        counter::URLS,
+        counter::FETCHED,
+        counter::FAILED,
+        counter::PENDING_PARSE,
+        counter::PARSED,
+        counter::PENDING_SYNC,
+        counter::RETRY_WAITING,
+        counter::RAW_BYTES,
+        counter::STORED_BODY_BYTES,
+        counter::DAMAGED,
+        counter::RECHECKS,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend(
+        ErrorKind::ALL
+            .iter()
+            .map(|kind| format!("{}{}", counter::ERROR_PREFIX, kind.as_str())),
+    );
+    names
 }
