@@ -34,7 +34,10 @@ struct Site {
 type Shared = Arc<Mutex<Site>>;
 
 fn body(path: &str, version: u32) -> String {
-    format!("<html><title>{path} v{version}</title><body>{}</body></html>", "text ".repeat(200))
+    format!(
+        "<html><title>{path} v{version}</title><body>{}</body></html>",
+        "text ".repeat(200)
+    )
 }
 
 async fn serve(site: Shared) -> util::TestServer {
@@ -94,7 +97,8 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
         let mut s = site.lock().unwrap();
         for i in 0..20 {
             let path = format!("/t{i}");
-            s.pages.insert(path.clone(), Page::Tagged(body(&path, 1), 1));
+            s.pages
+                .insert(path.clone(), Page::Tagged(body(&path, 1), 1));
         }
         for i in 0..5 {
             let path = format!("/p{i}");
@@ -105,7 +109,10 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths: Vec<String> = site.lock().unwrap().pages.keys().cloned().collect();
     paths.sort();
-    let list = util::url_file(&dir, &paths.iter().map(|p| server.url(p)).collect::<Vec<_>>());
+    let list = util::url_file(
+        &dir,
+        &paths.iter().map(|p| server.url(p)).collect::<Vec<_>>(),
+    );
     let journal = dir.path().join("j");
     let db = TestDb::new().await;
     let out = run(&[
@@ -121,7 +128,11 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     assert!(out.status.success(), "{}", stderr(&out));
     let first = rows(&db).await;
     assert_eq!(first.len(), 25);
-    assert_eq!(site.lock().unwrap().conditional, 0, "a first fetch is unconditional");
+    assert_eq!(
+        site.lock().unwrap().conditional,
+        0,
+        "a first fetch is unconditional"
+    );
 
     // Nothing is due yet: the default interval is a day.
     let out = on(&["recrawl", "--quiet"], &journal);
@@ -134,14 +145,18 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
         let mut s = site.lock().unwrap();
         for i in 0..3 {
             let path = format!("/t{i}");
-            s.pages.insert(path.clone(), Page::Tagged(body(&path, 2), 2));
+            s.pages
+                .insert(path.clone(), Page::Tagged(body(&path, 2), 2));
         }
         s.pages.insert("/p0".into(), Page::Plain(body("/p0", 2)));
         s.pages.insert("/t18".into(), Page::Missing);
         s.pages.insert("/t19".into(), Page::Missing);
     }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let out = on(&["recrawl", "--all", "--quiet", "--sync", &db.url], &journal);
+    let out = on(
+        &["recrawl", "--all", "--quiet", "--sync", &db.url],
+        &journal,
+    );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -150,7 +165,10 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     );
     {
         let s = site.lock().unwrap();
-        assert_eq!(s.conditional, 20, "every tagged page is asked for with its ETag");
+        assert_eq!(
+            s.conditional, 20,
+            "every tagged page is asked for with its ETag"
+        );
         assert_eq!(s.not_modified, 15);
     }
     let s = status(&journal);
@@ -194,7 +212,8 @@ async fn a_killed_recrawl_resumes_its_queued_checks() {
         let mut s = site.lock().unwrap();
         for i in 0..n {
             let path = format!("/t{i}");
-            s.pages.insert(path.clone(), Page::Tagged(body(&path, 1), 1));
+            s.pages
+                .insert(path.clone(), Page::Tagged(body(&path, 1), 1));
         }
     }
     let server = serve(site.clone()).await;
@@ -213,7 +232,15 @@ async fn a_killed_recrawl_resumes_its_queued_checks() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let mut child = Command::new(util::bin())
-        .args(["recrawl", "--all", "--quiet", "--concurrency", "2", "--per-host", "2"])
+        .args([
+            "recrawl",
+            "--all",
+            "--quiet",
+            "--concurrency",
+            "2",
+            "--per-host",
+            "2",
+        ])
         .args(["--delay", "0.01", "--journal"])
         .arg(&journal)
         .stdout(Stdio::null())

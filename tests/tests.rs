@@ -15,6 +15,7 @@ mod journal_open;
 mod parse;
 mod polite;
 mod recover;
+mod recrawl;
 mod secrets;
 mod sync;
 mod tls;
