@@ -77,16 +77,19 @@ fn status(journal: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// url -> (body, synced_at) of every row.
-async fn rows(db: &TestDb) -> BTreeMap<String, (Vec<u8>, String)> {
+/// A row: body, synced_at, checked_at.
+type Row = (Vec<u8>, String, String);
+
+/// url -> row, for every row.
+async fn rows(db: &TestDb) -> BTreeMap<String, Row> {
     let mut conn = db.conn().await;
-    conn.query::<(String, Vec<u8>, String), _>(
-        "SELECT url, body, CAST(synced_at AS CHAR) FROM pages",
+    conn.query::<(String, Vec<u8>, String, String), _>(
+        "SELECT url, body, CAST(synced_at AS CHAR), CAST(checked_at AS CHAR) FROM pages",
     )
     .await
     .unwrap()
     .into_iter()
-    .map(|(url, body, synced)| (url, (body, synced)))
+    .map(|(url, body, synced, checked)| (url, (body, synced, checked)))
     .collect()
 }
 
@@ -186,8 +189,12 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     for path in &paths {
         let url = server.url(path);
         let changed = ["/t0", "/t1", "/t2", "/p0"].contains(&path.as_str());
-        let (old_body, old_synced) = &first[&url];
-        let (new_body, new_synced) = &after[&url];
+        let (old_body, old_synced, old_checked) = &first[&url];
+        let (new_body, new_synced, new_checked) = &after[&url];
+        assert!(
+            new_checked > old_checked,
+            "{path}: checked_at moves for every page"
+        );
         if changed {
             assert_eq!(new_body, body(path, 2).as_bytes(), "{path}");
             assert_ne!(new_synced, old_synced, "{path} synced again");

@@ -96,6 +96,7 @@ impl Journal {
                 &self.sync_seq,
                 &self.counters,
                 &self.schedule,
+                &self.checked,
             );
             let result = trees.transaction(
                 |(
@@ -108,6 +109,7 @@ impl Journal {
                     seqs,
                     counters,
                     schedules,
+                    checked,
                 )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     meta.insert(SEGMENTS_END, end.as_slice())?;
@@ -146,8 +148,15 @@ impl Journal {
                                 Err(e) => return abort(e),
                             };
                             check.count(schedule.queued, &mut deltas);
-                            if check.check != Check::Changed {
-                                continue;
+                            match check.check {
+                                // The stored version stays; MySQL learns the time of the
+                                // check (see `Journal::checked_items`).
+                                Check::Unchanged | Check::Gone => {
+                                    checked.insert(&key, &next.checked_at_ms.to_be_bytes())?;
+                                    continue;
+                                }
+                                Check::Failed => continue,
+                                Check::Changed => {}
                             }
                             uncount(&check.old, &mut deltas);
                         }

@@ -90,7 +90,7 @@ pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, RecoverReport};
-pub use recrawl::{RecrawlPolicy, Validators};
+pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
@@ -192,6 +192,7 @@ pub struct Journal {
     counters: sled::Tree,
     damaged: sled::Tree,
     schedule: sled::Tree,
+    checked: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
     /// Origins the user gave URLs of, and their credentials.
@@ -281,6 +282,7 @@ impl Journal {
             counters: db.open_tree("counters")?,
             damaged: db.open_tree("damaged")?,
             schedule: db.open_tree("schedule")?,
+            checked: db.open_tree("checked")?,
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,

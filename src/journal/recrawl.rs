@@ -150,6 +150,15 @@ impl Check {
     }
 }
 
+/// A check that found a page unchanged (or gone), for sync to record in MySQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedItem {
+    pub id: u64,
+    /// The page's URL as stored (its row's key is the hash of it).
+    pub url: String,
+    pub at_ms: u64,
+}
+
 /// The validators of a stored version, for a conditional request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Validators {
@@ -265,6 +274,48 @@ impl Journal {
                 }))
             })?;
         }
+    }
+
+    /// Up to `limit` checks not yet recorded in MySQL, in id order.
+    pub fn checked_items(&self, limit: usize) -> Result<Vec<CheckedItem>, JournalError> {
+        let mut items = Vec::new();
+        for item in self.checked.iter() {
+            if items.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            let id = key_id(&key)?;
+            let at_ms = key_id(&value)?;
+            if let Some(url) = self.url(id)? {
+                items.push(CheckedItem {
+                    id,
+                    url: url.url,
+                    at_ms,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    /// Forgets checks that MySQL has recorded; a page checked again since keeps its
+    /// newer time.
+    pub fn clear_checked(&self, items: &[CheckedItem]) -> Result<(), JournalError> {
+        self.guarded(|| {
+            for item in items {
+                let at = item.at_ms.to_be_bytes();
+                // A mismatch means a newer check: it stays for the next pass.
+                let _ =
+                    self.checked
+                        .compare_and_swap(id_key(item.id), Some(&at[..]), None::<&[u8]>)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// When page `id` (whose record is `meta`) was last checked: its fetch, or its
+    /// last recrawl check.
+    pub fn checked_at(&self, id: u64, meta: &PageMeta) -> Result<u64, JournalError> {
+        Ok(self.schedule_of(id, meta)?.checked_at_ms)
     }
 
     /// Pages due at `now_ms` and not queued: a scan of the page records.

@@ -147,6 +147,8 @@ pub struct SyncControl {
 pub struct SyncSummary {
     pub pages: u64,
     pub batches: u64,
+    /// Recrawl checks (unchanged or gone pages) whose time was recorded.
+    pub checks: u64,
     pub elapsed: Duration,
     pub interrupted: bool,
 }
@@ -225,6 +227,20 @@ async fn drive(
             packet: live.packet,
         };
         let Some(batch) = background.batch(live.watermark, limits).await? else {
+            match write_checked(journal, &mut live.conn, config).await {
+                Ok(n) => summary.checks += n,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        "sync: recording checks failed ({e}); reconnecting in {}s",
+                        backoff.as_secs()
+                    );
+                    session = None;
+                    pause(control, backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             if let Some(every) = config.every {
                 pause(control, every).await;
                 continue;
@@ -277,6 +293,40 @@ async fn drive(
         }
     }
     Ok(summary)
+}
+
+/// Records the recrawl checks the journal holds (pages found unchanged or gone) in
+/// MySQL's `checked_at`, a statement per chunk, then forgets them locally. Returns how
+/// many.
+async fn write_checked(
+    journal: &Arc<Journal>,
+    conn: &mut Conn,
+    config: &SyncConfig,
+) -> Result<u64, SyncError> {
+    const CHUNK: usize = 256;
+    let mut written = 0;
+    loop {
+        let reader = journal.clone();
+        let items = tokio::task::spawn_blocking(move || reader.checked_items(CHUNK))
+            .await
+            .map_err(|e| SyncError::Internal(format!("journal reader died: {e}")))??;
+        if items.is_empty() {
+            return Ok(written);
+        }
+        let checks: Vec<(Vec<u8>, u64)> = items
+            .iter()
+            .map(|item| (url_hash(&item.url), item.at_ms))
+            .collect();
+        tokio::time::timeout(config.op_timeout, upsert::write_checks(conn, &checks))
+            .await
+            .map_err(|_| SyncError::timeout("recording checks", config.op_timeout))?
+            .map_err(|e| SyncError::mysql("recording checks", e))?;
+        written += items.len() as u64;
+        let cleaner = journal.clone();
+        tokio::task::spawn_blocking(move || cleaner.clear_checked(&items))
+            .await
+            .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
+    }
 }
 
 /// Sleeps for `d`, waking early when the stage is told to stop.

@@ -10,8 +10,9 @@ use mysql_async::Conn;
 use super::SyncError;
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS pages (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS pages (
         url_hash BINARY(16) NOT NULL PRIMARY KEY,
         url TEXT NOT NULL,
         journal_id CHAR(32) NOT NULL,
@@ -36,7 +37,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         body_omitted TEXT NULL,
         synced_at DATETIME(3) NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE IF NOT EXISTS links (
+        "CREATE TABLE IF NOT EXISTS links (
         page_hash BINARY(16) NOT NULL,
         position INT UNSIGNED NOT NULL,
         to_url TEXT NOT NULL,
@@ -45,12 +46,19 @@ const MIGRATIONS: &[&[&str]] = &[&[
         lastmod TEXT NULL,
         PRIMARY KEY (page_hash, position)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE IF NOT EXISTS webspool_sync_state (
+        "CREATE TABLE IF NOT EXISTS webspool_sync_state (
         journal_id CHAR(32) NOT NULL PRIMARY KEY,
         watermark BIGINT UNSIGNED NOT NULL,
         synced_at DATETIME(3) NOT NULL
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-]];
+    ],
+    // Recrawl: when a page was last checked (its fetch, or a check that found it
+    // unchanged or gone).
+    &["ALTER TABLE pages ADD COLUMN checked_at DATETIME(3) NULL AFTER fetched_at"],
+];
+
+/// "Duplicate column name".
+const ER_DUP_FIELDNAME: u16 = 1060;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -90,9 +98,11 @@ async fn apply(conn: &mut Conn) -> Result<(), SyncError> {
     }
     for (i, statements) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         for statement in *statements {
-            conn.query_drop(*statement)
-                .await
-                .map_err(|e| SyncError::mysql("migrating the schema", e))?;
+            match conn.query_drop(*statement).await {
+                // A column added by a run that died before it recorded the version.
+                Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_FIELDNAME => {}
+                other => other.map_err(|e| SyncError::mysql("migrating the schema", e))?,
+            }
         }
         conn.exec_drop(
             "INSERT INTO webspool_schema (version) VALUES (?)",

@@ -93,6 +93,31 @@ async fn exec_rows(
     Ok(())
 }
 
+/// Records when pages were last checked (`(url hash, ms since the epoch)`), in one
+/// statement: a later sync of a page never moves its time back, and replaying it
+/// changes nothing. Rows not synced yet are left alone (their first sync carries it).
+pub async fn write_checks(
+    conn: &mut mysql_async::Conn,
+    checks: &[(Vec<u8>, u64)],
+) -> Result<(), mysql_async::Error> {
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let cases = vec!["WHEN ? THEN FROM_UNIXTIME(? / 1000)"; checks.len()].join(" ");
+    let keys = vec!["?"; checks.len()].join(", ");
+    let sql = format!(
+        "UPDATE pages SET checked_at = GREATEST(COALESCE(checked_at, FROM_UNIXTIME(0)), \
+         CASE url_hash {cases} END) WHERE url_hash IN ({keys})"
+    );
+    let mut params = Vec::with_capacity(checks.len() * 3);
+    for (hash, at_ms) in checks {
+        params.push(Value::Bytes(hash.clone()));
+        params.push(Value::UInt(*at_ms));
+    }
+    params.extend(checks.iter().map(|(hash, _)| Value::Bytes(hash.clone())));
+    conn.exec_drop(sql, Params::Positional(params)).await
+}
+
 /// Writes the batch and the new watermark in one transaction. Consumes the batch: its
 /// values go into the statements without a copy (after a failed write the batch is read
 /// from the journal again).
@@ -104,10 +129,11 @@ pub async fn write(
 ) -> Result<(), mysql_async::Error> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     // fetched_at is bound as milliseconds since the epoch; the session is in UTC.
+    // fetched_at and checked_at likewise.
     let page_values = format!(
-        "({}, FROM_UNIXTIME(? / 1000), {}, NOW(3))",
+        "({}, FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000), {}, NOW(3))",
         ["?"; 8].join(", "),
-        vec!["?"; PAGE_COLUMNS.len() - 9].join(", ")
+        vec!["?"; PAGE_COLUMNS.len() - 10].join(", ")
     );
     exec_rows(&mut tx, batch.page_rows, PAGE_STATEMENT_ROWS, packet, |n| {
         upsert_sql(
