@@ -509,11 +509,24 @@ impl Journal {
                 &self.frontier,
                 &self.url_index,
                 &self.schedule,
+                &self.checked,
             );
             let result = trees.transaction(
-                |(pages, annotations, pending, queue, seqs, damaged, frontier, index, schedule)| {
+                |(
+                    pages,
+                    annotations,
+                    pending,
+                    queue,
+                    seqs,
+                    damaged,
+                    frontier,
+                    index,
+                    schedule,
+                    checked,
+                )| {
                     let old = pages.remove(&key)?;
                     schedule.remove(&key)?;
+                    checked.remove(&key)?;
                     annotations.remove(&key)?;
                     pending.remove(&key)?;
                     if let Some(seq) = seqs.remove(&key)? {
