@@ -23,6 +23,7 @@ use crate::urls::GivenUrl;
     version,
     about = "Fetch web pages into a crash-safe local journal, resumably.",
     after_help = "Exit codes: 0 done, 1 error (journal, input, setup), 2 usage error, \
+                  75 disk full (free some space, then run the same command again), \
                   130 interrupted (run the same command again to resume)."
 )]
 pub struct Cli {
@@ -90,12 +91,75 @@ pub enum Command {
     Recover(RecoverArgs),
 }
 
+impl Command {
+    /// The journal directory the command works on.
+    pub fn journal(&self) -> &std::path::Path {
+        match self {
+            Command::Crawl(args) => &args.journal.journal,
+            Command::Recrawl(args) => &args.journal.journal,
+            Command::Parse(args) | Command::Reparse(args) => &args.journal.journal,
+            Command::Sync(args) => &args.journal.journal,
+            Command::Status(args) => &args.journal.journal,
+            Command::Verify(args) => &args.journal.journal,
+            Command::Recover(args) => &args.journal.journal,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct JournalArg {
     /// Journal directory. Only `crawl` creates one (where nothing is, or in an empty
     /// directory); the other commands need an existing journal.
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
+}
+
+/// The free-space watermark of the commands that write to the journal.
+#[derive(Debug, Args)]
+pub struct MinFreeArg {
+    /// Stop before the disk under the journal fills up: once less than this is free,
+    /// start no new work, commit what is in flight and exit with code 75. A size such as
+    /// 512MiB or 1GiB (K, M, G, T: powers of 1024; KB, MB, GB, TB: of 1000), or 0 to
+    /// write until the disk is full.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub min_free: u64,
+}
+
+/// A size in bytes: a number (decimals allowed) and a unit, `512MiB`, `1.5G`, `64k`,
+/// `100MB`, `0`; no unit is bytes. `K`, `M`, `G`, `T`, alone or with `iB`, are powers of
+/// 1024; `KB`, `MB`, `GB`, `TB` powers of 1000; `B` is bytes. Case does not matter.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim_start();
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 512MiB, 1GiB or 0"))?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)"
+            ))
+        }
+    };
+    let bytes = (n * scale).round();
+    if bytes < u64::MAX as f64 {
+        Ok(bytes as u64)
+    } else {
+        Err(format!("`{s}` is too large"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +233,8 @@ pub struct RunArgs {
     /// everything is fetched, parsed and synced.
     #[arg(long, value_name = "URL", value_parser = Unquoted(mysql_target))]
     pub sync: Option<Target>,
+    #[command(flatten)]
+    pub min_free: MinFreeArg,
     /// Fetches in flight at once, over all hosts.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -337,6 +403,8 @@ pub struct ParseArgs {
     #[command(flatten)]
     pub journal: JournalArg,
     #[command(flatten)]
+    pub min_free: MinFreeArg,
+    #[command(flatten)]
     pub rules: RulesArg,
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -353,6 +421,7 @@ impl ParseArgs {
             threads: self.threads.map_or_else(default_threads, |n| n as usize),
             progress: progress_mode(self.quiet),
             follow: None,
+            min_free: self.min_free.min_free,
         })
     }
 }
@@ -384,6 +453,8 @@ pub struct SyncArgs {
     pub mysql: Target,
     #[command(flatten)]
     pub journal: JournalArg,
+    #[command(flatten)]
+    pub min_free: MinFreeArg,
     /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped; without it,
     /// drain what is pending and exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -414,6 +485,7 @@ impl SyncArgs {
             batch_rows: self.batch_rows as usize,
             batch_bytes: self.batch_bytes.max(1) as usize,
             op_timeout: Duration::from_secs_f64(self.mysql_timeout),
+            min_free: self.min_free.min_free,
         }
     }
 }
@@ -599,6 +671,7 @@ impl RunArgs {
             batch_rows: 1000,
             batch_bytes: 64 * 1024 * 1024,
             op_timeout: Duration::from_secs(120),
+            min_free: self.min_free.min_free,
         });
         Ok(CrawlConfig {
             input,
@@ -624,6 +697,7 @@ impl RunArgs {
                     threads: default_threads(),
                     progress: ProgressMode::Off,
                     follow,
+                    min_free: self.min_free.min_free,
                 }),
             },
             sync,
@@ -635,6 +709,7 @@ impl RunArgs {
                     || !self.follow.sitemap.is_empty(),
             },
             progress: progress_mode(self.quiet),
+            min_free: self.min_free.min_free,
         })
     }
 }
@@ -662,6 +737,36 @@ mod tests {
         assert_eq!(config.fetch.connect_timeout, Duration::from_secs(10));
         assert_eq!(config.fetch.max_body, 10 * 1024 * 1024);
         assert_eq!(config.fetch.max_redirects, 10);
+        assert_eq!(config.min_free, crate::journal::space::DEFAULT_MIN_FREE);
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        const MIB: u64 = 1024 * 1024;
+        for (text, bytes) in [
+            ("0", 0),
+            ("4096", 4096),
+            ("512MiB", 512 * MIB),
+            ("512 mib", 512 * MIB),
+            ("1GiB", 1024 * MIB),
+            ("1.5G", 1536 * MIB),
+            ("64k", 64 * 1024),
+            ("100MB", 100_000_000),
+            ("2TB", 2_000_000_000_000),
+            ("10B", 10),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "MiB", "-1MiB", "5 parsecs", "1e3", "99999999999TiB", "1.2.3G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["webspool", "parse", "--min-free", "1GiB"]).unwrap();
+        let Command::Parse(args) = cli.command else {
+            panic!("not parse")
+        };
+        assert_eq!(args.to_config().unwrap().min_free, 1024 * MIB);
+        let sync = ["webspool", "sync", "--mysql", "mysql://h/d", "--min-free", "lots"];
+        assert_eq!(Cli::try_parse_from(sync).unwrap_err().exit_code(), 2);
     }
 
     #[test]

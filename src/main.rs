@@ -1,6 +1,7 @@
 //! The `webspool` binary: flags, logging, signals and exit codes around the library.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,14 +12,17 @@ use webspool::cli::{
     progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs, StatusArgs,
     SyncArgs, VerifyArgs,
 };
-use webspool::journal::{ErrorKind, Journal, Problem, Repair, Status};
+use webspool::journal::{DiskFull, ErrorKind, Journal, JournalError, Problem, Repair, Status};
 use webspool::parse::stage::{self, Control, Mode};
-use webspool::pipeline::{crawl, CrawlSummary, Input};
+use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
-use webspool::sync::{self, SyncControl};
+use webspool::sync::{self, SyncControl, SyncError};
 
 /// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code when the disk under the journal is full, or below `--min-free` (sysexits'
+/// EX_TEMPFAIL: run the same command again once there is room).
+const EXIT_DISK_FULL: u8 = 75;
 
 /// jemalloc instead of the system allocator: the fetch tasks, parse workers and committers
 /// allocate and free on many threads at once, where glibc's malloc either contends on a
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let journal = cli.command.journal().to_path_buf();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Crawl(args) => run_crawl(*args).await,
@@ -64,10 +69,56 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(code) => code,
+        Err(e) if is_disk_full(&e) => {
+            eprintln!("error: {e:#}");
+            disk_full_advice(&journal)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether `e` says the disk under the journal is full, in whichever stage's words.
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<JournalError>()
+        .is_some_and(JournalError::is_disk_full)
+        || e.downcast_ref::<CrawlError>()
+            .is_some_and(CrawlError::is_disk_full)
+        || e.downcast_ref::<SyncError>()
+            .is_some_and(SyncError::is_disk_full)
+}
+
+/// Says what to do about a full disk, after its error; the exit code for it.
+fn disk_full_advice(journal: &Path) -> ExitCode {
+    eprintln!(
+        "free some space under {}, or move the journal to a bigger disk (mv, or cp -a), \
+         then run the same command again: everything reported done is kept",
+        journal.display()
+    );
+    ExitCode::from(EXIT_DISK_FULL)
+}
+
+/// How a command that stopped early or finished exits: after a full disk, with its
+/// error and advice.
+fn finished(interrupted: bool, disk_full: Option<DiskFull>) -> ExitCode {
+    match disk_full {
+        Some(full) => {
+            eprintln!("error: {full}");
+            disk_full_advice(full.dir())
+        }
+        None if interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// The first word of a command's summary.
+fn ending(interrupted: bool, disk_full: &Option<DiskFull>) -> &'static str {
+    match (disk_full, interrupted) {
+        (Some(_), _) => "stopped (disk full)",
+        (None, true) => "interrupted",
+        (None, false) => "done",
     }
 }
 
@@ -85,11 +136,7 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     let summary = crawl(journal.clone(), config, stop_rx).await?;
     journal.checkpoint()?;
     print_summary(&summary);
-    Ok(if summary.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(finished(summary.interrupted, summary.disk_full))
 }
 
 /// Runs `recrawl`: queues the pages that are due, fetches them as a crawl does, and with
@@ -129,7 +176,7 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
             );
             print_summary(&summary);
             if summary.interrupted {
-                return Ok(ExitCode::from(EXIT_INTERRUPTED));
+                return Ok(finished(summary.interrupted, summary.disk_full));
             }
         } else if args.every.is_none() {
             eprintln!("recrawl: no page is due");
@@ -164,7 +211,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
-        if summary.interrupted { "interrupted" } else { "done" },
+        ending(summary.interrupted, &summary.disk_full),
         summary.parsed,
         summary.changed,
         summary.with_errors,
@@ -172,11 +219,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         summary.parsed as f64 / secs,
         summary.bytes as f64 / secs / 1e6,
     );
-    Ok(if summary.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(finished(summary.interrupted, summary.disk_full))
 }
 
 /// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
@@ -208,11 +251,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages synced to {} in {} batches, {:.1}s ({:.0} pages/s); {} pending",
-        if summary.interrupted {
-            "interrupted"
-        } else {
-            "done"
-        },
+        ending(summary.interrupted, &summary.disk_full),
         summary.pages,
         config.target,
         summary.batches,
@@ -220,11 +259,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         summary.pages as f64 / secs,
         journal.status()?.pending_sync,
     );
-    Ok(if summary.interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(finished(summary.interrupted, summary.disk_full))
 }
 
 /// Prints a bad flag value found after clap's own checks as clap prints its usage
@@ -296,7 +331,7 @@ fn print_summary(s: &CrawlSummary) {
     let pages = s.fetched + s.failed;
     eprintln!(
         "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
-        if s.interrupted { "interrupted" } else { "done" },
+        ending(s.interrupted, &s.disk_full),
         s.added,
         s.duplicates,
         s.invalid_lines,
@@ -312,7 +347,7 @@ fn print_summary(s: &CrawlSummary) {
         "journal: {} URLs, {} fetched, {} failed, {} pending",
         s.status.urls, s.status.fetched, s.status.failed, s.status.pending_fetch
     );
-    if s.interrupted {
+    if s.interrupted && s.disk_full.is_none() {
         eprintln!("run the same command again to resume");
     }
 }

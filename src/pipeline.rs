@@ -24,7 +24,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::fetch::{FetchConfig, FetchError, Fetcher};
 pub use crate::intake::Input;
 use crate::intake::{self, Signals};
-use crate::journal::{now_ms, FetchedPage, Journal, JournalError, NewUrl, Outcome, Status, Via};
+use crate::journal::{
+    now_ms, DiskFull, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome, Status, Via,
+};
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
 pub use crate::schedule::Politeness;
@@ -54,6 +56,9 @@ pub struct CrawlConfig {
     pub sync: Option<SyncConfig>,
     pub politeness: Politeness,
     pub progress: ProgressMode,
+    /// Stop starting fetches once less than this is free under the journal
+    /// (`--min-free`; 0: never).
+    pub min_free: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +79,17 @@ pub enum CrawlError {
     Internal(String),
 }
 
+impl CrawlError {
+    /// Whether the crawl stopped because the disk under the journal is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            CrawlError::Journal(e) => e.is_disk_full(),
+            CrawlError::Sync(e) => e.is_disk_full(),
+            _ => false,
+        }
+    }
+}
+
 /// What a crawl did, for the final summary.
 #[derive(Debug, Default)]
 pub struct CrawlSummary {
@@ -88,8 +104,10 @@ pub struct CrawlSummary {
     /// Pages synced to MySQL during the crawl (with `--sync`).
     pub synced: u64,
     pub elapsed: Duration,
-    /// Stopped by a shutdown signal with work left pending.
+    /// Stopped by a shutdown signal, or below `--min-free`, with work left pending.
     pub interrupted: bool,
+    /// Stopped because less than `--min-free` was free under the journal.
+    pub disk_full: Option<DiskFull>,
     pub status: Status,
 }
 
@@ -227,7 +245,7 @@ pub async fn crawl(
         commit_tx,
         acks_rx,
     );
-    let interrupted = run_scheduler(
+    let ended = run_scheduler(
         &mut scheduler,
         &journal,
         shutdown,
@@ -238,9 +256,15 @@ pub async fn crawl(
             stop_intake: &stop_intake,
             committer_failed: &committer_failed,
             parse_ended: following.then_some(&*parse_ended),
+            space: MinFree::new(journal.path(), config.min_free),
         },
     )
     .await?;
+    let interrupted = ended != Ended::Done;
+    let mut disk_full = match ended {
+        Ended::DiskFull(full) => Some(full),
+        Ended::Done | Ended::Interrupted => None,
+    };
     stop_intake.store(true, Ordering::Release);
     drop(scheduler);
 
@@ -255,9 +279,11 @@ pub async fn crawl(
     }
     let parsed = match parser {
         Some(rx) => {
-            rx.await
-                .map_err(|_| CrawlError::Internal("the parse stage died".into()))??
-                .parsed
+            let summary = rx
+                .await
+                .map_err(|_| CrawlError::Internal("the parse stage died".into()))??;
+            disk_full = disk_full.or(summary.disk_full);
+            summary.parsed
         }
         None => 0,
     };
@@ -268,9 +294,11 @@ pub async fn crawl(
     }
     let synced = match syncer {
         Some(task) => {
-            task.await
-                .map_err(|_| CrawlError::Internal("the sync stage died".into()))??
-                .pages
+            let summary = task
+                .await
+                .map_err(|_| CrawlError::Internal("the sync stage died".into()))??;
+            disk_full = disk_full.or(summary.disk_full);
+            summary.pages
         }
         None => 0,
     };
@@ -294,7 +322,8 @@ pub async fn crawl(
         parsed,
         synced,
         elapsed: started.elapsed(),
-        interrupted,
+        interrupted: interrupted || disk_full.is_some(),
+        disk_full,
         status: journal.status()?,
     })
 }
@@ -393,25 +422,53 @@ struct Upstream<'a> {
     /// With link following, the parse stage may add URLs until it has parsed every
     /// page or has ended (on an error, reported once the crawl is over).
     parse_ended: Option<&'a AtomicBool>,
+    /// The free-space watermark: below it, no fetch is started.
+    space: MinFree,
 }
 
-/// Runs the scheduler until every URL is done; returns whether it was interrupted.
+/// How the scheduler loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Every URL is done.
+    Done,
+    /// Ctrl-C, or a failure upstream.
+    Interrupted,
+    /// Less than `--min-free` is free under the journal.
+    DiskFull(DiskFull),
+}
+
+/// Runs the scheduler until every URL is done, or it is told to stop, or the disk is
+/// below the watermark; in the two last cases, until the fetches in flight are done.
 async fn run_scheduler(
     scheduler: &mut Scheduler,
     journal: &Journal,
     mut shutdown: watch::Receiver<bool>,
     up: Upstream<'_>,
-) -> Result<bool, CrawlError> {
+) -> Result<Ended, CrawlError> {
     let mut stopping = *shutdown.borrow();
+    let mut disk_full = None;
     let mut refilled: Option<Instant> = None;
+    let mut space_checked: Option<Instant> = None;
     loop {
         if up.committer_failed.load(Ordering::Acquire) || up.intake_failed.load(Ordering::Acquire) {
             stopping = true;
         }
+        if !stopping && space_checked.is_none_or(|at| at.elapsed() >= SPACE_EVERY) {
+            space_checked = Some(Instant::now());
+            match up.space.check() {
+                Ok(()) => {}
+                Err(JournalError::DiskFull(full)) => {
+                    tracing::warn!("stopping: {full}; finishing pages in flight");
+                    disk_full = Some(full);
+                    stopping = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if stopping {
             up.stop_intake.store(true, Ordering::Release);
             if scheduler.active() == 0 {
-                return Ok(true);
+                return Ok(disk_full.map_or(Ended::Interrupted, Ended::DiskFull));
             }
         } else {
             // Reading the frontier costs a few range scans: not on every event.
@@ -421,7 +478,7 @@ async fn run_scheduler(
                 scheduler.refill()?;
                 refilled = Some(Instant::now());
                 if !scheduler.busy() && intake_finished && all_done(journal, up.parse_ended)? {
-                    return Ok(false);
+                    return Ok(Ended::Done);
                 }
             }
             scheduler.dispatch().await;
@@ -447,6 +504,9 @@ async fn run_scheduler(
 
 /// Least time between two reads of the frontier while fetches are running.
 const REFILL_EVERY: Duration = Duration::from_millis(50);
+/// Time between two checks of the free space under the journal: at 1 GB/s of bodies,
+/// 100 MB, well within the default `--min-free`.
+const SPACE_EVERY: Duration = Duration::from_millis(100);
 /// Longest sleep of the scheduler loop.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 

@@ -60,6 +60,7 @@ fn reparse(journal: &Arc<Journal>, rules: Arc<Rules>) -> stage::ParseSummary {
         threads: 2,
         progress: ProgressMode::Off,
         follow: None,
+        min_free: 0,
     };
     stage::run(
         journal,

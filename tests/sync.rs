@@ -25,6 +25,7 @@ fn config(db: &TestDb, batch_rows: usize) -> SyncConfig {
         batch_rows,
         batch_bytes: 64 << 20,
         op_timeout: Duration::from_secs(30),
+        min_free: 0,
     }
 }
 
@@ -191,6 +192,7 @@ async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_data
             threads: 2,
             progress: webspool::progress::ProgressMode::Off,
             follow: None,
+            min_free: 0,
         },
         webspool::parse::stage::Mode::Reparse,
         &Arc::new(webspool::parse::stage::Control::default()),

@@ -23,13 +23,14 @@
 //! snapshot of it: a new journal right after its creation (which closes and reopens
 //! the database for that), a journal from before the marker existed at its next
 //! successful open. `Journal::checkpoint` rewrites it when a command has finished its
-//! work. This module writes nothing but the marker.
+//! work. This module writes nothing but the marker, and deletes nothing but the
+//! snapshots sled began and did not finish (see [`drop_unfinished_snapshots`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::segments::SegmentsEnd;
-use super::JournalError;
+use super::{space, JournalError};
 
 /// The marker file's name in the journal directory.
 pub(super) const MARKER_FILE: &str = "webspool-journal";
@@ -155,13 +156,61 @@ fn check_sled_files(dir: &Path) -> Result<(), JournalError> {
 
 /// Whether sled has written a snapshot (`snap.` and its log position) in `dir`.
 pub(super) fn has_snapshot(dir: &Path) -> Result<bool, JournalError> {
+    Ok(snapshot_files(dir)?.iter().any(|name| !unfinished(name)))
+}
+
+/// The names of sled's snapshot files in `dir`, finished or not.
+fn snapshot_files(dir: &Path) -> Result<Vec<String>, JournalError> {
     let entries = std::fs::read_dir(dir).map_err(|e| JournalError::Open {
         path: dir.to_path_buf(),
         message: format!("cannot read the directory: {e}"),
     })?;
     Ok(entries
         .filter_map(Result::ok)
-        .any(|entry| entry.file_name().to_string_lossy().starts_with("snap.")))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("snap."))
+        .collect())
+}
+
+/// A snapshot sled began and never renamed into place (`snap.N.generating`).
+fn unfinished(name: &str) -> bool {
+    name.ends_with(".generating")
+}
+
+/// Deletes the snapshots sled began and never finished, before it opens `dir`. sled
+/// 0.34 writes a snapshot to `snap.N.generating`, renames it to `snap.N` once synced,
+/// and only then deletes the older one; but when it opens a database it takes the
+/// newest file of either name. One it could not finish (the disk filled up while
+/// it opened the journal) would be read as the newest snapshot and the whole journal
+/// taken for corrupted; the finished snapshot before it, with the log, holds everything.
+/// Skipped while another process has the database open (its lock on `db`), which may
+/// be writing one right now.
+pub(super) fn drop_unfinished_snapshots(dir: &Path) -> Result<(), JournalError> {
+    use fs2::FileExt;
+    let unfinished: Vec<String> = snapshot_files(dir)?
+        .into_iter()
+        .filter(|name| unfinished(name))
+        .collect();
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    let Ok(db) = std::fs::File::open(dir.join("db")) else {
+        return Ok(());
+    };
+    if db.try_lock_exclusive().is_err() {
+        return Ok(());
+    }
+    for name in unfinished {
+        let path = dir.join(&name);
+        std::fs::remove_file(&path).map_err(|e| JournalError::Open {
+            path: dir.to_path_buf(),
+            message: format!("cannot delete sled's unfinished snapshot {name}: {e}"),
+        })?;
+        tracing::info!("deleted {}, a snapshot sled did not finish", path.display());
+    }
+    // The lock goes with `db`, closed here: sled locks the file from a handle of its
+    // own, and flock(2) locks conflict across handles even within one process.
+    Ok(())
 }
 
 /// What the marker file says: which journal this is, and values that only grow, as
@@ -255,14 +304,27 @@ impl Marker {
 pub(super) fn write_marker(dir: &Path, marker: &Marker) -> Result<(), JournalError> {
     let path = dir.join(MARKER_FILE);
     let temporary = dir.join(format!("{MARKER_FILE}.new"));
-    let io_err = |what: &Path, e: std::io::Error| JournalError::Open {
-        path: dir.to_path_buf(),
-        message: format!("cannot write {}: {e}", what.display()),
+    let io_err = |what: &Path, e: std::io::Error| {
+        if space::is_full(&e) {
+            JournalError::NoSpace {
+                writing: what.display().to_string(),
+            }
+        } else {
+            JournalError::Open {
+                path: dir.to_path_buf(),
+                message: format!("cannot write {}: {e}", what.display()),
+            }
+        }
     };
     let mut file = std::fs::File::create(&temporary).map_err(|e| io_err(&temporary, e))?;
-    file.write_all(marker.text().as_bytes())
+    if let Err(e) = file
+        .write_all(marker.text().as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| io_err(&temporary, e))?;
+    {
+        // A marker cut short by a full disk is no use to anyone.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(io_err(&temporary, e));
+    }
     std::fs::rename(&temporary, &path).map_err(|e| io_err(&path, e))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())

@@ -40,6 +40,11 @@ pub struct Grants {
 }
 
 fn file_error(path: &Path, e: std::io::Error) -> JournalError {
+    if super::space::is_full(&e) {
+        return JournalError::NoSpace {
+            writing: path.display().to_string(),
+        };
+    }
     JournalError::Credentials(format!("credentials file {}: {e}", path.display()))
 }
 
@@ -80,6 +85,11 @@ impl Grants {
     /// written in it. Durable for the credentials when it returns; the origin is
     /// durable with the journal's next flush, which comes before the URL's own.
     pub fn grant(&self, url: &Url, userinfo: Option<&Userinfo>) -> Result<(), JournalError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.grant_in(url, userinfo).map_err(|e| e.in_dir(dir))
+    }
+
+    fn grant_in(&self, url: &Url, userinfo: Option<&Userinfo>) -> Result<(), JournalError> {
         let origin = url.origin().ascii_serialization();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if *last != origin {
@@ -114,8 +124,12 @@ impl Grants {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&self.path)?;
         owner_only(&file)?;
-        file.write_all(line.as_bytes())?;
-        file.sync_all()?;
+        let before = file.metadata()?.len();
+        if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.sync_all()) {
+            // Half a line (a full disk) would be read back as a grant, or as damage.
+            let _ = file.set_len(before);
+            return Err(e);
+        }
         if created {
             if let Some(dir) = self.path.parent() {
                 File::open(dir)?.sync_all()?;

@@ -68,6 +68,7 @@ mod record;
 mod recover;
 mod recrawl;
 mod segments;
+pub mod space;
 mod status;
 mod sync;
 mod verify;
@@ -75,7 +76,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -91,6 +92,7 @@ pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta}
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, RecoverReport};
 pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
+pub use space::{DiskFull, MinFree, Size};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
@@ -144,11 +146,42 @@ pub enum JournalError {
     Credentials(String),
     #[error("the journal refused the write because an earlier write or flush failed; nothing after the last successful flush was kept")]
     Poisoned,
+    #[error(transparent)]
+    DiskFull(#[from] DiskFull),
+    /// A write failed for lack of space, before the journal directory is known: the
+    /// journal's methods turn it into [`DiskFull::NoSpace`] (see [`JournalError::in_dir`]).
+    #[error("disk full: no space left on the journal's disk (writing {writing})")]
+    NoSpace { writing: String },
 }
 
 impl From<sled::Error> for JournalError {
     fn from(e: sled::Error) -> Self {
-        JournalError::Storage(e)
+        match e {
+            // sled keeps the kind of the error that stopped it, its text only as Debug.
+            sled::Error::Io(io) if space::is_full(&io) => JournalError::NoSpace {
+                writing: "sled's log".into(),
+            },
+            e => JournalError::Storage(e),
+        }
+    }
+}
+
+impl JournalError {
+    /// Whether the disk under the journal is full (below `--min-free`, or out of
+    /// space): free some or move the journal, then run the same command again.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, JournalError::DiskFull(_) | JournalError::NoSpace { .. })
+    }
+
+    /// This error with a lack of space named as [`DiskFull`] under the journal `dir`.
+    fn in_dir(self, dir: &Path) -> JournalError {
+        match self {
+            JournalError::NoSpace { writing } => JournalError::DiskFull(DiskFull::NoSpace {
+                dir: dir.to_path_buf(),
+                writing,
+            }),
+            other => other,
+        }
     }
 }
 
@@ -198,6 +231,9 @@ pub struct Journal {
     /// Origins the user gave URLs of, and their credentials.
     grants: Arc<Grants>,
     poisoned: AtomicBool,
+    /// Why the journal is poisoned, when it is for a full disk: later writes are refused
+    /// with it, so whichever stage writes next says what went wrong.
+    full: OnceLock<DiskFull>,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<JournalError>>;
@@ -256,6 +292,12 @@ impl Journal {
     }
 
     fn open_with(dir: &Path, create: bool) -> Result<Journal, JournalError> {
+        let journal = Journal::open_whole(dir, create).map_err(|e| e.in_dir(dir))?;
+        space::keep_reserve(dir);
+        Ok(journal)
+    }
+
+    fn open_whole(dir: &Path, create: bool) -> Result<Journal, JournalError> {
         let marker = match directory::inspect(dir)? {
             Found::Missing | Found::Empty if create => {
                 create_journal(dir)?;
@@ -266,6 +308,9 @@ impl Journal {
             Found::Marked(marker) => Some(marker),
             Found::Unmarked => None,
         };
+        // sled writes when it opens a database: on a full disk, the reserve makes room.
+        space::release_reserve_if_full(dir)?;
+        directory::drop_unfinished_snapshots(dir)?;
         let db = open_db(dir)?;
         let mut journal = Journal {
             url_index: db.open_tree("url_index")?,
@@ -288,6 +333,7 @@ impl Journal {
             db,
             path: dir.to_path_buf(),
             poisoned: AtomicBool::new(false),
+            full: OnceLock::new(),
         };
         journal.check_format(marker.is_some())?;
         if let Some(marker) = &marker {
@@ -318,7 +364,7 @@ impl Journal {
     /// Flushes first.
     pub fn checkpoint(&self) -> Result<(), JournalError> {
         self.flush_blocking()?;
-        self.mark()
+        self.mark().map_err(|e| e.in_dir(&self.path))
     }
 
     /// Writes the marker with the state as it is, which must be durable; not before sled
@@ -542,21 +588,35 @@ impl Journal {
     }
 
     fn check_writable(&self) -> Result<(), JournalError> {
-        if self.poisoned.load(Ordering::Acquire) {
-            Err(JournalError::Poisoned)
-        } else {
+        if !self.poisoned.load(Ordering::Acquire) {
             Ok(())
+        } else if let Some(full) = self.full.get() {
+            Err(JournalError::DiskFull(full.clone()))
+        } else {
+            Err(JournalError::Poisoned)
         }
     }
 
-    /// Runs a write, poisoning the journal if it fails for a storage reason.
+    /// Runs a write, poisoning the journal if it fails for a storage reason (a full disk
+    /// among them, named as such).
     fn guarded<T>(&self, f: impl FnOnce() -> Result<T, JournalError>) -> Result<T, JournalError> {
         self.check_writable()?;
-        let result = f();
-        if let Err(JournalError::Storage(_) | JournalError::Segments(_)) = &result {
-            self.poisoned.store(true, Ordering::Release);
+        f().map_err(|e| self.poison(e))
+    }
+
+    /// Poisons the journal if `e` is a storage error; returns it, a lack of space named
+    /// under the journal directory.
+    fn poison(&self, e: JournalError) -> JournalError {
+        let e = e.in_dir(&self.path);
+        match &e {
+            JournalError::DiskFull(full) => {
+                let _ = self.full.set(full.clone());
+            }
+            JournalError::Storage(_) | JournalError::Segments(_) => {}
+            _ => return e,
         }
-        result
+        self.poisoned.store(true, Ordering::Release);
+        e
     }
 
     /// Makes every write so far durable. Only after this returns `Ok` may a page be
@@ -565,10 +625,7 @@ impl Journal {
         self.check_writable()?;
         match self.db.flush_async().await {
             Ok(_) => Ok(()),
-            Err(e) => {
-                self.poisoned.store(true, Ordering::Release);
-                Err(e.into())
-            }
+            Err(e) => Err(self.poison(e.into())),
         }
     }
 
@@ -577,10 +634,7 @@ impl Journal {
         self.check_writable()?;
         match self.db.flush() {
             Ok(_) => Ok(()),
-            Err(e) => {
-                self.poisoned.store(true, Ordering::Release);
-                Err(e.into())
-            }
+            Err(e) => Err(self.poison(e.into())),
         }
     }
 }
@@ -608,6 +662,9 @@ fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
         sled::Error::Io(io) if is_lock_error(&io) => JournalError::Open {
             path: dir.to_path_buf(),
             message: "it is in use by another webspool process".into(),
+        },
+        sled::Error::Io(io) if space::is_full(&io) => JournalError::NoSpace {
+            writing: "the snapshot sled writes when it opens a database".into(),
         },
         sled::Error::Io(io) => JournalError::Open {
             path: dir.to_path_buf(),
@@ -672,7 +729,7 @@ fn no_journal(dir: &Path, detail: &'static str) -> JournalError {
 fn flatten<T>(result: Result<T, TransactionError<JournalError>>) -> Result<T, JournalError> {
     result.map_err(|e| match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => JournalError::Storage(e),
+        TransactionError::Storage(e) => e.into(),
     })
 }
 

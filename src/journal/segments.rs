@@ -110,7 +110,10 @@ pub(super) struct Segments {
 }
 
 fn io_error(what: String) -> impl FnOnce(std::io::Error) -> JournalError {
-    move |e| JournalError::Segments(format!("{what}: {e}"))
+    move |e| match super::space::is_full(&e) {
+        true => JournalError::NoSpace { writing: what },
+        false => JournalError::Segments(format!("{what}: {e}")),
+    }
 }
 
 impl Segments {
@@ -264,9 +267,15 @@ impl Segments {
         };
         // At the recorded end, not the file's: bytes of a failed earlier write are
         // overwritten.
-        file.write_all_at(&buf, active.end.len)
+        if let Err(e) = file
+            .write_all_at(&buf, active.end.len)
             .and_then(|()| file.sync_data())
-            .map_err(io_error(path.display().to_string()))?;
+        {
+            // What a failed write left past the end belongs to no page: give its space
+            // back now (a full disk), not at the next open.
+            let _ = file.set_len(active.end.len);
+            return Err(io_error(path.display().to_string())(e));
+        }
         active.end.len += buf.len() as u64;
         Ok((appended, active.end))
     }

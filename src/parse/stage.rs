@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use super::{annotate, Annotation, Rules, PARSER_VERSION};
 use crate::follow::Follow;
 use crate::journal::ReparseState;
-use crate::journal::{decompress_body_into, Budget, Journal, JournalError, ParseInput};
+use crate::journal::{
+    decompress_body_into, Budget, DiskFull, Journal, JournalError, MinFree, ParseInput,
+};
 use crate::progress::{per_sec, ProgressMode, Reporter, View};
 
 /// Pages per chunk, at most.
@@ -45,6 +47,9 @@ pub struct ParseConfig {
     /// Link following (`crawl --follow`, `--sitemap`): discovered URLs are added to the
     /// frontier with the annotations that found them.
     pub follow: Option<Arc<Follow>>,
+    /// Stop taking new work once less than this is free under the journal
+    /// (`--min-free`; 0: never).
+    pub min_free: u64,
 }
 
 /// Shared flags between the parse stage and whoever runs it.
@@ -70,7 +75,20 @@ pub struct ParseSummary {
     pub with_errors: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// Stopped by `Control::stop`, or below `--min-free`, before the work was done.
     pub interrupted: bool,
+    /// Stopped because less than `--min-free` was free under the journal.
+    pub disk_full: Option<DiskFull>,
+}
+
+/// How the reader ended.
+enum ReadEnd {
+    /// All the work was cut into chunks.
+    Done,
+    /// Told to stop, or the committer failed.
+    Stopped,
+    /// Below `--min-free`.
+    DiskFull(DiskFull),
 }
 
 struct Chunk {
@@ -162,8 +180,11 @@ pub fn run(
 
     let read = read(
         journal,
-        mode,
-        reparse_from,
+        Reader {
+            mode,
+            cursor: reparse_from,
+            space: MinFree::new(journal.path(), config.min_free),
+        },
         control,
         &work_tx,
         &total,
@@ -177,14 +198,17 @@ pub fn run(
         .join()
         .map_err(|_| JournalError::Encode("the parse committer panicked".into()))?;
     drop(reporter);
-    let interrupted = read?;
+    let read = read?;
     let mut summary = committed?;
-    if mode == Mode::Reparse && !interrupted {
+    if mode == Mode::Reparse && matches!(read, ReadEnd::Done) {
         journal.finish_reparse()?;
         journal.flush_blocking()?;
     }
     summary.elapsed = started.elapsed();
-    summary.interrupted = interrupted;
+    summary.interrupted = !matches!(read, ReadEnd::Done);
+    if let ReadEnd::DiskFull(full) = read {
+        summary.disk_full = Some(full);
+    }
     Ok(summary)
 }
 
@@ -197,21 +221,41 @@ fn resume_point(journal: &Journal, rules: &Rules) -> Result<Option<u64>, Journal
     }))
 }
 
-/// Cuts the work into chunks; returns whether it stopped early.
+/// What the reader reads, and where it stops.
+struct Reader {
+    mode: Mode,
+    /// The last id already cut (a reparse resumed), if any.
+    cursor: Option<u64>,
+    space: MinFree,
+}
+
+/// Cuts the work into chunks, checking the free space before each; says why it ended.
 fn read(
     journal: &Journal,
-    mode: Mode,
-    mut cursor: Option<u64>,
+    reader: Reader,
     control: &Control,
     work_tx: &SyncSender<Chunk>,
     total: &AtomicU64,
     committed: &AtomicU64,
-) -> Result<bool, JournalError> {
+) -> Result<ReadEnd, JournalError> {
+    let Reader {
+        mode,
+        mut cursor,
+        space,
+    } = reader;
     let mut seq = 0;
     let mut found_in_pass = false;
     loop {
         if control.stop.load(Ordering::Acquire) {
-            return Ok(true);
+            return Ok(ReadEnd::Stopped);
+        }
+        match space.check() {
+            Ok(()) => {}
+            Err(JournalError::DiskFull(full)) => {
+                tracing::warn!("stopping: {full}; committing pages in progress");
+                return Ok(ReadEnd::DiskFull(full));
+            }
+            Err(e) => return Err(e),
         }
         let ids = match mode {
             Mode::Pending => journal.pending_parse_after(cursor, CHUNK_PAGES)?,
@@ -219,7 +263,7 @@ fn read(
         };
         if ids.is_empty() {
             if mode == Mode::Reparse {
-                return Ok(false);
+                return Ok(ReadEnd::Done);
             }
             // End of a pass over pending_parse. Pages committed while we read may have
             // landed behind the cursor, so pass again until a pass finds nothing, and in
@@ -227,7 +271,7 @@ fn read(
             let fetch_over = !control.follow.load(Ordering::Acquire)
                 || control.fetch_done.load(Ordering::Acquire);
             if !found_in_pass && fetch_over {
-                return Ok(false);
+                return Ok(ReadEnd::Done);
             }
             if !found_in_pass {
                 std::thread::sleep(Duration::from_millis(100));
@@ -278,7 +322,7 @@ fn read(
             })
             .is_err()
         {
-            return Ok(true); // the workers are gone: the committer failed
+            return Ok(ReadEnd::Stopped); // the workers are gone: the committer failed
         }
         seq += 1;
     }

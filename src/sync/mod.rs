@@ -29,7 +29,7 @@ pub use batch::url_hash;
 pub use schema::SCHEMA_VERSION;
 pub use target::Target;
 
-use crate::journal::{Journal, JournalError};
+use crate::journal::{DiskFull, Journal, JournalError, MinFree};
 use background::Background;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,11 @@ impl SyncError {
             message: format!("no answer within {}s", after.as_secs()),
             retryable: true,
         }
+    }
+
+    /// Whether the stage stopped because the disk under the journal is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, SyncError::Journal(e) if e.is_disk_full())
     }
 
     /// Whether trying again later (on a new connection) may succeed.
@@ -130,6 +135,9 @@ pub struct SyncConfig {
     pub batch_bytes: usize,
     /// Deadline for connecting and for each statement.
     pub op_timeout: Duration,
+    /// Stop before the next batch once less than this is free under the journal, whose
+    /// cleanup writes too (`--min-free`; 0: never).
+    pub min_free: u64,
 }
 
 /// Shared flags between the sync stage and whoever runs it.
@@ -150,7 +158,10 @@ pub struct SyncSummary {
     /// Recrawl checks (unchanged or gone pages) whose time was recorded.
     pub checks: u64,
     pub elapsed: Duration,
+    /// Stopped by `SyncControl::stop`, or below `--min-free`.
     pub interrupted: bool,
+    /// Stopped because less than `--min-free` was free under the journal.
+    pub disk_full: Option<DiskFull>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -193,10 +204,21 @@ async fn drive(
     let mut summary = SyncSummary::default();
     let mut session: Option<Session> = None;
     let mut backoff = Duration::from_secs(1);
+    let space = MinFree::new(journal.path(), config.min_free);
     loop {
         if control.stop.load(Ordering::Acquire) {
             summary.interrupted = true;
             break;
+        }
+        match space.check() {
+            Ok(()) => {}
+            Err(JournalError::DiskFull(full)) => {
+                tracing::warn!("stopping: {full}");
+                summary.interrupted = true;
+                summary.disk_full = Some(full);
+                break;
+            }
+            Err(e) => return Err(e.into()),
         }
         let live = match session.as_mut() {
             Some(live) => live,

@@ -82,7 +82,8 @@ pub async fn crawl_lines_with_rules(
     (dir, journal, summary)
 }
 
-/// A crawl config reading `list`, with progress off, two parser threads and no retries.
+/// A crawl config reading `list`, with progress off, two parser threads, no retries and
+/// no free-space watermark.
 pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> CrawlConfig {
     CrawlConfig {
         input: Input::File(list),
@@ -93,6 +94,7 @@ pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> Cra
             threads: 2,
             progress: ProgressMode::Off,
             follow: None,
+            min_free: 0,
         }),
         sync: None,
         // robots.txt as by default; no retries, so that failures are recorded at once.
@@ -101,6 +103,7 @@ pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> Cra
             ..Politeness::default()
         },
         progress: ProgressMode::Off,
+        min_free: 0,
     }
 }
 
