@@ -757,7 +757,15 @@ mod tests {
         ] {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
-        for bad in ["", "MiB", "-1MiB", "5 parsecs", "1e3", "99999999999TiB", "1.2.3G"] {
+        for bad in [
+            "",
+            "MiB",
+            "-1MiB",
+            "5 parsecs",
+            "1e3",
+            "99999999999TiB",
+            "1.2.3G",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         let cli = Cli::try_parse_from(["webspool", "parse", "--min-free", "1GiB"]).unwrap();
@@ -765,7 +773,14 @@ mod tests {
             panic!("not parse")
         };
         assert_eq!(args.to_config().unwrap().min_free, 1024 * MIB);
-        let sync = ["webspool", "sync", "--mysql", "mysql://h/d", "--min-free", "lots"];
+        let sync = [
+            "webspool",
+            "sync",
+            "--mysql",
+            "mysql://h/d",
+            "--min-free",
+            "lots",
+        ];
         assert_eq!(Cli::try_parse_from(sync).unwrap_err().exit_code(), 2);
     }
 

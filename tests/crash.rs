@@ -9,7 +9,7 @@ use std::time::Duration;
 use webspool::journal::{Journal, Outcome};
 use webspool::pipeline::max_unflushed;
 
-use crate::util::{self, server};
+use crate::util::{self, reported, server};
 
 const URLS: usize = 4000;
 const KILLS: usize = 5;
@@ -20,17 +20,6 @@ fn body_for(path: &str) -> String {
         "<html><title>{path}</title><body>{}</body></html>",
         path.repeat(40)
     )
-}
-
-/// URLs the binary logged as fetched (it logs only after the flush returned Ok).
-fn reported(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter(|line| line.contains("webspool::committed"))
-        .filter_map(|line| line.split(" fetched ").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 fn run_binary(

@@ -450,6 +450,31 @@ mod tests {
         assert!(matches!(inspect(&path).unwrap(), Found::Marked(_)));
     }
 
+    /// Regression: a snapshot sled could not finish (the disk filled up while it opened
+    /// the journal) is the newest `snap.*` file, which sled took for the snapshot and
+    /// reported as corrupted: the journal never opened again.
+    #[test]
+    fn a_snapshot_sled_did_not_finish_is_dropped_before_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let journal = Journal::open(&path).unwrap();
+        let url = url::Url::parse("http://a.test/").unwrap();
+        journal
+            .add_urls(&[crate::journal::NewUrl::given(&url, None)])
+            .unwrap();
+        journal.checkpoint().unwrap();
+        drop(journal);
+        let unfinished = path.join("snap.7FFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"cut short by a full disk").unwrap();
+        let journal = Journal::open_existing(&path).expect("opens");
+        assert!(!unfinished.exists());
+        assert_eq!(journal.status().unwrap().urls, 1);
+        // Held open by sled: another process's snapshot may be under way; left alone.
+        std::fs::write(&unfinished, b"being written").unwrap();
+        drop_unfinished_snapshots(&path).unwrap();
+        assert!(unfinished.exists());
+    }
+
     /// The files a marked journal needs are looked for before sled opens it, and the
     /// directory is left as it was.
     #[test]

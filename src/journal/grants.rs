@@ -125,7 +125,10 @@ impl Grants {
         let mut file = options.open(&self.path)?;
         owner_only(&file)?;
         let before = file.metadata()?.len();
-        if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.sync_all()) {
+        if let Err(e) = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_all())
+        {
             // Half a line (a full disk) would be read back as a grant, or as damage.
             let _ = file.set_len(before);
             return Err(e);

@@ -170,7 +170,10 @@ impl JournalError {
     /// Whether the disk under the journal is full (below `--min-free`, or out of
     /// space): free some or move the journal, then run the same command again.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, JournalError::DiskFull(_) | JournalError::NoSpace { .. })
+        matches!(
+            self,
+            JournalError::DiskFull(_) | JournalError::NoSpace { .. }
+        )
     }
 
     /// This error with a lack of space named as [`DiskFull`] under the journal `dir`.

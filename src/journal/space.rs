@@ -271,8 +271,11 @@ mod tests {
             File::open(&path).unwrap().allocated_size().unwrap() >= MIN_RESERVE,
             "the reserve is sparse"
         );
-        std::fs::write(dir.path().join("snap.00000000000000AA"), vec![1; 3 * MIB as usize])
-            .unwrap();
+        std::fs::write(
+            dir.path().join("snap.00000000000000AA"),
+            vec![1; 3 * MIB as usize],
+        )
+        .unwrap();
         assert_eq!(reserve_len(dir.path()), 7 * MIB);
         keep_reserve(dir.path());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 7 * MIB);

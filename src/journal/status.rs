@@ -73,6 +73,12 @@ impl Journal {
     /// of `pending_parse` could show a crawl with nothing pending while the URLs that
     /// commit discovered wait in the frontier.
     pub fn status(&self) -> Result<Status, JournalError> {
+        // sled writes a batch marker for every transaction, one that only reads too: on
+        // a full disk this fails as a write does.
+        self.status_now().map_err(|e| e.in_dir(&self.path))
+    }
+
+    fn status_now(&self) -> Result<Status, JournalError> {
         let status = self.counters.transaction(|counters| {
             let get = |name: &str| match read_u64(counters.get(name)?) {
                 Ok(n) => Ok(n),

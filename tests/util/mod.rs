@@ -7,6 +7,7 @@ pub mod mysql;
 pub mod proxy;
 pub mod raw;
 pub mod server;
+pub mod tmpfs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,18 @@ pub use server::{Reply, TestServer};
 /// Path of the real binary built for these tests.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_webspool"))
+}
+
+/// URLs the binary logged as fetched, with `WEBSPOOL_LOG=webspool::committed=debug`
+/// (it logs a page only after the flush holding it returned Ok).
+pub fn reported(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|line| line.contains("webspool::committed"))
+        .filter_map(|line| line.split(" fetched ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A fetch config with short deadlines, for tests.
