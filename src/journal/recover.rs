@@ -344,10 +344,11 @@ fn read_switch(dir: &Path) -> Result<(u8, PathBuf), JournalError> {
 }
 
 /// Files of the journal directory that belong to its index (sled's files and the
-/// marker), not to the segments, the credentials or a recovery.
+/// marker), not to the segments, the credentials, the free-space reserve or a recovery.
 fn is_index_file(name: &str) -> bool {
     !(name == "segments"
         || name == super::grants::CREDENTIALS_FILE
+        || name == super::space::RESERVE_FILE
         || name == NEW_DIR
         || name.starts_with(SWITCH_FILE)
         || name.starts_with(REPLACED_PREFIX))
