@@ -24,7 +24,9 @@
 //! append-only segment files (`segments.rs`), so that scans of `pages` never read them
 //! and sled's nodes stay small. Beside sled's files (`db`, `conf`, `snap.*`, `blobs/`)
 //! and `segments/`, the directory holds the marker file `webspool-journal`, which lets
-//! an open tell a damaged journal from an empty or smaller one (`directory.rs`). Ids are assigned from `next_id` in increasing order, so
+//! an open tell a damaged journal from an empty or smaller one (`directory.rs`), and the
+//! reserve `webspool-reserve`, which makes room for sled to open the journal on a full
+//! disk (`space.rs`). Ids are assigned from `next_id` in increasing order, so
 //! every scan in id order sees new URLs after old ones.
 //!
 //! # State machine of a URL
@@ -53,7 +55,8 @@
 //! Nothing written here is durable until [`Journal::flush`] returns `Ok`; callers report
 //! a page as fetched only after that. A failed write or flush poisons the journal
 //! (sticky error, as sled itself does): every later write is refused, so the process can
-//! never report progress it did not make. Recovery is sled's: on open, the journal is
+//! never report progress it did not make; when the write failed for lack of space, every
+//! refusal says so ([`DiskFull`]). Recovery is sled's: on open, the journal is
 //! exactly the state of some flush or later, and everything still in the frontier or
 //! the retry queue is fetched again.
 
