@@ -95,7 +95,7 @@ pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta}
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, RecoverReport};
 pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
-pub use space::{DiskFull, MinFree, Size};
+pub use space::{DiskFull, MinFree};
 use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
@@ -152,7 +152,7 @@ pub enum JournalError {
     #[error(transparent)]
     DiskFull(#[from] DiskFull),
     /// A write failed for lack of space, before the journal directory is known: the
-    /// journal's methods turn it into [`DiskFull::NoSpace`] (see [`JournalError::in_dir`]).
+    /// journal's methods turn it into [`DiskFull::NoSpace`] (see `JournalError::in_dir`).
     #[error("disk full: no space left on the journal's disk (writing {writing})")]
     NoSpace { writing: String },
 }

@@ -13,9 +13,10 @@
 //! - **The reserve** (`webspool-reserve`, [`RESERVE_FILE`]): sled cannot open a database
 //!   without writing (it fills the rest of its last log segment, up to 512 KiB, and
 //!   writes a new snapshot), so a journal on a full disk could not even be shown by
-//!   `status`. Every open keeps a file of [`reserve_len`] allocated bytes when there is
-//!   room for twice that, and an open that finds less free space than that deletes it
-//!   first, giving sled the room it needs (as CockroachDB's emergency ballast file).
+//!   `status`. Every open keeps a file of allocated bytes (`reserve_len`: twice sled's
+//!   snapshot and 1 MiB, at least 4 MiB) when there is room for twice that, and an open
+//!   that finds less free space than that deletes it first, giving sled the room it
+//!   needs (as CockroachDB's emergency ballast file).
 //!
 //! This module never writes anything but the reserve file.
 
@@ -126,11 +127,12 @@ pub struct Size(pub u64);
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        if n >= GIB && n % GIB != 0 {
-            let tenths = n / (GIB / 10);
-            write!(f, "{}.{} GiB", tenths / 10, tenths % 10)
-        } else if n >= GIB {
-            write!(f, "{} GiB", n / GIB)
+        if n >= GIB {
+            let tenths = u128::from(n) * 10 / u128::from(GIB);
+            match tenths % 10 {
+                0 => write!(f, "{} GiB", tenths / 10),
+                tenth => write!(f, "{}.{tenth} GiB", tenths / 10),
+            }
         } else if n >= MIB {
             write!(f, "{} MiB", n / MIB)
         } else if n >= KIB {
@@ -144,7 +146,7 @@ impl fmt::Display for Size {
 /// The reserve's size for the journal in `dir`: what sled may write when it opens it,
 /// the rest of a log segment and a new snapshot, taken as twice the largest snapshot
 /// there now plus 1 MiB, in whole MiB, at least [`MIN_RESERVE`].
-pub fn reserve_len(dir: &Path) -> u64 {
+fn reserve_len(dir: &Path) -> u64 {
     let snapshot = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -161,15 +163,15 @@ pub fn reserve_len(dir: &Path) -> u64 {
 }
 
 /// Before sled opens the journal in `dir`: with less free space than the reserve's
-/// size, deletes the reserve so that sled has room to open it. Whether it did.
-pub(super) fn release_reserve_if_full(dir: &Path) -> Result<bool, JournalError> {
+/// size, deletes the reserve so that sled has room to open it.
+pub(super) fn release_reserve_if_full(dir: &Path) -> Result<(), JournalError> {
     let path = dir.join(RESERVE_FILE);
     let Ok(held) = std::fs::metadata(&path).map(|meta| meta.len()) else {
-        return Ok(false);
+        return Ok(());
     };
     let free = free_space(dir)?;
     if free >= reserve_len(dir) {
-        return Ok(false);
+        return Ok(());
     }
     std::fs::remove_file(&path).map_err(|e| JournalError::Open {
         path: dir.to_path_buf(),
@@ -182,7 +184,7 @@ pub(super) fn release_reserve_if_full(dir: &Path) -> Result<bool, JournalError> 
         Size(free),
         Size(held)
     );
-    Ok(true)
+    Ok(())
 }
 
 /// After the journal in `dir` opened: grows the reserve to [`reserve_len`] when there
@@ -193,7 +195,8 @@ pub(super) fn keep_reserve(dir: &Path) {
     let path = dir.join(RESERVE_FILE);
     let want = reserve_len(dir);
     let held = std::fs::metadata(&path).map_or(0, |meta| meta.len());
-    if held >= want || free_space(dir).map_or(true, |free| free < 2 * want) {
+    let room = free_space(dir).is_ok_and(|free| free >= 2 * want);
+    if held >= want || !room {
         return;
     }
     let allocated = OpenOptions::new()
@@ -235,6 +238,8 @@ mod tests {
             (256 * MIB, "256 MiB"),
             (GIB, "1 GiB"),
             (3 * GIB / 2, "1.5 GiB"),
+            (GIB + 1, "1 GiB"),
+            (u64::MAX, "17179869183.9 GiB"),
         ] {
             assert_eq!(Size(n).to_string(), shown);
         }
@@ -279,8 +284,8 @@ mod tests {
         assert_eq!(reserve_len(dir.path()), 7 * MIB);
         keep_reserve(dir.path());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 7 * MIB);
-        // Plenty of room here: nothing to release.
-        assert!(!release_reserve_if_full(dir.path()).unwrap());
+        // Plenty of room here: nothing to release (a full disk is in tests/disk_full.rs).
+        release_reserve_if_full(dir.path()).unwrap();
         assert!(path.exists());
     }
 }
