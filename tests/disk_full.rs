@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
 use webspool::journal::{DiskFull, Journal, JournalError, NewUrl};
@@ -285,7 +284,7 @@ fn each_journal_writer_out_of_space_fails_cleanly_and_keeps_what_was_flushed() {
     closing.join().expect("closing the journal panicked");
 
     // On the disk still full, the reserve makes room for sled to open it.
-    let journal = Arc::new(Journal::open_existing(&path).expect("open on a full disk"));
+    let journal = Journal::open_existing(&path).expect("open on a full disk");
     assert!(!path.join("webspool-reserve").exists());
     for i in 0..flushed {
         assert!(
