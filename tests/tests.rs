@@ -6,6 +6,7 @@ mod util;
 mod cli;
 mod crash;
 mod crawl_sync;
+mod faults;
 mod fetch;
 mod fuzz_corpus;
 mod hostile;
