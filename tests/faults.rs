@@ -141,8 +141,14 @@ fn frames(segment: &[u8]) -> Vec<Frame> {
 /// Which part of an entry to damage.
 #[derive(Clone, Copy)]
 enum Part {
+    /// A byte in the middle of the header.
     Header,
+    /// A byte in the middle of the body.
     Body,
+    /// A byte of the body's checksum in the frame.
+    BodyChecksum,
+    /// The body length in the frame, made to take in the next entry whole.
+    BodyLength,
 }
 
 /// The site, crawled into a journal by the binary.
@@ -227,11 +233,17 @@ impl Crawled {
             .collect();
         assert_eq!(by_page.len(), PAGES, "every page has its own entry");
         let victim = frames[k].clone();
-        let range = match part {
-            Part::Header => victim.header.clone(),
-            Part::Body => victim.body.clone(),
-        };
-        segment[range.start + range.len() / 2] ^= 0x5a;
+        let middle = |range: &Range<usize>| range.start + range.len() / 2;
+        match part {
+            Part::Header => segment[middle(&victim.header)] ^= 0x5a,
+            Part::Body => segment[middle(&victim.body)] ^= 0x5a,
+            Part::BodyChecksum => segment[victim.offset + 27] ^= 0x5a,
+            Part::BodyLength => {
+                let longer = (frames[k + 1].body.end - victim.body.start) as u64;
+                segment[victim.offset + 8..victim.offset + 16]
+                    .copy_from_slice(&longer.to_le_bytes());
+            }
+        }
         std::fs::write(&path, &segment).expect("write the segment");
         (self.page_of(&segment, &victim), victim, by_page)
     }
@@ -240,6 +252,15 @@ impl Crawled {
     fn hits(&self) -> Vec<u64> {
         (0..PAGES).map(|i| self.server.hits(&path(i))).collect()
     }
+}
+
+/// The lines of `verify`'s report.
+fn damaged_lines(verify: &Run) -> Vec<&str> {
+    verify
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("damaged:"))
+        .collect()
 }
 
 /// `webspool status --json`.
@@ -301,11 +322,7 @@ async fn a_flipped_body_byte_is_reported_skipped_and_fetched_again_after_repair(
     let verify = webspool(&["verify"], &site.journal)
         .await
         .expect(1, "verify finds the damage");
-    let damaged: Vec<&str> = verify
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("damaged:"))
-        .collect();
+    let damaged = damaged_lines(&verify);
     assert_eq!(damaged.len(), 1, "{}", verify.stdout);
     assert!(
         damaged[0].starts_with(&format!("damaged: {url}: ")),
@@ -522,11 +539,7 @@ async fn damage_in_an_entry_header_is_reported_and_costs_no_body() {
     let verify = webspool(&["verify"], &site.journal)
         .await
         .expect(1, "verify finds the damaged header");
-    let damaged: Vec<&str> = verify
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("damaged:"))
-        .collect();
+    let damaged = damaged_lines(&verify);
     assert_eq!(damaged.len(), 1, "{}", verify.stdout);
     // The stretch that is not a whole entry is exactly the damaged entry.
     let stretch = format!(
@@ -542,6 +555,73 @@ async fn damage_in_an_entry_header_is_reported_and_costs_no_body() {
     assert!(!synced.stderr.contains("damaged"), "{}", synced.stderr);
     assert_synced(&db, &site.urls, 0..PAGES).await;
     assert_eq!(status(&site.journal).await["damaged"], 0);
+}
+
+/// Damage in an entry's frame where no checksum covers it: a flipped byte of the body's
+/// checksum, then (that one flipped back) a body length that takes in the next entry,
+/// which a scan then never sees. `verify` names the page of the entry, the segment and
+/// the offset each time (it said "clean" before); `verify --repair` neither fetches
+/// nor drops that page, whose record and body are whole; sync loads every page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_an_entry_frame_is_reported_naming_its_page() {
+    let db = TestDb::new().await;
+    let site = Crawled::new().await;
+    let (victim, frame, _) = site.damage(VICTIM_ENTRY, Part::BodyChecksum);
+    let url = &site.urls[victim];
+    let says = format!(
+        "damaged: {url}: segment 1: the entry at offset {} says its body is {} bytes",
+        frame.offset,
+        frame.body.len()
+    );
+    let verify = webspool(&["verify"], &site.journal)
+        .await
+        .expect(1, "verify finds the damaged body checksum");
+    let damaged = damaged_lines(&verify);
+    assert_eq!(damaged.len(), 1, "{}", verify.stdout);
+    assert!(damaged[0].starts_with(&says), "{}", damaged[0]);
+    site.damage(VICTIM_ENTRY, Part::BodyChecksum);
+    webspool(&["verify"], &site.journal)
+        .await
+        .expect(0, "verify with the byte flipped back");
+
+    let (_, frame, by_page) = site.damage(VICTIM_ENTRY, Part::BodyLength);
+    let verify = webspool(&["verify"], &site.journal)
+        .await
+        .expect(1, "verify finds the body length that swallows an entry");
+    let damaged = damaged_lines(&verify);
+    assert_eq!(damaged.len(), 1, "{}", verify.stdout);
+    let swallowed = by_page
+        .values()
+        .find(|f| f.offset == frame.body.end)
+        .expect("an entry after the damaged one");
+    let longer = swallowed.body.end - frame.body.start;
+    assert!(
+        damaged[0].starts_with(&format!(
+            "damaged: {url}: segment 1: the entry at offset {} says its body is {longer} bytes",
+            frame.offset
+        )),
+        "{}",
+        damaged[0]
+    );
+    let repair = webspool(&["verify", "--repair"], &site.journal)
+        .await
+        .expect(1, "verify --repair");
+    assert!(
+        !repair.stderr.contains("fetched again"),
+        "{}",
+        repair.stderr
+    );
+    let s = status(&site.journal).await;
+    assert_eq!(
+        (&s["fetched"], &s["pending_fetch"]),
+        (&serde_json::json!(PAGES), &serde_json::json!(0)),
+        "{s}"
+    );
+
+    sync(&db, &site.journal)
+        .await
+        .expect(0, "sync with a damaged frame");
+    assert_synced(&db, &site.urls, 0..PAGES).await;
 }
 
 /// A page synced before its body was damaged keeps its row as it was: a reparse with

@@ -358,8 +358,9 @@ impl Journal {
     }
 
     /// The self-describing entries of the segments (format 5 on): each stretch that is
-    /// not a whole entry is reported, naming the page whose body it touches. Such damage
-    /// outside a body loses nothing now, but `webspool recover` could not use the entry.
+    /// not a whole entry is reported by segment and offset, and each entry whose frame
+    /// disagrees with its page's record, naming the page. Such damage outside a body
+    /// loses nothing now, but `webspool recover` could not use the entry.
     fn check_entries(
         &self,
         end: super::segments::SegmentsEnd,
@@ -378,14 +379,35 @@ impl Journal {
             };
             self.segments.scan(number, limit, |found| {
                 match found {
-                    Scanned::Entry { header, .. } => {
+                    Scanned::Entry {
+                        offset,
+                        header,
+                        body,
+                        body_checksum,
+                    } => {
                         report.entries += 1;
-                        if let Err(e) = decode_entry_header(&header) {
-                            problems.push(Problem {
+                        match decode_entry_header(&header) {
+                            Err(e) => problems.push(Problem {
                                 id: None,
                                 url: None,
                                 what: format!("segment {number}: an entry header {e}"),
-                            });
+                            }),
+                            Ok(entry) => {
+                                if let Some(what) =
+                                    self.frame_disagrees(entry.id, body, body_checksum)?
+                                {
+                                    // Not the page's problem: its record and body are
+                                    // whole, so a repair neither fetches it again nor
+                                    // drops it.
+                                    problems.push(Problem {
+                                        id: None,
+                                        url: self.url_of(entry.id)?,
+                                        what: format!(
+                                            "segment {number}: the entry at offset {offset} {what}"
+                                        ),
+                                    });
+                                }
+                            }
                         }
                     }
                     Scanned::Damage { offset, len } => problems.push(Problem {
@@ -401,6 +423,36 @@ impl Journal {
             })?;
         }
         Ok(problems)
+    }
+
+    /// Why the frame of page `id`'s entry, whose body a scan found at `body` with the
+    /// checksum `checksum`, disagrees with the page's record, when the record points at
+    /// that body: no checksum covers the frame's body length and body checksum, so a
+    /// damaged one is seen only here (a length too long swallows the entries after it,
+    /// and the scan never sees them). An entry its page's record no longer points at
+    /// (the page was fetched again after a repair) is not compared.
+    fn frame_disagrees(
+        &self,
+        id: u64,
+        body: BodyLocation,
+        checksum: u64,
+    ) -> Result<Option<String>, JournalError> {
+        let Some(record) = self.pages.get(id_key(id))? else {
+            return Ok(None);
+        };
+        let Ok((_, Some(BodyRef::Checked(stored)))) = decode_page_and_body(&record) else {
+            return Ok(None);
+        };
+        let same_body = stored.at.segment == body.segment && stored.at.offset == body.offset;
+        if !same_body || (stored.at.len == body.len && stored.checksum == checksum) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "says its body is {} bytes with checksum {checksum:016x}, the page's record says \
+             {} bytes with checksum {:016x}: the entry's frame is damaged (`webspool recover` \
+             could not read the pages there)",
+            body.len, stored.at.len, stored.checksum
+        )))
     }
 
     /// Puts damaged page `id` back in the frontier to be fetched again (true), or drops
