@@ -220,8 +220,9 @@ impl Crawled {
         pages[0]
     }
 
-    /// Flips one byte in the middle of `part` of the segment's entry number `k`;
-    /// returns the page it belongs to, the entry, and every page's entry by page.
+    /// Damages `part` of the segment's entry number `k` (a byte flipped, or the body
+    /// length changed); returns the page it belongs to, the entry as it was, and every
+    /// page's entry by page.
     fn damage(&self, k: usize, part: Part) -> (usize, Frame, BTreeMap<usize, Frame>) {
         let path = self.segment_path();
         let mut segment = std::fs::read(&path).expect("read the segment");
@@ -233,6 +234,7 @@ impl Crawled {
             .collect();
         assert_eq!(by_page.len(), PAGES, "every page has its own entry");
         let victim = frames[k].clone();
+        let page = self.page_of(&segment, &victim);
         let middle = |range: &Range<usize>| range.start + range.len() / 2;
         match part {
             Part::Header => segment[middle(&victim.header)] ^= 0x5a,
@@ -245,7 +247,7 @@ impl Crawled {
             }
         }
         std::fs::write(&path, &segment).expect("write the segment");
-        (self.page_of(&segment, &victim), victim, by_page)
+        (page, victim, by_page)
     }
 
     /// The requests each page got.
