@@ -10,10 +10,14 @@ use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use url::Url;
 
 use crate::fetch::decode::Decoder;
-use crate::journal::{KeptHeaders, Outcome, PageMeta};
+use crate::journal::{decode_entry_header, encode_entry_header, scan_whole_segment};
+use crate::journal::{KeptHeaders, Outcome, PageMeta, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 use crate::parse::{annotate, Rules, MAX_TEXT_EXTRACT};
 use crate::robots::{Robots, RobotsFetch};
 use crate::urls::normalize;
+
+mod alloc;
+pub use alloc::{peak_during, CountingAlloc};
 
 /// URL normalization: never a panic; a normalized URL normalizes to itself again and
 /// holds no userinfo and no fragment.
@@ -127,4 +131,142 @@ pub fn content_decoding(data: &[u8]) {
         "{} bytes decoded",
         out.len()
     );
+}
+
+/// What decoding an entry header of `n` bytes may allocate at its peak in
+/// [`segment_entries`]: serde preallocates a sequence (the redirects) from its length
+/// prefix, up to 1 MiB whatever the input (bincode checks a string's length against the
+/// bytes left, so strings never exceed the input), plus a multiple of the input for
+/// the strings and a sequence that outgrows its preallocation.
+pub fn entry_header_alloc_bound(n: usize) -> usize {
+    (1 << 20) + 16 * n
+}
+
+/// Segment entries, as a damaged or hostile segment file holds them. The bytes are
+/// decoded as an entry header: never a panic, never more memory than
+/// [`entry_header_alloc_bound`] (measured by [`CountingAlloc`], which must be the global
+/// allocator), and a header that decodes encodes and decodes back to itself. Then they
+/// are written as a segment file and scanned as `verify` scans one: never a panic, the
+/// entries and damaged stretches found cover the file exactly, in order, each entry is
+/// what its frame says (magic, lengths, header checksum; its body inside the file), and
+/// no damaged stretch holds the start of a whole entry, which the scan should have found.
+pub fn segment_entries(data: &[u8]) {
+    let mut decoded = None;
+    let peak = peak_during(|| decoded = decode_entry_header(data).ok());
+    let bound = entry_header_alloc_bound(data.len());
+    assert!(
+        peak <= bound,
+        "{peak} bytes allocated to decode {} bytes (bound {bound})",
+        data.len()
+    );
+    if let Some(header) = decoded {
+        let bytes = encode_entry_header(header.id, &header.url, &header.meta, header.content_hash)
+            .expect("encodes");
+        assert_eq!(decode_entry_header(&bytes).expect("decodes"), header);
+    }
+    let scratch = ScratchJournal::new(data);
+    let found = scan_whole_segment(&scratch.0, 1).unwrap_or_else(|e| panic!("scan: {e}"));
+    let mut pos = 0;
+    let mut after_damage = false;
+    for scanned in found {
+        match scanned {
+            Scanned::Damage { offset, len } => {
+                assert_eq!(
+                    offset, pos,
+                    "a damaged stretch where the last item did not end"
+                );
+                assert!(
+                    len > 0 && !after_damage,
+                    "damage at {offset} not in one stretch"
+                );
+                let end = offset.checked_add(len).expect("no overflow");
+                for at in offset..end {
+                    assert!(
+                        whole_entry_at(data, at).is_none(),
+                        "an entry at {at} missed"
+                    );
+                }
+                pos = end;
+                after_damage = true;
+            }
+            Scanned::Entry {
+                offset,
+                header,
+                body,
+                body_checksum,
+            } => {
+                assert_eq!(offset, pos, "an entry where the last item did not end");
+                let frame = whole_entry_at(data, offset).expect("a whole entry");
+                assert_eq!(header.as_slice(), frame.header, "the header at {offset}");
+                assert_eq!(
+                    (body.segment, body.offset, body.len, body_checksum),
+                    (1, frame.body_at, frame.body_len, frame.body_checksum),
+                    "the body of the entry at {offset}"
+                );
+                // A header that checks out may still be any bytes: an error, never a panic.
+                let _ = decode_entry_header(&header);
+                pos = frame.end;
+                after_damage = false;
+            }
+        }
+    }
+    assert_eq!(pos, data.len() as u64, "the scan stopped before the end");
+}
+
+/// An entry as its frame describes it, read by the check itself.
+struct Frame<'a> {
+    header: &'a [u8],
+    body_at: u64,
+    body_len: u64,
+    body_checksum: u64,
+    end: u64,
+}
+
+/// The entry starting at `at` if its frame is whole, its header is not too long, its
+/// header and body fit in `data` and its header checks out (a body is checked only when
+/// read).
+fn whole_entry_at(data: &[u8], at: u64) -> Option<Frame<'_>> {
+    let rest = data.get(usize::try_from(at).ok()?..)?;
+    let frame = rest.get(..FRAME_BYTES as usize)?;
+    let word = |i: usize| frame[i..i + 8].try_into().map(u64::from_le_bytes).ok();
+    let header_len = frame[4..8].try_into().map(u32::from_le_bytes).ok()? as usize;
+    let (body_len, header_checksum, body_checksum) = (word(8)?, word(16)?, word(24)?);
+    let header = rest.get(FRAME_BYTES as usize..)?.get(..header_len)?;
+    let body_at = at + FRAME_BYTES + header_len as u64;
+    let end = body_at.checked_add(body_len)?;
+    let whole = &frame[..4] == b"WSE\x01"
+        && header_len <= MAX_HEADER_BYTES as usize
+        && end <= data.len() as u64
+        && xxhash_rust::xxh3::xxh3_64(header) == header_checksum;
+    whole.then_some(Frame {
+        header,
+        body_at,
+        body_len,
+        body_checksum,
+        end,
+    })
+}
+
+/// A journal directory holding `data` as its segment 1, removed when dropped.
+struct ScratchJournal(std::path::PathBuf);
+
+impl ScratchJournal {
+    fn new(data: &[u8]) -> ScratchJournal {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("webspool-fuzz-segments-{}-{n}", std::process::id()));
+        // Made first, so that whatever is created is removed, even after a failure.
+        let scratch = ScratchJournal(dir);
+        let segments = scratch.0.join("segments");
+        std::fs::create_dir_all(&segments).expect("create a scratch journal");
+        std::fs::write(segments.join("00000001.seg"), data).expect("write a segment");
+        scratch
+    }
+}
+
+impl Drop for ScratchJournal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

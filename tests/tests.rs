@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod crawl_sync;
 mod disk_full;
+mod faults;
 mod fetch;
 mod fuzz_corpus;
 mod hostile;

@@ -100,6 +100,10 @@ use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
 pub use verify::{Problem, Repair, VerifyReport};
+// For the `segment_entries` fuzz check (`crate::fuzz`): entry headers and a scan of one
+// segment file.
+pub(crate) use record::{decode_entry_header, encode_entry_header};
+pub(crate) use segments::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 
 use directory::Found;
 

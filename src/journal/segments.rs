@@ -45,7 +45,7 @@ const ENTRY_MAGIC: [u8; 4] = *b"WSE\x01";
 pub(crate) const FRAME_BYTES: u64 = 32;
 /// A header longer than this is damage: a URL is at most 8 KiB and the fetch result
 /// keeps a few headers and at most a few redirects.
-const MAX_HEADER_BYTES: u32 = 1 << 20;
+pub(crate) const MAX_HEADER_BYTES: u32 = 1 << 20;
 /// How far a scan reads at a time while it looks for the next entry after damage.
 const RESYNC_CHUNK: usize = 1 << 20;
 
@@ -496,6 +496,21 @@ fn next_magic(file: &File, from: u64, limit: u64) -> std::io::Result<u64> {
         }
     }
     Ok(limit)
+}
+
+/// Everything [`Segments::scan`] finds in the whole of segment `number` of the journal
+/// in `journal_dir`, in order. For the `segment_entries` fuzz check (`crate::fuzz`),
+/// which writes arbitrary bytes there; the journal scans through its own [`Segments`].
+pub(crate) fn scan_whole_segment(
+    journal_dir: &Path,
+    number: u32,
+) -> Result<Vec<Scanned>, JournalError> {
+    let mut found = Vec::new();
+    Segments::new(journal_dir).scan(number, u64::MAX, |scanned| {
+        found.push(scanned);
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 fn segment_number(name: &str) -> Option<u32> {

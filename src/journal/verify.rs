@@ -368,9 +368,10 @@ impl Journal {
     }
 
     /// The self-describing entries of the segments (format 5 on). A stretch of bytes
-    /// that is no whole entry, or an entry whose header does not decode, is a problem of
-    /// the page whose body lies there: its body still reads back, but `webspool
-    /// recover` could not restore it. One that no page uses any more is only counted.
+    /// that is no whole entry, an entry whose header does not decode, or an entry whose
+    /// frame disagrees with its page's record is a problem of that page: its body still
+    /// reads back, but `webspool recover` could not restore it, so a repair fetches it
+    /// again. A damaged stretch that no page uses any more is only counted.
     /// `known` (sorted) are the pages already reported.
     fn check_entries(
         &self,
@@ -381,6 +382,8 @@ impl Journal {
         // (segment, start, end, what), in order; bounded, so memory stays small.
         const MOST_SPANS: usize = 10_000;
         let mut spans: Vec<(u32, u64, u64, String)> = Vec::new();
+        // Pages whose entry's frame disagrees with their record (bounded likewise).
+        let mut frames: Vec<(u64, String)> = Vec::new();
         let first = self.framed_from()?;
         for number in self.segments.numbers()? {
             if number < first || number > end.segment {
@@ -397,11 +400,23 @@ impl Journal {
                         offset,
                         header,
                         body,
-                        ..
+                        body_checksum,
                     } => {
                         report.entries += 1;
                         match decode_entry_header(&header) {
-                            Ok(_) => return Ok(()),
+                            Ok(entry) => {
+                                let what = match frames.len() < MOST_SPANS {
+                                    true => self.frame_disagrees(entry.id, body, body_checksum)?,
+                                    false => None,
+                                };
+                                if let Some(what) = what {
+                                    frames.push((
+                                        entry.id,
+                                        format!("its segment entry at offset {offset} of segment {number} {what}"),
+                                    ));
+                                }
+                                return Ok(());
+                            }
                             Err(e) => (
                                 offset,
                                 body.offset + body.len,
@@ -425,6 +440,15 @@ impl Journal {
             })?;
         }
         let mut problems = Vec::new();
+        for (id, what) in frames {
+            if known.binary_search(&id).is_err() {
+                problems.push(Problem {
+                    id: Some(id),
+                    url: self.url_of(id)?,
+                    what,
+                });
+            }
+        }
         if spans.is_empty() {
             return Ok(problems);
         }
@@ -463,6 +487,36 @@ impl Journal {
             .map(|(span, _)| span.2 - span.1)
             .sum();
         Ok(problems)
+    }
+
+    /// Why the frame of page `id`'s entry, whose body a scan found at `body` with the
+    /// checksum `checksum`, disagrees with the page's record, when the record points at
+    /// that body: no checksum covers the frame's body length and body checksum, so a
+    /// damaged one is seen only here (a length too long swallows the entries after it,
+    /// and the scan never sees them). An entry its page's record no longer points at
+    /// (the page was fetched again after a repair) is not compared.
+    fn frame_disagrees(
+        &self,
+        id: u64,
+        body: BodyLocation,
+        checksum: u64,
+    ) -> Result<Option<String>, JournalError> {
+        let Some(record) = self.pages.get(id_key(id))? else {
+            return Ok(None);
+        };
+        let Ok((_, Some(BodyRef::Checked(stored)))) = decode_page_and_body(&record) else {
+            return Ok(None);
+        };
+        let same_body = stored.at.segment == body.segment && stored.at.offset == body.offset;
+        if !same_body || (stored.at.len == body.len && stored.checksum == checksum) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "says its body is {} bytes with checksum {checksum:016x}, the page's record says \
+             {} bytes with checksum {:016x}: the entry's frame is damaged (`webspool recover` \
+             could not read the pages there)",
+            body.len, stored.at.len, stored.checksum
+        )))
     }
 
     /// Puts damaged page `id` back in the frontier to be fetched again (true), or drops
