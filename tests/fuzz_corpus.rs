@@ -4,6 +4,11 @@
 
 use std::path::Path;
 
+// `journal_records` bounds the memory a decode takes and measures it with this allocator;
+// for the rest of the test binary it is the system allocator.
+#[global_allocator]
+static ALLOCATOR: webspool::fuzz::CountingAlloc = webspool::fuzz::CountingAlloc;
+
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -37,4 +42,9 @@ fn robots_corpus() {
 #[test]
 fn content_decoding_corpus() {
     replay("content_decoding", webspool::fuzz::content_decoding);
+}
+
+#[test]
+fn journal_records_corpus() {
+    replay("journal_records", webspool::fuzz::journal_records);
 }

@@ -66,14 +66,14 @@ mod directory;
 mod fetch;
 mod frontier;
 mod grants;
-mod parse;
-mod record;
+pub(crate) mod parse;
+pub(crate) mod record;
 mod recover;
 mod recrawl;
 mod segments;
 pub mod space;
 mod status;
-mod sync;
+pub(crate) mod sync;
 mod verify;
 
 use std::collections::BTreeMap;

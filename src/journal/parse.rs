@@ -40,6 +40,19 @@ enum ReparseRecord {
     V1(ReparseState),
 }
 
+pub(crate) fn encode_reparse(state: ReparseState) -> Result<Vec<u8>, JournalError> {
+    bincode::serialize(&ReparseRecord::V1(state)).map_err(|e| JournalError::Encode(e.to_string()))
+}
+
+pub(crate) fn decode_reparse(bytes: &[u8]) -> Result<ReparseState, JournalError> {
+    match bincode::deserialize(bytes) {
+        Ok(ReparseRecord::V1(state)) => Ok(state),
+        Err(e) => Err(JournalError::Damaged {
+            what: format!("undecodable reparse state: {e}"),
+        }),
+    }
+}
+
 /// What [`Journal::record_annotations`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AnnotationReport {
@@ -119,15 +132,10 @@ impl Journal {
     }
 
     pub fn reparse_state(&self) -> Result<Option<ReparseState>, JournalError> {
-        match self.db.get("reparse")? {
-            None => Ok(None),
-            Some(bytes) => match bincode::deserialize(&bytes) {
-                Ok(ReparseRecord::V1(state)) => Ok(Some(state)),
-                Err(e) => Err(JournalError::Damaged {
-                    what: format!("undecodable reparse state: {e}"),
-                }),
-            },
-        }
+        self.db
+            .get("reparse")?
+            .map(|bytes| decode_reparse(&bytes))
+            .transpose()
     }
 
     /// Ends a reparse pass: the next `reparse` starts from the first page again.
@@ -159,10 +167,7 @@ impl Journal {
             for (_, annotation) in batch {
                 encoded.push(encode_annotation(annotation)?);
             }
-            let reparse = reparse
-                .map(|state| bincode::serialize(&ReparseRecord::V1(state)))
-                .transpose()
-                .map_err(|e| JournalError::Encode(e.to_string()))?;
+            let reparse = reparse.map(encode_reparse).transpose()?;
             let trees = (
                 &*self.db,
                 &self.annotations,
