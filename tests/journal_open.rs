@@ -229,3 +229,108 @@ async fn a_journal_whose_log_lost_its_records_is_damaged_not_empty() {
         "the page bodies changed"
     );
 }
+
+/// A page record damaged inside a whole sled database (the bytes of a `PageRecord::V1`
+/// whose redirect list claims 2^60 entries, and plain garbage): reading it is one clear
+/// error naming the tree, never a panic, nor an attempt to allocate what the length
+/// prefix claims. `status`, which reads no page, still opens the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_page_record_is_a_clear_error_not_a_panic() {
+    let huge_list = {
+        let mut bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/journal_records/seed-page-v1"),
+        )
+        .unwrap();
+        // Variant tag (4), fetched_at_ms (8), duration_ms (8), then the list's length.
+        bytes[20..28].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        bytes
+    };
+    for damage in [huge_list, vec![0xA5; 40]] {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _list, _server) = crawled_journal(&dir).await;
+        {
+            let db = sled::open(&journal).unwrap();
+            let pages = db.open_tree("pages").unwrap();
+            let (id, _) = pages.first().unwrap().expect("a page");
+            pages.insert(id, damage.as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        let out = with_journal(&["reparse"], &journal);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("journal is damaged: undecodable record in tree `pages`"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked") && !err.contains("memory allocation"));
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let out = with_journal(&["status"], &journal);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// Every command writes in the journal directory it was given, and nowhere else: not
+/// in the working directory, `HOME` or `TMPDIR`, not beside the URL list. The journal
+/// holds sled's files, the body segments, the marker file and the credentials file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_write_only_inside_the_journal_they_were_given() {
+    let db = util::mysql::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, list, _server) = crawled_journal(&dir).await;
+    let [work, home, tmp] = ["work", "home", "tmp"].map(|name| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        path
+    });
+    let journal_arg = journal.to_str().unwrap();
+    let list_arg = list.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["crawl", "--quiet", "--urls", list_arg, "--sync", &db.url],
+        &["parse"],
+        &["reparse"],
+        &["sync", "--mysql", &db.url],
+        &["status", "--json"],
+    ];
+    for command in commands {
+        let out = Command::new(util::bin())
+            .args(command)
+            .args(["--journal", journal_arg])
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+    for empty in [&work, &home, &tmp] {
+        assert!(
+            contents(empty).is_empty(),
+            "{} was written",
+            empty.display()
+        );
+    }
+    let mut beside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    let list_name = list.file_name().unwrap().to_string_lossy().into_owned();
+    let mut want = vec!["home", "j", &list_name, "tmp", "work"];
+    want.sort();
+    assert_eq!(beside, want);
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let known = [
+            "conf",
+            "db",
+            "blobs",
+            "segments",
+            "webspool-journal",
+            "credentials",
+        ];
+        assert!(
+            known.contains(&name.as_str()) || name.starts_with("snap."),
+            "{name} in the journal"
+        );
+    }
+}
