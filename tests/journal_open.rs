@@ -231,11 +231,13 @@ async fn a_journal_whose_log_lost_its_records_is_damaged_not_empty() {
 }
 
 /// A page record damaged inside a whole sled database (the bytes of a `PageRecord::V1`
-/// whose redirect list claims 2^60 entries, and plain garbage): reading it is one clear
-/// error naming the tree, never a panic, nor an attempt to allocate what the length
-/// prefix claims. `status`, which reads no page, still opens the journal.
+/// whose redirect list claims 2^60 entries, and plain garbage): never a panic, nor an
+/// attempt to allocate what the length prefix claims. `verify` names the page and what
+/// is wrong, `sync` leaves it out with a warning and loads the others, `status` counts
+/// it as damaged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_page_record_is_a_clear_error_not_a_panic() {
+async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
+    use mysql_async::prelude::Queryable;
     let huge_list = {
         let mut bytes = std::fs::read(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/journal_records/seed-page-v1"),
@@ -245,27 +247,58 @@ async fn a_damaged_page_record_is_a_clear_error_not_a_panic() {
         bytes[20..28].copy_from_slice(&(1u64 << 60).to_le_bytes());
         bytes
     };
-    for damage in [huge_list, vec![0xA5; 40]] {
+    let cases = [
+        (
+            huge_list,
+            "it is cut short (a field or a length runs past its end)",
+        ),
+        (vec![0xA5; 40], "expected variant index"),
+    ];
+    for (damage, why) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _list, _server) = crawled_journal(&dir).await;
+        let (journal, _list, server) = crawled_journal(&dir).await;
         {
             let db = sled::open(&journal).unwrap();
             let pages = db.open_tree("pages").unwrap();
+            // Ids follow the list: the first page is /a.
             let (id, _) = pages.first().unwrap().expect("a page");
             pages.insert(id, damage.as_slice()).unwrap();
             db.flush().unwrap();
         }
-        let out = with_journal(&["reparse"], &journal);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        let named = format!(
+            "damaged: {}: journal is damaged: undecodable record in tree `pages`: ",
+            server.url("/a")
+        );
+        let verify = with_journal(&["verify"], &journal);
+        let found = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert_eq!(verify.status.code(), Some(1), "{found}{}", stderr(&verify));
+        assert!(found.contains(&named) && found.contains(why), "{found}");
+
+        let db = util::mysql::TestDb::new().await;
+        let sync = with_journal(&["sync", "--mysql", &db.url], &journal);
+        let err = stderr(&sync);
+        assert!(sync.status.success(), "{err}");
         assert!(
-            err.contains("journal is damaged: undecodable record in tree `pages`"),
+            err.contains("is damaged, not synced") && err.contains(why),
             "{err}"
         );
-        assert!(!err.contains("panicked") && !err.contains("memory allocation"));
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        let out = with_journal(&["status"], &journal);
-        assert!(out.status.success(), "{}", stderr(&out));
+        let rows: Vec<String> = db
+            .conn()
+            .await
+            .query("SELECT url FROM pages")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(!rows.contains(&server.url("/a")), "{rows:?}");
+
+        let status = with_journal(&["status"], &journal);
+        let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(status.status.success(), "{}", stderr(&status));
+        assert!(shown.contains("damaged               1"), "{shown}");
+        for out in [&verify, &sync, &status] {
+            let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+            assert!(!all.contains("panicked") && !all.contains("memory allocation"));
+        }
     }
 }
 

@@ -69,7 +69,7 @@ mod grants;
 pub(crate) mod parse;
 pub(crate) mod record;
 mod recover;
-mod recrawl;
+pub(crate) mod recrawl;
 mod segments;
 pub mod space;
 mod status;

@@ -41,16 +41,12 @@ enum ReparseRecord {
 }
 
 pub(crate) fn encode_reparse(state: ReparseState) -> Result<Vec<u8>, JournalError> {
-    bincode::serialize(&ReparseRecord::V1(state)).map_err(|e| JournalError::Encode(e.to_string()))
+    super::record::encode(&ReparseRecord::V1(state))
 }
 
 pub(crate) fn decode_reparse(bytes: &[u8]) -> Result<ReparseState, JournalError> {
-    match bincode::deserialize(bytes) {
-        Ok(ReparseRecord::V1(state)) => Ok(state),
-        Err(e) => Err(JournalError::Damaged {
-            what: format!("undecodable reparse state: {e}"),
-        }),
-    }
+    let ReparseRecord::V1(state) = super::record::decode("default (reparse)", bytes)?;
+    Ok(state)
 }
 
 /// What [`Journal::record_annotations`] changed.

@@ -37,17 +37,12 @@ enum LastSyncRecord {
 }
 
 pub(crate) fn encode_last_sync(last: &LastSync) -> Result<Vec<u8>, JournalError> {
-    bincode::serialize(&LastSyncRecord::V1(last.clone()))
-        .map_err(|e| JournalError::Encode(e.to_string()))
+    super::record::encode(&LastSyncRecord::V1(last.clone()))
 }
 
 pub(crate) fn decode_last_sync(bytes: &[u8]) -> Result<LastSync, JournalError> {
-    match bincode::deserialize(bytes) {
-        Ok(LastSyncRecord::V1(last)) => Ok(last),
-        Err(e) => Err(JournalError::Damaged {
-            what: format!("undecodable last sync record: {e}"),
-        }),
-    }
+    let LastSyncRecord::V1(last) = super::record::decode("default (last_sync)", bytes)?;
+    Ok(last)
 }
 
 /// Puts `key` (an id) at the end of the sync queue, inside a transaction.
