@@ -302,6 +302,50 @@ async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
     }
 }
 
+/// A flipped byte in a stored body, which zstd would decompress to other bytes without
+/// a word (its frames carry no checksum here): the body's checksum fails, `verify` names
+/// the page, `sync` loads every other page byte for byte and not that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_body_is_named_by_verify_and_never_synced() {
+    use mysql_async::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _list, server) = crawled_journal(&dir).await;
+    let stored = webspool::journal::pack_body(b"<title>/b</title>")
+        .unwrap()
+        .bytes;
+    let (segment, at) = contents(&journal.join("segments"))
+        .into_iter()
+        .find_map(|(path, bytes)| {
+            let at = bytes.windows(stored.len()).position(|w| w == stored)?;
+            Some((path, at))
+        })
+        .expect("the stored body of /b in a segment");
+    flip_byte(&segment, at + stored.len() - 2);
+
+    let verify = with_journal(&["verify"], &journal);
+    let found = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(1), "{found}{}", stderr(&verify));
+    assert!(
+        found.contains(&format!("damaged: {}: ", server.url("/b"))),
+        "{found}"
+    );
+    let db = util::mysql::TestDb::new().await;
+    let sync = with_journal(&["sync", "--mysql", &db.url], &journal);
+    assert!(sync.status.success(), "{}", stderr(&sync));
+    let rows: BTreeMap<String, Vec<u8>> = db
+        .conn()
+        .await
+        .query("SELECT url, body FROM pages")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want: BTreeMap<String, Vec<u8>> = ["/a", "/c"]
+        .map(|p| (server.url(p), format!("<title>{p}</title>").into_bytes()))
+        .into();
+    assert_eq!(rows, want);
+}
+
 /// Every command writes in the journal directory it was given, and nowhere else: not
 /// in the working directory, `HOME` or `TMPDIR`, not beside the URL list. The journal
 /// holds sled's files, the body segments, the marker file and the credentials file.
