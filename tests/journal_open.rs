@@ -233,8 +233,8 @@ async fn a_journal_whose_log_lost_its_records_is_damaged_not_empty() {
 /// A page record damaged inside a whole sled database (the bytes of a `PageRecord::V1`
 /// whose redirect list claims 2^60 entries, and plain garbage): never a panic, nor an
 /// attempt to allocate what the length prefix claims. `verify` names the page and what
-/// is wrong, `sync` leaves it out with a warning and loads the others, `status` counts
-/// it as damaged.
+/// is wrong, `sync` and `reparse` leave it out with a warning and go on with the others,
+/// `status` counts it as damaged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
     use mysql_async::prelude::Queryable;
@@ -291,11 +291,21 @@ async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert!(!rows.contains(&server.url("/a")), "{rows:?}");
 
+        // Regression: reparse stopped at the record (exit 1) instead of skipping it.
+        let reparse = with_journal(&["reparse"], &journal);
+        let err = stderr(&reparse);
+        assert!(reparse.status.success(), "{err}");
+        assert!(
+            err.contains("is damaged, skipped") && err.contains(why),
+            "{err}"
+        );
+        assert!(err.contains("done: 2 pages annotated"), "{err}");
+
         let status = with_journal(&["status"], &journal);
         let shown = String::from_utf8_lossy(&status.stdout).into_owned();
         assert!(status.status.success(), "{}", stderr(&status));
         assert!(shown.contains("damaged               1"), "{shown}");
-        for out in [&verify, &sync, &status] {
+        for out in [&verify, &sync, &reparse, &status] {
             let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
             assert!(!all.contains("panicked") && !all.contains("memory allocation"));
         }

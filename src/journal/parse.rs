@@ -84,7 +84,9 @@ impl Journal {
     }
 
     /// Up to `limit` ids of pages that have a body to parse (HTTP responses), strictly
-    /// after `after`, in id order. Reads page records only, never bodies.
+    /// after `after`, in id order. Reads page records only, never bodies. A record that
+    /// does not decode is among them: [`Journal::parse_input`] reports it as a damaged
+    /// page, which the stage skips, instead of the whole pass failing here.
     pub fn parseable_after(
         &self,
         after: Option<u64>,
@@ -96,7 +98,10 @@ impl Journal {
                 break;
             }
             let (key, value) = item?;
-            if matches!(decode_page(&value)?.outcome, Outcome::Response { .. }) {
+            let parseable = decode_page(&value).map_or(true, |meta| {
+                matches!(meta.outcome, Outcome::Response { .. })
+            });
+            if parseable {
                 out.push(key_id(&key)?);
             }
         }
