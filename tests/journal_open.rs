@@ -301,10 +301,10 @@ async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
         );
         assert!(err.contains("done: 2 pages annotated"), "{err}");
 
-        let status = with_journal(&["status"], &journal);
-        let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+        let status = with_journal(&["status", "--json"], &journal);
         assert!(status.status.success(), "{}", stderr(&status));
-        assert!(shown.contains("damaged               1"), "{shown}");
+        let shown: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(shown["damaged"], 1, "{shown}");
         for out in [&verify, &sync, &reparse, &status] {
             let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
             assert!(!all.contains("panicked") && !all.contains("memory allocation"));
