@@ -358,7 +358,8 @@ async fn a_flipped_byte_in_a_body_is_named_by_verify_and_never_synced() {
 
 /// Every command writes in the journal directory it was given, and nowhere else: not
 /// in the working directory, `HOME` or `TMPDIR`, not beside the URL list. The journal
-/// holds sled's files, the body segments, the marker file and the credentials file.
+/// holds sled's files, the body segments, the marker file, the credentials file and
+/// what `recover` replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_write_only_inside_the_journal_they_were_given() {
     let db = util::mysql::TestDb::new().await;
@@ -371,12 +372,15 @@ async fn commands_write_only_inside_the_journal_they_were_given() {
     });
     let journal_arg = journal.to_str().unwrap();
     let list_arg = list.to_str().unwrap();
-    let commands: [&[&str]; 5] = [
+    let commands: [&[&str]; 8] = [
         &["crawl", "--quiet", "--urls", list_arg, "--sync", &db.url],
+        &["recrawl", "--quiet", "--all"],
         &["parse"],
         &["reparse"],
         &["sync", "--mysql", &db.url],
         &["status", "--json"],
+        &["verify"],
+        &["recover"],
     ];
     for command in commands {
         let out = Command::new(util::bin())
@@ -416,7 +420,9 @@ async fn commands_write_only_inside_the_journal_they_were_given() {
             "credentials",
         ];
         assert!(
-            known.contains(&name.as_str()) || name.starts_with("snap."),
+            known.contains(&name.as_str())
+                || name.starts_with("snap.")
+                || name.starts_with("replaced-"),
             "{name} in the journal"
         );
     }
