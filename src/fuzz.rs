@@ -25,7 +25,8 @@ use crate::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::urls::normalize;
 
 mod alloc;
-pub use alloc::{peak_during, CountingAlloc};
+use alloc::peak_during;
+pub use alloc::CountingAlloc;
 
 /// URL normalization: never a panic; a normalized URL normalizes to itself again and
 /// holds no userinfo and no fragment.
