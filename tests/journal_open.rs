@@ -358,8 +358,8 @@ async fn a_flipped_byte_in_a_body_is_named_by_verify_and_never_synced() {
 
 /// Every command writes in the journal directory it was given, and nowhere else: not
 /// in the working directory, `HOME` or `TMPDIR`, not beside the URL list. The journal
-/// holds sled's files, the body segments, the marker file, the credentials file and
-/// what `recover` replaced.
+/// holds sled's files, the body segments, the marker file, the disk-space reserve, the
+/// credentials file and what `recover` replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_write_only_inside_the_journal_they_were_given() {
     let db = util::mysql::TestDb::new().await;
@@ -417,6 +417,7 @@ async fn commands_write_only_inside_the_journal_they_were_given() {
             "blobs",
             "segments",
             "webspool-journal",
+            "webspool-reserve",
             "credentials",
         ];
         assert!(
