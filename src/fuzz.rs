@@ -10,14 +10,24 @@ use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use url::Url;
 
 use crate::fetch::decode::Decoder;
-use crate::journal::{decode_entry_header, encode_entry_header, scan_whole_segment};
-use crate::journal::{KeptHeaders, Outcome, PageMeta, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
+use crate::journal::parse::{decode_reparse, encode_reparse};
+use crate::journal::record::{decode_annotation, decode_host, decode_page, decode_url};
+use crate::journal::record::{decode_entry_header, encode_entry_header, encode_segments_end};
+use crate::journal::record::{decode_page_and_body, decode_page_with_url};
+use crate::journal::record::{decode_pending, decode_pending_v1, decode_segments_end};
+use crate::journal::record::{encode_annotation, encode_host, encode_page, encode_pending};
+use crate::journal::record::{id_key, key_id, BodyRef};
+use crate::journal::recrawl::{decode_policy, decode_schedule, encode_policy, encode_schedule};
+use crate::journal::sync::{decode_last_sync, encode_last_sync};
+use crate::journal::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
+use crate::journal::{ErrorKind, KeptHeaders, Outcome, PageMeta, UrlEntry, Via};
 use crate::parse::{annotate, Rules, MAX_TEXT_EXTRACT};
-use crate::robots::{Robots, RobotsFetch};
+use crate::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::urls::normalize;
 
 mod alloc;
-pub use alloc::{peak_during, CountingAlloc};
+use alloc::peak_during;
+pub use alloc::CountingAlloc;
 
 /// URL normalization: never a panic; a normalized URL normalizes to itself again and
 /// holds no userinfo and no fragment.
@@ -131,6 +141,154 @@ pub fn content_decoding(data: &[u8]) {
         "{} bytes decoded",
         out.len()
     );
+}
+
+/// What decoding one input of `n` bytes may allocate at its peak in
+/// [`journal_records`]: a constant, because serde preallocates a sequence from its length
+/// prefix up to 1 MiB (bincode checks a string's or byte buffer's length against the
+/// bytes left, so those never exceed the input), plus a multiple of the input for what
+/// is decoded and encoded again.
+fn journal_records_alloc_bound(n: usize) -> usize {
+    (4 << 20) + 64 * n
+}
+
+/// Every journal record decoder fed the same bytes, as a damaged journal would feed
+/// them: never a panic, never more memory than [`journal_records_alloc_bound`] (measured
+/// by [`CountingAlloc`], which must be the global allocator), and what decodes encodes
+/// as the current version and decodes back to the same value.
+pub fn journal_records(data: &[u8]) {
+    let peak = peak_during(|| decode_every_record(data));
+    let bound = journal_records_alloc_bound(data.len());
+    assert!(
+        peak <= bound,
+        "{peak} bytes allocated to decode {} bytes (bound {bound})",
+        data.len()
+    );
+}
+
+fn decode_every_record(data: &[u8]) {
+    if let Ok(entry) = decode_url(data) {
+        // Format 4 keeps URL records only inside page records.
+        let page = encode_page(&fuzz_meta(), None, &entry).expect("encodes");
+        let (_, back) = decode_page_with_url(&page).expect("decodes");
+        assert_eq!(back, Some(entry), "URL record");
+    }
+
+    let pending = decode_pending(data);
+    let pending_v1 = decode_pending_v1(data);
+    if let Ok(entry) = pending {
+        let old = pending_v1.expect("a pending entry is a pending_fetch value too");
+        assert_eq!(
+            (old.host.as_str(), old.attempts, old.not_before_ms),
+            (entry.host.as_str(), entry.attempts, entry.not_before_ms)
+        );
+        let bytes = encode_pending(&entry).expect("encodes");
+        assert_eq!(decode_pending(&bytes).expect("decodes"), entry, "pending");
+    }
+
+    if let Ok(host) = decode_host(data) {
+        if let Some(source) = host.robots.as_deref().and_then(RobotsSource::decode) {
+            robots_from_source(&source);
+        }
+        let bytes = encode_host(&host).expect("encodes");
+        assert_eq!(decode_host(&bytes).expect("decodes"), host, "host");
+    }
+    if let Some(source) = RobotsSource::decode(data) {
+        robots_from_source(&source);
+    }
+
+    if let Ok(end) = decode_segments_end(data) {
+        let bytes = encode_segments_end(end).expect("encodes");
+        assert_eq!(decode_segments_end(&bytes).expect("decodes"), end);
+    }
+
+    let meta = decode_page(data);
+    let with_body = decode_page_and_body(data);
+    let with_url = decode_page_with_url(data);
+    assert_eq!(meta.is_ok(), with_body.is_ok(), "decode_page_and_body");
+    assert_eq!(meta.is_ok(), with_url.is_ok(), "decode_page_with_url");
+    if let (Ok(meta), Ok((meta_b, body)), Ok((meta_u, url))) = (meta, with_body, with_url) {
+        assert!(
+            meta == meta_b && meta == meta_u,
+            "the page decoders disagree"
+        );
+        let url = url.unwrap_or_else(fuzz_url);
+        // Only a checked body (format 5) can be written again: older ones had no checksum.
+        let stored = match body {
+            Some(BodyRef::Checked(stored)) => Some(stored),
+            Some(BodyRef::Unchecked(_)) | None => None,
+        };
+        let bytes = encode_page(&meta, stored, &url).expect("encodes");
+        let back = decode_page_and_body(&bytes).expect("decodes");
+        assert_eq!(back, (meta, stored.map(BodyRef::Checked)));
+        assert_eq!(decode_page_with_url(&bytes).expect("decodes").1, Some(url));
+    }
+
+    if let Ok(header) = decode_entry_header(data) {
+        let bytes = encode_entry_header(header.id, &header.url, &header.meta, header.content_hash)
+            .expect("encodes");
+        assert_eq!(decode_entry_header(&bytes).expect("decodes"), header);
+    }
+
+    if let Ok(schedule) = decode_schedule(data) {
+        let bytes = encode_schedule(&schedule).expect("encodes");
+        assert_eq!(decode_schedule(&bytes).expect("decodes"), schedule);
+    }
+
+    if let Ok(policy) = decode_policy(data) {
+        let bytes = encode_policy(policy).expect("encodes");
+        assert_eq!(decode_policy(&bytes).expect("decodes"), policy);
+    }
+
+    if let Ok(annotation) = decode_annotation(data) {
+        let bytes = encode_annotation(&annotation).expect("encodes");
+        assert_eq!(decode_annotation(&bytes).expect("decodes"), annotation);
+    }
+
+    if let Ok(last) = decode_last_sync(data) {
+        let bytes = encode_last_sync(&last).expect("encodes");
+        assert_eq!(decode_last_sync(&bytes).expect("decodes"), last);
+    }
+
+    if let Ok(state) = decode_reparse(data) {
+        let bytes = encode_reparse(state).expect("encodes");
+        assert_eq!(decode_reparse(&bytes).expect("decodes"), state);
+    }
+
+    match key_id(data) {
+        Ok(id) => assert_eq!(id_key(id).as_slice(), data, "id key"),
+        Err(_) => assert_ne!(data.len(), 8, "an 8-byte key refused"),
+    }
+}
+
+/// The scheduler's use of a stored robots.txt: rules rebuilt and asked.
+fn robots_from_source(source: &RobotsSource) {
+    let robots = Robots::from_source(source, "webspool");
+    let url = Url::parse("http://fuzz.test/a?b").expect("a valid URL");
+    robots.allowed(&url);
+    let _ = source.expires_at_ms();
+}
+
+fn fuzz_meta() -> PageMeta {
+    PageMeta {
+        fetched_at_ms: 1,
+        duration_ms: 2,
+        redirects: Vec::new(),
+        outcome: Outcome::Error {
+            kind: ErrorKind::Timeout,
+            message: "fuzz".into(),
+        },
+    }
+}
+
+fn fuzz_url() -> UrlEntry {
+    UrlEntry {
+        url: "http://fuzz.test/".into(),
+        source_key: None,
+        added_at_ms: 0,
+        depth: 0,
+        via: Via::Given,
+    }
 }
 
 /// What decoding an entry header of `n` bytes may allocate at its peak in

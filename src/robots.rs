@@ -227,6 +227,12 @@ impl RobotsSource {
         }
     }
 
+    /// The stored form read back from a host record; `None` when it does not decode
+    /// (a damaged journal), which makes the scheduler fetch robots.txt again.
+    pub fn decode(bytes: &[u8]) -> Option<RobotsSource> {
+        bincode::deserialize(bytes).ok()
+    }
+
     /// The fetch this was stored from (with its body capped).
     pub fn as_fetch(&self) -> RobotsFetch<'_> {
         match &self.kind {

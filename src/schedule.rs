@@ -353,7 +353,7 @@ impl Scheduler {
         } else if let Some(source) = stored
             .robots
             .as_deref()
-            .and_then(|bytes| bincode::deserialize::<RobotsSource>(bytes).ok())
+            .and_then(RobotsSource::decode)
             .filter(|source| source.expires_at_ms() > now)
         {
             robots = RobotsState::Known(Arc::new(Robots::from_source(&source, &self.agent)));

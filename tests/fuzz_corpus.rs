@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-// `segment_entries` bounds the memory a decode takes and measures it with this allocator;
+// `journal_records` and `segment_entries` bound the memory a decode takes and measures it with this allocator;
 // for the rest of the test binary it is the system allocator.
 #[global_allocator]
 static ALLOCATOR: webspool::fuzz::CountingAlloc = webspool::fuzz::CountingAlloc;
@@ -42,6 +42,11 @@ fn robots_corpus() {
 #[test]
 fn content_decoding_corpus() {
     replay("content_decoding", webspool::fuzz::content_decoding);
+}
+
+#[test]
+fn journal_records_corpus() {
+    replay("journal_records", webspool::fuzz::journal_records);
 }
 
 #[test]

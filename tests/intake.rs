@@ -136,6 +136,51 @@ async fn a_line_read_before_ctrl_c_or_sigterm_is_kept_and_counted_while_stdin_st
     }
 }
 
+/// A hostile list on stdin: a 256 MiB line, binary bytes and a NUL in a line that also
+/// holds a password. Each bad line is reported by number (the password not shown) and
+/// skipped, the good lines around them are fetched, and the huge line is never held:
+/// the process stays under half its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_url_list_is_read_in_bounded_memory_and_its_bad_lines_skipped() {
+    const HUGE_MIB: usize = 256;
+    const MAX_RSS_KB: u64 = (HUGE_MIB as u64 / 2) << 10;
+    let server = util::TestServer::start(|_req| async { server::reply(200, "hi") }).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, mut stdin) = crawl_stdin(dir.path());
+    let (a, b, huge) = (server.url("/a"), server.url("/b"), server.url("/huge?"));
+    let written = tokio::task::spawn_blocking(move || {
+        send_line(&mut stdin, &a);
+        let mib = vec![b'x'; 1 << 20];
+        stdin.write_all(huge.as_bytes())?;
+        for _ in 0..HUGE_MIB {
+            stdin.write_all(&mib)?;
+        }
+        stdin.write_all(b"\nhttp://user:SECRET@b\0.test/\xff\xfe\x1b[2J\n")?;
+        send_line(&mut stdin, &b);
+        Ok::<_, std::io::Error>(stdin)
+    });
+    let stdin = written.await.expect("join").expect("write the list");
+    // The huge line has been read by now: only a pipe's worth of the list can be unread.
+    let peak_kb = util::vm_hwm_kb(child.id()).expect("VmHWM of the running crawl");
+    drop(stdin);
+    let exit = exit_within(&mut child, 30).await;
+    let log = log(dir.path());
+    assert_eq!(exit.code(), Some(0), "{log}");
+    assert!(peak_kb < MAX_RSS_KB, "peak RSS {peak_kb} kB");
+    assert!(
+        log.contains("-:2: skipped") && log.contains("line longer than 8192 bytes"),
+        "{log}"
+    );
+    assert!(log.contains("-:3: skipped"), "{log}");
+    assert!(!log.contains("SECRET"), "{log}");
+    assert!(
+        log.contains("2 new URLs (0 duplicates, 2 invalid lines)"),
+        "{log}"
+    );
+    assert_eq!((server.hits("/a"), server.hits("/b")), (1, 1));
+    assert_eq!(server.hits("/huge"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byte_order_mark_does_not_cost_the_first_url() {
     let server = util::TestServer::start(|_req| async { server::reply(200, "hi") }).await;

@@ -229,3 +229,202 @@ async fn a_journal_whose_log_lost_its_records_is_damaged_not_empty() {
         "the page bodies changed"
     );
 }
+
+/// A page record damaged inside a whole sled database (the bytes of a `PageRecord::V1`
+/// whose redirect list claims 2^60 entries, and plain garbage): never a panic, nor an
+/// attempt to allocate what the length prefix claims. `verify` names the page and what
+/// is wrong, `sync` and `reparse` leave it out with a warning and go on with the others,
+/// `status` counts it as damaged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_page_record_is_named_and_left_out_never_a_panic() {
+    use mysql_async::prelude::Queryable;
+    let huge_list = {
+        let mut bytes = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/journal_records/seed-page-v1"),
+        )
+        .unwrap();
+        // Variant tag (4), fetched_at_ms (8), duration_ms (8), then the list's length.
+        bytes[20..28].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        bytes
+    };
+    let cases = [
+        (
+            huge_list,
+            "it is cut short (a field or a length runs past its end)",
+        ),
+        (vec![0xA5; 40], "expected variant index"),
+    ];
+    for (damage, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _list, server) = crawled_journal(&dir).await;
+        {
+            let db = sled::open(&journal).unwrap();
+            let pages = db.open_tree("pages").unwrap();
+            // Ids follow the list: the first page is /a.
+            let (id, _) = pages.first().unwrap().expect("a page");
+            pages.insert(id, damage.as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        let named = format!(
+            "damaged: {}: journal is damaged: undecodable record in tree `pages`: ",
+            server.url("/a")
+        );
+        let verify = with_journal(&["verify"], &journal);
+        let found = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert_eq!(verify.status.code(), Some(1), "{found}{}", stderr(&verify));
+        assert!(found.contains(&named) && found.contains(why), "{found}");
+
+        let db = util::mysql::TestDb::new().await;
+        let sync = with_journal(&["sync", "--mysql", &db.url], &journal);
+        let err = stderr(&sync);
+        assert!(sync.status.success(), "{err}");
+        assert!(
+            err.contains("is damaged, not synced") && err.contains(why),
+            "{err}"
+        );
+        let rows: Vec<String> = db
+            .conn()
+            .await
+            .query("SELECT url FROM pages")
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(!rows.contains(&server.url("/a")), "{rows:?}");
+
+        // Regression: reparse stopped at the record (exit 1) instead of skipping it.
+        let reparse = with_journal(&["reparse"], &journal);
+        let err = stderr(&reparse);
+        assert!(reparse.status.success(), "{err}");
+        assert!(
+            err.contains("is damaged, skipped") && err.contains(why),
+            "{err}"
+        );
+        assert!(err.contains("done: 2 pages annotated"), "{err}");
+
+        let status = with_journal(&["status", "--json"], &journal);
+        assert!(status.status.success(), "{}", stderr(&status));
+        let shown: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(shown["damaged"], 1, "{shown}");
+        for out in [&verify, &sync, &reparse, &status] {
+            let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
+            assert!(!all.contains("panicked") && !all.contains("memory allocation"));
+        }
+    }
+}
+
+/// A flipped byte in a stored body, which zstd would decompress to other bytes without
+/// a word (its frames carry no checksum here): the body's checksum fails, `verify` names
+/// the page, `sync` loads every other page byte for byte and not that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_body_is_named_by_verify_and_never_synced() {
+    use mysql_async::prelude::Queryable;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _list, server) = crawled_journal(&dir).await;
+    let stored = webspool::journal::pack_body(b"<title>/b</title>")
+        .unwrap()
+        .bytes;
+    let (segment, at) = contents(&journal.join("segments"))
+        .into_iter()
+        .find_map(|(path, bytes)| {
+            let at = bytes.windows(stored.len()).position(|w| w == stored)?;
+            Some((path, at))
+        })
+        .expect("the stored body of /b in a segment");
+    flip_byte(&segment, at + stored.len() - 2);
+
+    let verify = with_journal(&["verify"], &journal);
+    let found = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(1), "{found}{}", stderr(&verify));
+    assert!(
+        found.contains(&format!("damaged: {}: ", server.url("/b"))),
+        "{found}"
+    );
+    let db = util::mysql::TestDb::new().await;
+    let sync = with_journal(&["sync", "--mysql", &db.url], &journal);
+    assert!(sync.status.success(), "{}", stderr(&sync));
+    let rows: BTreeMap<String, Vec<u8>> = db
+        .conn()
+        .await
+        .query("SELECT url, body FROM pages")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want: BTreeMap<String, Vec<u8>> = ["/a", "/c"]
+        .map(|p| (server.url(p), format!("<title>{p}</title>").into_bytes()))
+        .into();
+    assert_eq!(rows, want);
+}
+
+/// Every command writes in the journal directory it was given, and nowhere else: not
+/// in the working directory, `HOME` or `TMPDIR`, not beside the URL list. The journal
+/// holds sled's files, the body segments, the marker file, the disk-space reserve, the
+/// credentials file and what `recover` replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_write_only_inside_the_journal_they_were_given() {
+    let db = util::mysql::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, list, _server) = crawled_journal(&dir).await;
+    let [work, home, tmp] = ["work", "home", "tmp"].map(|name| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        path
+    });
+    let journal_arg = journal.to_str().unwrap();
+    let list_arg = list.to_str().unwrap();
+    let commands: [&[&str]; 8] = [
+        &["crawl", "--quiet", "--urls", list_arg, "--sync", &db.url],
+        &["recrawl", "--quiet", "--all"],
+        &["parse"],
+        &["reparse"],
+        &["sync", "--mysql", &db.url],
+        &["status", "--json"],
+        &["verify"],
+        &["recover"],
+    ];
+    for command in commands {
+        let out = Command::new(util::bin())
+            .args(command)
+            .args(["--journal", journal_arg])
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+    }
+    for empty in [&work, &home, &tmp] {
+        assert!(
+            contents(empty).is_empty(),
+            "{} was written",
+            empty.display()
+        );
+    }
+    let mut beside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    let list_name = list.file_name().unwrap().to_string_lossy().into_owned();
+    let mut want = vec!["home", "j", &list_name, "tmp", "work"];
+    want.sort();
+    assert_eq!(beside, want);
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let known = [
+            "conf",
+            "db",
+            "blobs",
+            "segments",
+            "webspool-journal",
+            "webspool-reserve",
+            "credentials",
+        ];
+        assert!(
+            known.contains(&name.as_str())
+                || name.starts_with("snap.")
+                || name.starts_with("replaced-"),
+            "{name} in the journal"
+        );
+    }
+}

@@ -66,14 +66,14 @@ mod directory;
 mod fetch;
 mod frontier;
 mod grants;
-mod parse;
-mod record;
+pub(crate) mod parse;
+pub(crate) mod record;
 mod recover;
-mod recrawl;
+pub(crate) mod recrawl;
 mod segments;
 pub mod space;
 mod status;
-mod sync;
+pub(crate) mod sync;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -100,9 +100,7 @@ use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
 pub use verify::{Problem, Repair, VerifyReport};
-// For the `segment_entries` fuzz check (`crate::fuzz`): entry headers and a scan of one
-// segment file.
-pub(crate) use record::{decode_entry_header, encode_entry_header};
+// For the `segment_entries` fuzz check (`crate::fuzz`): a scan of one segment file.
 pub(crate) use segments::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 
 use directory::Found;

@@ -40,6 +40,15 @@ enum ReparseRecord {
     V1(ReparseState),
 }
 
+pub(crate) fn encode_reparse(state: ReparseState) -> Result<Vec<u8>, JournalError> {
+    super::record::encode(&ReparseRecord::V1(state))
+}
+
+pub(crate) fn decode_reparse(bytes: &[u8]) -> Result<ReparseState, JournalError> {
+    let ReparseRecord::V1(state) = super::record::decode("default (reparse)", bytes)?;
+    Ok(state)
+}
+
 /// What [`Journal::record_annotations`] changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AnnotationReport {
@@ -75,7 +84,9 @@ impl Journal {
     }
 
     /// Up to `limit` ids of pages that have a body to parse (HTTP responses), strictly
-    /// after `after`, in id order. Reads page records only, never bodies.
+    /// after `after`, in id order. Reads page records only, never bodies. A record that
+    /// does not decode is among them: [`Journal::parse_input`] reports it as a damaged
+    /// page, which the stage skips, instead of the whole pass failing here.
     pub fn parseable_after(
         &self,
         after: Option<u64>,
@@ -87,7 +98,10 @@ impl Journal {
                 break;
             }
             let (key, value) = item?;
-            if matches!(decode_page(&value)?.outcome, Outcome::Response { .. }) {
+            let parseable = decode_page(&value).map_or(true, |meta| {
+                matches!(meta.outcome, Outcome::Response { .. })
+            });
+            if parseable {
                 out.push(key_id(&key)?);
             }
         }
@@ -119,15 +133,10 @@ impl Journal {
     }
 
     pub fn reparse_state(&self) -> Result<Option<ReparseState>, JournalError> {
-        match self.db.get("reparse")? {
-            None => Ok(None),
-            Some(bytes) => match bincode::deserialize(&bytes) {
-                Ok(ReparseRecord::V1(state)) => Ok(Some(state)),
-                Err(e) => Err(JournalError::Damaged {
-                    what: format!("undecodable reparse state: {e}"),
-                }),
-            },
-        }
+        self.db
+            .get("reparse")?
+            .map(|bytes| decode_reparse(&bytes))
+            .transpose()
     }
 
     /// Ends a reparse pass: the next `reparse` starts from the first page again.
@@ -159,10 +168,7 @@ impl Journal {
             for (_, annotation) in batch {
                 encoded.push(encode_annotation(annotation)?);
             }
-            let reparse = reparse
-                .map(|state| bincode::serialize(&ReparseRecord::V1(state)))
-                .transpose()
-                .map_err(|e| JournalError::Encode(e.to_string()))?;
+            let reparse = reparse.map(encode_reparse).transpose()?;
             let trees = (
                 &*self.db,
                 &self.annotations,

@@ -328,8 +328,18 @@ pub(super) fn decode<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
 ) -> Result<T, JournalError> {
     bincode::deserialize(bytes).map_err(|e| JournalError::Damaged {
-        what: format!("undecodable record in tree `{tree}`: {e}"),
+        what: format!("undecodable record in tree `{tree}`: {}", reason(&e)),
     })
+}
+
+/// bincode's reason, but for a record cut short, which it shows as `io error: `.
+fn reason(error: &bincode::Error) -> String {
+    match &**error {
+        bincode::ErrorKind::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "it is cut short (a field or a length runs past its end)".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 pub(crate) fn decode_url(bytes: &[u8]) -> Result<UrlEntry, JournalError> {
@@ -536,5 +546,28 @@ mod tests {
     fn garbage_is_a_damage_error_not_a_panic() {
         let err = decode_page(&[9, 9, 9]).unwrap_err();
         assert!(matches!(err, JournalError::Damaged { .. }), "{err}");
+    }
+
+    /// Regression: a record cut short, or whose length prefix runs past its end, was
+    /// `undecodable record in tree `pages`: io error: ` (bincode's text for it).
+    #[test]
+    fn a_record_cut_short_says_so() {
+        let url = UrlEntry {
+            url: "http://a/".into(),
+            source_key: None,
+            added_at_ms: 0,
+            depth: 0,
+            via: Via::Given,
+        };
+        let bytes = encode(&UrlRecord::V2(url)).unwrap();
+        let mut huge = bytes.clone();
+        huge[4..12].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        for damaged in [&bytes[..bytes.len() - 1], &huge[..]] {
+            let err = decode_url(damaged).unwrap_err().to_string();
+            assert!(
+                err.ends_with("`urls`: it is cut short (a field or a length runs past its end)"),
+                "{err}"
+            );
+        }
     }
 }

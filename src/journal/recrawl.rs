@@ -57,6 +57,15 @@ enum PolicyRecord {
     V1(RecrawlPolicy),
 }
 
+pub(crate) fn encode_policy(policy: RecrawlPolicy) -> Result<Vec<u8>, JournalError> {
+    super::record::encode(&PolicyRecord::V1(policy))
+}
+
+pub(crate) fn decode_policy(bytes: &[u8]) -> Result<RecrawlPolicy, JournalError> {
+    let PolicyRecord::V1(policy) = super::record::decode("default (policy)", bytes)?;
+    Ok(policy)
+}
+
 /// A page's recrawl schedule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
@@ -99,11 +108,11 @@ enum ScheduleRecord {
     V1(Schedule),
 }
 
-pub(super) fn encode_schedule(schedule: &Schedule) -> Result<Vec<u8>, JournalError> {
+pub(crate) fn encode_schedule(schedule: &Schedule) -> Result<Vec<u8>, JournalError> {
     super::record::encode(&ScheduleRecord::V1(*schedule))
 }
 
-pub(super) fn decode_schedule(bytes: &[u8]) -> Result<Schedule, JournalError> {
+pub(crate) fn decode_schedule(bytes: &[u8]) -> Result<Schedule, JournalError> {
     let ScheduleRecord::V1(schedule) = super::record::decode("schedule", bytes)?;
     Ok(schedule)
 }
@@ -171,17 +180,14 @@ impl Journal {
     pub fn recrawl_policy(&self) -> Result<RecrawlPolicy, JournalError> {
         match self.db.get(POLICY_KEY)? {
             None => Ok(RecrawlPolicy::default()),
-            Some(bytes) => {
-                let PolicyRecord::V1(policy) = super::record::decode("default (policy)", &bytes)?;
-                Ok(policy)
-            }
+            Some(bytes) => decode_policy(&bytes),
         }
     }
 
     /// Keeps `policy` for the checks this run records and for later `status` and
     /// `recrawl` runs without interval flags.
     pub fn set_recrawl_policy(&self, policy: RecrawlPolicy) -> Result<(), JournalError> {
-        let bytes = super::record::encode(&PolicyRecord::V1(policy))?;
+        let bytes = encode_policy(policy)?;
         self.guarded(|| {
             self.db.insert(POLICY_KEY, bytes)?;
             Ok(())

@@ -36,6 +36,15 @@ enum LastSyncRecord {
     V1(LastSync),
 }
 
+pub(crate) fn encode_last_sync(last: &LastSync) -> Result<Vec<u8>, JournalError> {
+    super::record::encode(&LastSyncRecord::V1(last.clone()))
+}
+
+pub(crate) fn decode_last_sync(bytes: &[u8]) -> Result<LastSync, JournalError> {
+    let LastSyncRecord::V1(last) = super::record::decode("default (last_sync)", bytes)?;
+    Ok(last)
+}
+
 /// Puts `key` (an id) at the end of the sync queue, inside a transaction.
 pub(super) fn mark_for_sync(
     meta: &TransactionalTree,
@@ -127,8 +136,7 @@ impl Journal {
     }
 
     pub fn record_last_sync(&self, last: &LastSync) -> Result<(), JournalError> {
-        let bytes = bincode::serialize(&LastSyncRecord::V1(last.clone()))
-            .map_err(|e| JournalError::Encode(e.to_string()))?;
+        let bytes = encode_last_sync(last)?;
         self.guarded(|| {
             self.db.insert("last_sync", bytes)?;
             Ok(())
@@ -136,15 +144,10 @@ impl Journal {
     }
 
     pub fn last_sync(&self) -> Result<Option<LastSync>, JournalError> {
-        match self.db.get("last_sync")? {
-            None => Ok(None),
-            Some(bytes) => match bincode::deserialize(&bytes) {
-                Ok(LastSyncRecord::V1(last)) => Ok(Some(last)),
-                Err(e) => Err(JournalError::Damaged {
-                    what: format!("undecodable last sync record: {e}"),
-                }),
-            },
-        }
+        self.db
+            .get("last_sync")?
+            .map(|bytes| decode_last_sync(&bytes))
+            .transpose()
     }
 
     /// Puts every recorded page back in the sync queue (after the database lost rows).

@@ -22,13 +22,6 @@ fn page(i: usize) -> Vec<u8> {
     line.repeat(1 + i * 150).into_bytes()
 }
 
-/// Peak resident set size of a running process, in kB.
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_survives_every_hostile_server_among_normal_pages() {
     let site = Site::start().await;
@@ -96,7 +89,7 @@ async fn the_binary_survives_every_hostile_server_among_normal_pages() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        peak_kb = peak_kb.max(vm_hwm_kb(child.id()).unwrap_or(0));
+        peak_kb = peak_kb.max(util::vm_hwm_kb(child.id()).unwrap_or(0));
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             let _ = child.wait();

@@ -225,6 +225,13 @@ pub fn took(started: std::time::Instant, most: u64) {
     assert!(took < Duration::from_secs(most), "took {took:?}");
 }
 
+/// Peak resident set size of a running process (VmHWM), in kB.
+pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Sends `sig` to a child process (SIGINT for Ctrl-C, SIGTERM).
 pub fn signal(child: &std::process::Child, sig: i32) {
     let pid = child.id() as libc::pid_t;
