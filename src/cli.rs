@@ -89,6 +89,9 @@ pub enum Command {
     /// Rebuild a journal's index from its body segments alone, when its database is
     /// damaged or gone; the replaced files are kept in a dated folder.
     Recover(RecoverArgs),
+    /// Give back the space of bodies no page uses any more: copy the live ones into new
+    /// segments, then delete the old; killed, run it again to finish.
+    Compact(CompactArgs),
 }
 
 impl Command {
@@ -102,6 +105,7 @@ impl Command {
             Command::Status(args) => &args.journal.journal,
             Command::Verify(args) => &args.journal.journal,
             Command::Recover(args) => &args.journal.journal,
+            Command::Compact(args) => &args.journal.journal,
         }
     }
 }
@@ -555,6 +559,12 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
     #[command(flatten)]
     pub journal: JournalArg,
 }

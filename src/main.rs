@@ -9,7 +9,8 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{
-    progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs, StatusArgs,
+    progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
+    StatusArgs,
     SyncArgs, VerifyArgs,
 };
 use webspool::journal::{DiskFull, ErrorKind, Journal, JournalError, Problem, Repair, Status};
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             Command::Status(args) => run_status(args),
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
+            Command::Compact(args) => run_compact(args).await,
         }
     });
     // Intake may still be blocked on stdin after an interrupt: do not wait for it.
@@ -494,6 +496,54 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `compact`: exit 0 when every body moved, 1 when damaged pages were left where
+/// they are (named as `verify` names them).
+async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let journal = Journal::open_existing(&args.journal.journal)?;
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut last = std::time::Instant::now();
+        let report = journal.compact(
+            |problem: &Problem| print_problem(problem, false),
+            |pages| {
+                if last.elapsed() >= std::time::Duration::from_secs(2) {
+                    last = std::time::Instant::now();
+                    eprintln!("compact: {pages} pages read");
+                }
+            },
+        )?;
+        journal.checkpoint()?;
+        Ok::<_, anyhow::Error>(report)
+    })
+    .await??;
+    eprintln!(
+        "compact: {}{} bodies moved ({} stored bytes, {} upgraded to self-describing \
+         entries), {} old segment files deleted; disk bytes {} -> {} in {:.1}s",
+        if report.resumed {
+            "finished an interrupted compaction; "
+        } else {
+            ""
+        },
+        report.moved,
+        report.moved_bytes,
+        report.upgraded,
+        report.retired,
+        report.disk_before,
+        report.disk_after,
+        started.elapsed().as_secs_f64(),
+    );
+    if report.damaged == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "compact: {} left where they are ({} old segment files kept for them); run \
+         `webspool verify --repair`, then `webspool compact` again",
+        pages(report.damaged),
+        report.kept.len()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// "1 damaged page", "2 damaged pages".

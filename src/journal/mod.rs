@@ -61,6 +61,7 @@
 //! the retry queue is fetched again.
 
 mod body;
+mod compact;
 mod damage;
 mod directory;
 mod fetch;
@@ -86,6 +87,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 pub use body::{content_hash, decompress_body, decompress_body_into, pack_body, PackedBody};
+pub use compact::CompactReport;
 pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
 pub use parse::ReparseState;

@@ -280,6 +280,39 @@ impl Segments {
         Ok((appended, active.end))
     }
 
+    /// Makes the next append start segment `number`, empty (it must come after every
+    /// segment written so far): a compaction copies the live bodies into segments of
+    /// their own, so that the old ones can be deleted whole. The caller has recorded
+    /// that end first.
+    pub fn start_segment(&self, number: u32) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if number > active.end.segment {
+            active.end = SegmentsEnd {
+                segment: number,
+                len: 0,
+            };
+            active.file = None;
+        }
+    }
+
+    /// Deletes segment file `number`, which no record may point into any more, and
+    /// syncs the directory.
+    pub fn remove(&self, number: u32) -> Result<(), JournalError> {
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&number);
+        let path = self.path(number);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(path.display().to_string())(e)),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(self.dir.display().to_string()))
+    }
+
     /// The stored body at `at`, which must have the checksum `expected`.
     pub fn read_checked(&self, at: BodyLocation, expected: u64) -> Result<Vec<u8>, JournalError> {
         let bytes = self.read(at)?;

@@ -1,0 +1,319 @@
+//! `webspool compact` with the real binary: after `verify --repair` and a crawl that
+//! fetched the damaged pages again, compaction leaves `verify` clean, the disk smaller
+//! and every body byte-equal; an older journal's bodies become entries that `recover`
+//! restores; SIGKILL at any moment of a compaction loses nothing, and `compact` run
+//! again finishes it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use webspool::journal::{Journal, PageMeta, UrlEntry};
+
+use crate::cli::{run, stderr};
+use crate::recover::{crawled_with, delete_database, on};
+use crate::util;
+
+/// The body the test site serves at `path`: 16 KB of numbers that compress about three
+/// times, so that the bytes a compaction gives back are not lost among sled's.
+fn body_for(path: &str) -> String {
+    let mut state = path.bytes().fold(0x9E37_79B9_7F4A_7C15_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    });
+    let mut body = format!("<html><head><title>{path}</title></head><body><p>");
+    while body.len() < 16 * 1024 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        body.push_str(&format!("{} ", state % 4096));
+    }
+    body.push_str("</p></body></html>");
+    body
+}
+
+/// Asserts that every page of the site is in the journal with its exact body.
+fn assert_bodies(journal: &Path, server: &util::TestServer, n: usize) {
+    let journal = Journal::open_existing(journal).expect("open the journal");
+    for i in 0..n {
+        let path = format!("/p{i}");
+        let body = util::body_of(&journal, &server.url(&path));
+        assert!(body == body_for(&path).as_bytes(), "{path}: body differs");
+    }
+}
+
+/// The names of the segment files, sorted.
+fn segment_files(journal: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(journal.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn status(journal: &Path) -> serde_json::Value {
+    let out = on(&["status", "--json"], journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_clean(journal: &Path) {
+    let out = on(&["verify"], journal);
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains(": clean"), "{err}");
+}
+
+fn compact(journal: &Path) -> String {
+    let out = on(&["compact"], journal);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_after_a_repair_and_a_recrawl_gives_the_old_bodies_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200;
+    let (server, list, journal) = crawled_with(&dir, n, body_for).await;
+    // One byte flipped in 40 places over the segment: each damages one page's entry.
+    let segment = journal.join("segments").join("00000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    for k in 1..=40 {
+        let at = bytes.len() * k / 41;
+        bytes[at] ^= 0x20;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    let out = on(&["verify", "--repair", "--json"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap();
+    let refetch = summary["summary"]["refetch"].as_u64().unwrap();
+    assert!((30..=40).contains(&refetch), "{summary}");
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        list.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean(&journal);
+    let before = status(&journal);
+
+    let said = compact(&journal);
+    assert!(
+        said.contains(&format!("{n} bodies moved")) && said.contains("0 upgraded"),
+        "{said}"
+    );
+    let after = status(&journal);
+    let (before_bytes, after_bytes) = (
+        before["disk_bytes"].as_u64().unwrap(),
+        after["disk_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        said.contains(&format!("disk bytes {before_bytes} -> {after_bytes}")),
+        "{said}"
+    );
+    // At least the bodies of the damaged pages' first fetch are given back.
+    let one_body = after["stored_body_bytes"].as_u64().unwrap() / n as u64;
+    assert!(
+        after_bytes + refetch * one_body <= before_bytes,
+        "{before_bytes} -> {after_bytes}"
+    );
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    for field in ["fetched", "parsed", "stored_body_bytes", "raw_bytes"] {
+        assert_eq!(before[field], after[field], "{field}");
+    }
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+}
+
+/// The records of journal format 4 (and 2), as they were written then: the test builds
+/// an older journal from a crawled one.
+#[derive(Serialize, Deserialize)]
+struct BodyLocation {
+    segment: u32,
+    offset: u64,
+    len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredBody {
+    at: BodyLocation,
+    checksum: u64,
+    content_hash: u128,
+}
+
+#[derive(Serialize, Deserialize)]
+enum PageRecord {
+    V1(PageMeta),
+    V2 {
+        meta: PageMeta,
+        body: Option<BodyLocation>,
+    },
+    V3 {
+        meta: PageMeta,
+        body: Option<BodyLocation>,
+        url: UrlEntry,
+    },
+    V4 {
+        meta: PageMeta,
+        body: Option<StoredBody>,
+        url: UrlEntry,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum UrlRecord {
+    V1(()),
+    V2(UrlEntry),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SegmentsEnd {
+    segment: u32,
+    len: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SegmentsEndRecord {
+    V1(SegmentsEnd),
+}
+
+/// Rewrites the crawled journal at `journal` as a format-4 journal upgraded from format
+/// 2 would be: even ids a `PageRecord::V1` with the body in `bodies` and the URL in
+/// `urls`, odd ids a `V3` with a bare body in segment 1; version 4, no marker.
+fn make_format_4(journal: &Path) {
+    let db = sled::open(journal).unwrap();
+    let (pages, bodies, urls) = (
+        db.open_tree("pages").unwrap(),
+        db.open_tree("bodies").unwrap(),
+        db.open_tree("urls").unwrap(),
+    );
+    let segment = journal.join("segments").join("00000001.seg");
+    let entries = std::fs::read(&segment).unwrap();
+    let mut bare = Vec::new();
+    for item in pages.iter() {
+        let (key, value) = item.unwrap();
+        let PageRecord::V4 {
+            meta,
+            body: Some(body),
+            url,
+        } = bincode::deserialize(&value).unwrap()
+        else {
+            panic!("a crawled page without a body");
+        };
+        let (from, len) = (body.at.offset as usize, body.at.len as usize);
+        let stored = &entries[from..from + len];
+        let id = u64::from_be_bytes(key.as_ref().try_into().unwrap());
+        let record = if id % 2 == 0 {
+            bodies.insert(&key, stored).unwrap();
+            urls.insert(&key, bincode::serialize(&UrlRecord::V2(url)).unwrap())
+                .unwrap();
+            PageRecord::V1(meta)
+        } else {
+            let at = BodyLocation {
+                segment: 1,
+                offset: bare.len() as u64,
+                len: len as u64,
+            };
+            bare.extend_from_slice(stored);
+            PageRecord::V3 {
+                meta,
+                body: Some(at),
+                url,
+            }
+        };
+        pages
+            .insert(&key, bincode::serialize(&record).unwrap())
+            .unwrap();
+    }
+    std::fs::write(&segment, &bare).unwrap();
+    let end = SegmentsEndRecord::V1(SegmentsEnd {
+        segment: 1,
+        len: bare.len() as u64,
+    });
+    db.insert("segments_end", bincode::serialize(&end).unwrap())
+        .unwrap();
+    db.remove("framed_from").unwrap();
+    db.insert("version", &4u32.to_be_bytes()).unwrap();
+    db.flush().unwrap();
+    drop((pages, bodies, urls, db));
+    // The marker holds the segments' end of the journal it was; a journal of format 4
+    // may well predate it.
+    std::fs::remove_file(journal.join("webspool-journal")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_journal_is_compacted_into_entries_that_recover_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 60;
+    let (server, _, journal) = crawled_with(&dir, n, body_for).await;
+    // sled lets go of its lock from a background thread of the exited binary's.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    make_format_4(&journal);
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+
+    let said = compact(&journal);
+    assert!(
+        said.contains(&format!("{n} bodies moved")) && said.contains(&format!("{n} upgraded")),
+        "{said}"
+    );
+    assert_clean(&journal);
+    // Segment 1 held the bare bodies; opening the format-4 journal started entries at
+    // segment 2 (empty), and the compaction wrote them to segment 3.
+    assert_eq!(segment_files(&journal), ["00000003.seg"]);
+    assert_eq!(status(&journal)["fetched"], n);
+
+    delete_database(&journal);
+    let out = on(&["recover"], &journal);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("{n} pages back as fetched")), "{err}");
+    assert_bodies(&journal, &server, n);
+    assert_clean(&journal);
+}
+
+/// SIGKILL at moments spread over a compaction: after each, the journal opens and
+/// `verify` finds every page whole; `compact` run again finishes, and deletes every
+/// old segment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_compaction_loses_nothing_and_finishes_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 800;
+    let (server, _, journal) = crawled_with(&dir, n, body_for).await;
+    let started = std::time::Instant::now();
+    compact(&journal);
+    let whole = started.elapsed();
+    let mut unfinished = 0;
+    for tenths in [1, 2, 3, 4, 5, 6, 7, 8, 9] {
+        let mut child = Command::new(util::bin())
+            .args(["compact", "--journal"])
+            .arg(&journal)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * tenths / 10);
+        util::signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        if segment_files(&journal).len() > 1 {
+            unfinished += 1;
+        }
+        assert_clean(&journal);
+    }
+    assert!(
+        unfinished > 0,
+        "no kill landed before the old segments were deleted"
+    );
+    let said = compact(&journal);
+    assert!(!said.contains("damaged"), "{said}");
+    assert_eq!(segment_files(&journal).len(), 1);
+    assert_eq!(status(&journal)["fetched"], n);
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+}
