@@ -519,17 +519,17 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     })
     .await??;
     eprintln!(
-        "compact: {}{} bodies moved ({} stored bytes, {} upgraded to self-describing \
-         entries), {} old segment files deleted; disk bytes {} -> {} in {:.1}s",
+        "compact: {}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
+         {} deleted; disk bytes {} -> {} in {:.1}s",
         if report.resumed {
-            "finished an interrupted compaction; "
+            "resumed an interrupted compaction; "
         } else {
             ""
         },
-        report.moved,
+        counted(report.moved, "body", "bodies"),
         report.moved_bytes,
         report.upgraded,
-        report.retired,
+        counted(report.retired, "old segment file", "old segment files"),
         report.disk_before,
         report.disk_after,
         started.elapsed().as_secs_f64(),
@@ -538,12 +538,21 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "compact: {} left where they are ({} old segment files kept for them); run \
-         `webspool verify --repair`, then `webspool compact` again",
+        "compact: {} left where they are ({} kept for them); run `webspool verify \
+         --repair`, then `webspool compact` again",
         pages(report.damaged),
-        report.kept.len()
+        counted(
+            report.kept.len() as u64,
+            "old segment file",
+            "old segment files"
+        ),
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// "1 body", "2 bodies".
+fn counted(n: u64, one: &str, more: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { more })
 }
 
 /// "1 damaged page", "2 damaged pages".

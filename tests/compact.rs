@@ -132,6 +132,63 @@ async fn compaction_after_a_repair_and_a_recrawl_gives_the_old_bodies_back() {
     assert_bodies(&journal, &server, n);
 }
 
+/// A body that fails its checksum is not copied: `compact` names the page as `verify`
+/// does, keeps the old segment it lies in and exits 1; after `verify --repair` and a
+/// crawl that fetches the page again, `compact` finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_body_is_left_for_repair_and_the_next_compaction_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    let (server, list, journal) = crawled_with(&dir, n, body_for).await;
+    // A byte in the body of the first entry (after its 32-byte frame and its header).
+    let segment = journal.join("segments").join("00000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let header_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    bytes[32 + header_len + 100] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let out = on(&["compact"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let named = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        named.starts_with(&format!("damaged: {}: ", server.url("/p0")))
+            && named.contains("fail their checksum")
+            && named.lines().count() == 1,
+        "{named}"
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("{} bodies moved", n - 1))
+            && said.contains("1 damaged page left where they are (1 old segment file kept"),
+        "{said}"
+    );
+    assert_eq!(segment_files(&journal), ["00000001.seg", "00000002.seg"]);
+    assert_eq!(status(&journal)["damaged"], 1);
+
+    let out = on(&["verify", "--repair"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        list.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.hits("/p0"), 2);
+    let said = compact(&journal);
+    assert!(
+        said.contains("resumed an interrupted compaction; 0 bodies moved")
+            && said.contains("1 old segment file deleted"),
+        "{said}"
+    );
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    assert_eq!(status(&journal)["damaged"], 0);
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+}
+
 /// The records of journal format 4 (and 2), as they were written then: the test builds
 /// an older journal from a crawled one.
 #[derive(Serialize, Deserialize)]
