@@ -43,8 +43,9 @@
 //! their bodies where they are. Format 4 stopped writing two trees by id: the
 //! `pending_fetch` tree (id -> pending entry) and `urls` (id -> [`UrlEntry`]). Format 5
 //! writes each body as a self-describing segment entry with checksums (`segments.rs`),
-//! checked on every read; `verify.rs` checks a whole journal and `recover.rs` rebuilds
-//! the database from the entries. A URL's
+//! checked on every read; `verify.rs` checks a whole journal, `recover.rs` rebuilds
+//! the database from the entries, and `compact.rs` copies the live bodies into new
+//! segments and deletes the old ones. A URL's
 //! record and pending entry are the value of its `frontier` or `retry_queue` key while
 //! it is pending, and its record moves into its page record when the fetch is
 //! recorded. Older journals are upgraded in place when opened (see
