@@ -336,6 +336,43 @@ async fn an_older_journal_is_compacted_into_entries_that_recover_restores() {
     assert_clean(&journal);
 }
 
+/// A compaction killed while it deleted the old segments: every record points into the
+/// new set, `compact` is still recorded and an old file is still there. The next run
+/// copies nothing and deletes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_killed_while_deleting_the_old_segments_finishes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20;
+    let (server, _, journal) = crawled_with(&dir, n, body_for).await;
+    let old = journal.join("segments").join("00000001.seg");
+    let kept = std::fs::read(&old).unwrap();
+    compact(&journal);
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    {
+        // `CompactRecord::V1(CompactState { from: 2 })`.
+        let db = sled::open(&journal).unwrap();
+        let state = [0u32.to_le_bytes(), 2u32.to_le_bytes()].concat();
+        db.insert("compact", state).unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::write(&old, &kept).unwrap();
+
+    let said = compact(&journal);
+    assert!(
+        said.contains("resumed an interrupted compaction; 0 bodies moved")
+            && said.contains("1 old segment file deleted"),
+        "{said}"
+    );
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    // Ended: the next run is a compaction of its own, into a new set.
+    let said = compact(&journal);
+    assert!(!said.contains("resumed"), "{said}");
+    assert_eq!(segment_files(&journal), ["00000003.seg"]);
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+}
+
 /// SIGKILL at moments spread over a compaction: after each, the journal opens and
 /// `verify` finds every page whole; `compact` run again finishes, and deletes every
 /// old segment.

@@ -17,7 +17,8 @@
 //! written before format 5 (numbered below the journal's `framed_from`) hold bare
 //! bodies, one after the other, that only their page records describe.
 //!
-//! Only the committer appends, a group at a time: [`Segments::append`] writes the
+//! Only the committer appends, a group at a time (and `compact`, which has the journal
+//! to itself, a chunk at a time): [`Segments::append`] writes the
 //! group's entries, syncs them, and returns where each body went and where the
 //! segments now end. The caller then records the locations (in the page records) and that end
 //! (under `segments_end` in the default tree) in the transaction that records the
