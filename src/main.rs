@@ -518,6 +518,14 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(report)
     })
     .await??;
+    if report.nothing_to_reclaim {
+        eprintln!(
+            "compact: nothing to reclaim: every byte of the segments belongs to a page's \
+             entry; disk bytes {}",
+            report.disk_before
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "compact: {}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
          {} deleted; disk bytes {} -> {} in {:.1}s",

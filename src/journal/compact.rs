@@ -19,6 +19,10 @@
 //! recorded are cut off when the journal is next opened. Run again, `compact` finds the
 //! state, copies what is still below the new set, and deletes what is left of the old.
 //!
+//! A journal whose segments hold nothing but live entries, and no body stored before
+//! format 5, is left as it is ([`Journal::unused_bytes`]): a second run in a row does
+//! nothing.
+//!
 //! A body that fails its check is not copied: the page is reported (and recorded in
 //! `damaged`) and left for `verify --repair`, and the old segment it lies in is kept,
 //! with the state, until a later run finds nothing pointing there.
@@ -34,7 +38,7 @@ use sled::Transactional;
 
 use super::record::{decode, decode_page_parts, encode, encode_entry_header, encode_page};
 use super::record::{encode_segments_end, id_key, key_id, BodyRef, StoredBody};
-use super::segments::{Entry, SegmentsEnd};
+use super::segments::{Entry, SegmentsEnd, FRAME_BYTES};
 use super::{content_hash, decompress_body, entries_after, flatten, Journal, JournalError};
 use super::{Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
 
@@ -79,6 +83,9 @@ pub struct CompactReport {
     pub kept: Vec<u32>,
     /// The run went on with a compaction that an earlier run left unfinished.
     pub resumed: bool,
+    /// Every byte of the segments belonged to a live entry and no body was stored the
+    /// old way: nothing was done.
+    pub nothing_to_reclaim: bool,
     /// `status`'s `disk_bytes` before and after.
     pub disk_before: u64,
     pub disk_after: u64,
@@ -145,6 +152,11 @@ impl Journal {
                 report.resumed = true;
                 state.from
             }
+            None if self.unused_bytes()? == Some(0) => {
+                report.nothing_to_reclaim = true;
+                report.disk_after = report.disk_before;
+                return Ok(report);
+            }
             None => self.begin_compaction()?,
         };
         let mut kept = Kept::default();
@@ -171,6 +183,34 @@ impl Journal {
                 CompactRecord::V1(state) => Ok(Some(state)),
             },
         }
+    }
+
+    /// The bytes of the segments that no live entry holds, when a compaction would do
+    /// nothing else than give them back; None when it has more to do (a body stored
+    /// before format 5 to upgrade, a record that does not decode to report). Reads
+    /// records, not bodies: a live entry's size is its frame, its header (encoded again
+    /// from the record, which holds what the entry's header does) and its body.
+    fn unused_bytes(&self) -> Result<Option<u64>, JournalError> {
+        if !self.bodies.is_empty() {
+            return Ok(None);
+        }
+        let mut live = 0;
+        for item in self.pages.iter() {
+            let (key, record) = item?;
+            let Ok((meta, body, url)) = decode_page_parts(&record) else {
+                return Ok(None);
+            };
+            match (body, url) {
+                (None, _) => {}
+                (Some(BodyRef::Checked(stored)), Some(url)) => {
+                    let id = key_id(&key)?;
+                    let header = encode_entry_header(id, &url, &meta, stored.content_hash)?;
+                    live += FRAME_BYTES + header.len() as u64 + stored.at.len;
+                }
+                (Some(_), _) => return Ok(None),
+            }
+        }
+        Ok(self.segments.size_on_disk()?.checked_sub(live))
     }
 
     /// Records a new compaction whose set starts at the segment after the last one,
