@@ -108,6 +108,8 @@ fn refetch_damaged(journal: &Path, list: &Path, k: usize) -> u64 {
         journal.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let now = status(journal);
+    assert_eq!(now["failed"], 0, "{now}");
     summary["summary"]["refetch"].as_u64().unwrap()
 }
 
@@ -345,8 +347,6 @@ async fn an_older_journal_is_compacted_into_entries_that_recover_restores() {
     let dir = tempfile::tempdir().unwrap();
     let n = 60;
     let (server, _, journal) = crawled_with(&dir, n, body_for).await;
-    // sled lets go of its lock from a background thread of the exited binary's.
-    std::thread::sleep(std::time::Duration::from_millis(200));
     make_format_4(&journal);
     assert_clean(&journal);
     assert_bodies(&journal, &server, n);
@@ -384,7 +384,6 @@ async fn a_compaction_killed_while_deleting_the_old_segments_finishes_them() {
     let kept = std::fs::read(&old).unwrap();
     compact(&journal);
     assert_eq!(segment_files(&journal), ["00000002.seg"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
     {
         // `CompactRecord::V1(CompactState { from: 2 })`.
         let db = sled::open(&journal).unwrap();
