@@ -10,8 +10,7 @@ use tokio::sync::watch;
 
 use webspool::cli::{
     progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
-    StatusArgs,
-    SyncArgs, VerifyArgs,
+    StatusArgs, SyncArgs, VerifyArgs,
 };
 use webspool::journal::{DiskFull, ErrorKind, Journal, JournalError, Problem, Repair, Status};
 use webspool::parse::stage::{self, Control, Mode};
