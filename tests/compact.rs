@@ -6,13 +6,16 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use webspool::journal::{Journal, PageMeta, UrlEntry};
 
 use crate::cli::{run, stderr};
-use crate::recover::{crawled_with, delete_database, on};
+use crate::recover::{crawled_with, delete_database, on, rows};
 use crate::util;
+use crate::util::mysql::TestDb;
 
 /// The body the test site serves at `path`: 16 KB of numbers that compress about three
 /// times, so that the bytes a compaction gives back are not lost among sled's.
@@ -33,11 +36,21 @@ fn body_for(path: &str) -> String {
 
 /// Asserts that every page of the site is in the journal with its exact body.
 fn assert_bodies(journal: &Path, server: &util::TestServer, n: usize) {
+    assert_bodies_are(journal, server, n, body_for);
+}
+
+/// Asserts that every page of the site is in the journal with the body `expected` says.
+fn assert_bodies_are(
+    journal: &Path,
+    server: &util::TestServer,
+    n: usize,
+    expected: impl Fn(&str) -> String,
+) {
     let journal = Journal::open_existing(journal).expect("open the journal");
     for i in 0..n {
         let path = format!("/p{i}");
         let body = util::body_of(&journal, &server.url(&path));
-        assert!(body == body_for(&path).as_bytes(), "{path}: body differs");
+        assert!(body == expected(&path).as_bytes(), "{path}: body differs");
     }
 }
 
@@ -157,6 +170,64 @@ async fn compaction_after_a_repair_and_a_recrawl_gives_the_old_bodies_back() {
     let said = compact(&journal);
     assert!(said.contains("nothing to reclaim"), "{said}");
     assert_eq!(segment_files(&journal), ["00000002.seg"]);
+}
+
+/// Issue 16: after three rounds of "every page changed, `recrawl --all`", compaction
+/// brings the journal to at most 1.25 times a fresh crawl of the final site; reparse
+/// and sync work afterwards as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_recrawls_of_a_changed_site_compact_to_the_size_of_a_fresh_crawl() {
+    let round = Arc::new(AtomicUsize::new(0));
+    let served = round.clone();
+    let site = move |path: &str| {
+        let round = served.load(Ordering::SeqCst);
+        format!("{}<!-- round {round} -->", body_for(path))
+    };
+    let last = |path: &str| format!("{}<!-- round 3 -->", body_for(path));
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300;
+    let (server, list, journal) = crawled_with(&dir, n, site).await;
+    for r in 1..=3 {
+        round.store(r, Ordering::SeqCst);
+        let out = on(&["recrawl", "--all", "--quiet"], &journal);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(status(&journal)["changed"], 300 * r as u64);
+    }
+    let before = status(&journal)["disk_bytes"].as_u64().unwrap();
+    compact(&journal);
+    let after = status(&journal)["disk_bytes"].as_u64().unwrap();
+    let fresh = dir.path().join("fresh");
+    let out = run(&[
+        "crawl",
+        "--quiet",
+        "--urls",
+        list.to_str().unwrap(),
+        "--journal",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fresh_bytes = status(&fresh)["disk_bytes"].as_u64().unwrap();
+    assert!(
+        after * 4 <= fresh_bytes * 5 && after * 2 < before,
+        "{before} -> {after}, a fresh crawl {fresh_bytes}"
+    );
+    assert_clean(&journal);
+    assert_bodies_are(&journal, &server, n, last);
+
+    let out = on(&["reparse", "--quiet"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let db = TestDb::new().await;
+    let out = on(&["sync", "--quiet", "--mysql", &db.url], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let synced = rows(&db).await;
+    assert_eq!(synced.len(), n);
+    for (url, body) in synced {
+        let path = url.rsplit_once('/').map(|(_, p)| format!("/{p}")).unwrap();
+        assert!(
+            body == last(&path).into_bytes(),
+            "{url}: synced body differs"
+        );
+    }
 }
 
 /// A body that fails its checksum is not copied: `compact` names the page as `verify`

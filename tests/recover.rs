@@ -31,10 +31,11 @@ async fn crawled(dir: &tempfile::TempDir, n: usize) -> (util::TestServer, PathBu
 pub(crate) async fn crawled_with(
     dir: &tempfile::TempDir,
     n: usize,
-    body: fn(&str) -> String,
+    body: impl Fn(&str) -> String + Send + Sync + 'static,
 ) -> (util::TestServer, PathBuf, PathBuf) {
-    let server = util::TestServer::start(move |req| async move {
-        util::server::reply(200, body(req.uri().path()))
+    let server = util::TestServer::start(move |req| {
+        let reply = util::server::reply(200, body(req.uri().path()));
+        async move { reply }
     })
     .await;
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/p{i}"))).collect();
@@ -75,7 +76,7 @@ pub(crate) fn delete_database(journal: &Path) {
 }
 
 /// url -> body of every row in MySQL.
-async fn rows(db: &TestDb) -> BTreeMap<String, Vec<u8>> {
+pub(crate) async fn rows(db: &TestDb) -> BTreeMap<String, Vec<u8>> {
     let mut conn = db.conn().await;
     conn.query::<(String, Vec<u8>), _>("SELECT url, body FROM pages")
         .await
