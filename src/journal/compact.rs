@@ -1,6 +1,8 @@
-//! `webspool compact`: the space of body bytes that no page record uses any more (a
-//! page fetched again after `verify --repair`, damaged stretches, dropped pages) given
-//! back, and older bodies upgraded to self-describing entries on the way.
+//! `webspool compact`: the space of body bytes that no page record uses any more (the
+//! old version of a page a recrawl found changed, a page fetched again after `verify
+//! --repair`, damaged stretches, dropped pages) given back, and older bodies upgraded to
+//! self-describing entries on the way. It must never delete a segment file that a
+//! record may point into, nor point a record at bytes that are not synced.
 //!
 //! Every live body (each page record's, in id order, a chunk at a time) is read,
 //! checked, and copied into new segments, numbered after every segment written so far,
