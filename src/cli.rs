@@ -567,6 +567,10 @@ pub struct RecoverArgs {
 pub struct CompactArgs {
     #[command(flatten)]
     pub journal: JournalArg,
+    /// The compaction needs room for one copy of the live bodies; below this it stops
+    /// (run it again to go on).
+    #[command(flatten)]
+    pub min_free: MinFreeArg,
 }
 
 /// A configuration that cannot be used; reported before any work starts.

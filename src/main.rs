@@ -12,7 +12,9 @@ use webspool::cli::{
     progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
     StatusArgs, SyncArgs, VerifyArgs,
 };
-use webspool::journal::{DiskFull, ErrorKind, Journal, JournalError, Problem, Repair, Status};
+use webspool::journal::{
+    DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status,
+};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
@@ -498,13 +500,15 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `compact`: exit 0 when every body moved, 1 when damaged pages were left where
-/// they are (named as `verify` names them).
+/// they are (named as `verify` names them), 75 when it stopped at `--min-free`.
 async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let journal = Journal::open_existing(&args.journal.journal)?;
+    let space = MinFree::new(journal.path(), args.min_free.min_free);
     let started = std::time::Instant::now();
     let report = tokio::task::spawn_blocking(move || {
         let mut last = std::time::Instant::now();
         let report = journal.compact(
+            &space,
             |problem: &Problem| print_problem(problem, false),
             |pages| {
                 if last.elapsed() >= std::time::Duration::from_secs(2) {
@@ -526,8 +530,12 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "compact: {}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
+        "compact: {}{}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
          {} deleted; disk bytes {} -> {} in {:.1}s",
+        match report.disk_full {
+            Some(_) => "stopped (disk full): ",
+            None => "",
+        },
         if report.resumed {
             "resumed an interrupted compaction; "
         } else {
@@ -541,6 +549,9 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         report.disk_after,
         started.elapsed().as_secs_f64(),
     );
+    if report.disk_full.is_some() {
+        return Ok(finished(false, report.disk_full));
+    }
     if report.damaged == 0 {
         return Ok(ExitCode::SUCCESS);
     }

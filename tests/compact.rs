@@ -16,6 +16,7 @@ use crate::cli::{run, stderr};
 use crate::recover::{crawled_with, delete_database, on, rows};
 use crate::util;
 use crate::util::mysql::TestDb;
+use crate::util::tmpfs::Tmpfs;
 
 /// The body the test site serves at `path`: 16 KB of numbers that compress about three
 /// times, so that the bytes a compaction gives back are not lost among sled's.
@@ -474,6 +475,46 @@ async fn a_compaction_killed_while_deleting_the_old_segments_finishes_them() {
     // Ended: the next run starts afresh, and finds nothing to give back.
     let said = compact(&journal);
     assert!(said.contains("nothing to reclaim"), "{said}");
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    assert_clean(&journal);
+    assert_bodies(&journal, &server, n);
+}
+
+/// `--min-free`: checked before each chunk, it stops a compaction that would go below
+/// it (exit 75, what was copied kept); run again with room, the compaction goes on and
+/// finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compaction_stops_at_the_watermark_and_goes_on_once_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 800;
+    let (server, list, crawled) = crawled_with(&dir, n, body_for).await;
+    refetch_damaged(&crawled, &list, 80);
+    let disk = Tmpfs::mount(32);
+    let journal = disk.path().join("j");
+    copy_dir(&crawled, &journal);
+    // The watermark is crossed about halfway through the copy of the live bodies.
+    let copy = status(&journal)["stored_body_bytes"].as_u64().unwrap();
+    let min_free = (disk.free() - copy / 2).to_string();
+
+    let out = on(&["compact", "--min-free", &min_free], &journal);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("compact: stopped (disk full): ")
+            && err.contains("error: disk full: ")
+            && err.contains("then run the same command again"),
+        "{err}"
+    );
+    assert_eq!(segment_files(&journal), ["00000001.seg", "00000002.seg"]);
+    assert_clean(&journal);
+
+    disk.resize(400);
+    let said = compact(&journal);
+    assert!(
+        said.contains("resumed an interrupted compaction")
+            && said.contains("1 old segment file deleted"),
+        "{said}"
+    );
     assert_eq!(segment_files(&journal), ["00000002.seg"]);
     assert_clean(&journal);
     assert_bodies(&journal, &server, n);

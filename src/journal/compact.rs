@@ -42,7 +42,7 @@ use super::record::{decode, decode_page_parts, encode, encode_entry_header, enco
 use super::record::{encode_segments_end, id_key, key_id, BodyRef, StoredBody};
 use super::segments::{Entry, SegmentsEnd, FRAME_BYTES};
 use super::{content_hash, decompress_body, entries_after, flatten, Journal, JournalError};
-use super::{Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
+use super::{DiskFull, MinFree, Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
 
 /// Key in the default tree while a compaction is under way.
 const COMPACT: &str = "compact";
@@ -66,7 +66,7 @@ enum CompactRecord {
 }
 
 /// What a compaction did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactReport {
     /// Page records read.
     pub pages: u64,
@@ -91,6 +91,9 @@ pub struct CompactReport {
     /// `status`'s `disk_bytes` before and after.
     pub disk_before: u64,
     pub disk_after: u64,
+    /// Less than `--min-free` was free: the compaction stopped before its next chunk,
+    /// with what it had copied flushed; run again, it goes on.
+    pub disk_full: Option<DiskFull>,
 }
 
 /// A body to copy, and the record that points at it.
@@ -135,12 +138,23 @@ enum Holds {
     Unknown,
 }
 
+/// The watermark's verdict: `Some` when less than it is free.
+fn below(space: &MinFree) -> Result<Option<DiskFull>, JournalError> {
+    match space.check() {
+        Ok(()) => Ok(None),
+        Err(JournalError::DiskFull(full)) => Ok(Some(full)),
+        Err(e) => Err(e),
+    }
+}
+
 impl Journal {
     /// Copies every live body below a new set of segments into it, then deletes the old
     /// segments (see the module doc). Each damaged page is handed to `problem`, the
-    /// page records read so far to `progress`.
+    /// page records read so far to `progress`. `space` is checked before the compaction
+    /// starts and before each chunk: below it, the compaction stops there.
     pub fn compact(
         &self,
+        space: &MinFree,
         mut problem: impl FnMut(&Problem),
         mut progress: impl FnMut(u64),
     ) -> Result<CompactReport, JournalError> {
@@ -159,11 +173,22 @@ impl Journal {
                 report.disk_after = report.disk_before;
                 return Ok(report);
             }
-            None => self.begin_compaction()?,
+            None => {
+                if let Some(full) = below(space)? {
+                    report.disk_full = Some(full);
+                    report.disk_after = report.disk_before;
+                    return Ok(report);
+                }
+                self.begin_compaction()?
+            }
         };
         let mut kept = Kept::default();
         let mut after = None;
         loop {
+            if let Some(full) = below(space)? {
+                report.disk_full = Some(full);
+                break;
+            }
             let (live, last) =
                 self.live_chunk(after, from, &mut kept, &mut report, &mut problem)?;
             let Some(last) = last else { break };
@@ -172,7 +197,9 @@ impl Journal {
             progress(report.pages);
         }
         self.flush_blocking()?;
-        self.retire(from, &kept, &mut report)?;
+        if report.disk_full.is_none() {
+            self.retire(from, &kept, &mut report)?;
+        }
         report.disk_after = self.status()?.disk_bytes;
         Ok(report)
     }
