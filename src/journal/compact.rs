@@ -53,7 +53,7 @@ const CHUNK_BYTES: usize = 32 * 1024 * 1024;
 
 /// A compaction under way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct CompactState {
+pub(crate) struct CompactState {
     /// The first segment of the compacted set: bodies below it are copied, and the
     /// segments below it deleted once no record points into them.
     pub from: u32,
@@ -63,6 +63,15 @@ pub(super) struct CompactState {
 #[derive(Serialize, Deserialize)]
 enum CompactRecord {
     V1(CompactState),
+}
+
+pub(crate) fn encode_compact(state: CompactState) -> Result<Vec<u8>, JournalError> {
+    encode(&CompactRecord::V1(state))
+}
+
+pub(crate) fn decode_compact(bytes: &[u8]) -> Result<CompactState, JournalError> {
+    let CompactRecord::V1(state) = decode("default (compact)", bytes)?;
+    Ok(state)
 }
 
 /// What a compaction did.
@@ -206,12 +215,10 @@ impl Journal {
 
     /// The compaction under way, if any.
     pub(super) fn compact_state(&self) -> Result<Option<CompactState>, JournalError> {
-        match self.db.get(COMPACT)? {
-            None => Ok(None),
-            Some(bytes) => match decode("default (compact)", &bytes)? {
-                CompactRecord::V1(state) => Ok(Some(state)),
-            },
-        }
+        self.db
+            .get(COMPACT)?
+            .map(|bytes| decode_compact(&bytes))
+            .transpose()
     }
 
     /// The bytes of the segments that no live entry holds, when a compaction would do
@@ -256,7 +263,7 @@ impl Journal {
         };
         let mut batch = sled::Batch::default();
         batch.insert(SEGMENTS_END, encode_segments_end(start)?);
-        batch.insert(COMPACT, encode(&CompactRecord::V1(CompactState { from }))?);
+        batch.insert(COMPACT, encode_compact(CompactState { from })?);
         self.guarded(|| {
             self.db.apply_batch(batch)?;
             Ok(())

@@ -62,7 +62,7 @@
 //! the retry queue is fetched again.
 
 mod body;
-mod compact;
+pub(crate) mod compact;
 mod damage;
 mod directory;
 mod fetch;
