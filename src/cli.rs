@@ -89,6 +89,9 @@ pub enum Command {
     /// Rebuild a journal's index from its body segments alone, when its database is
     /// damaged or gone; the replaced files are kept in a dated folder.
     Recover(RecoverArgs),
+    /// Give back the space of bodies no page uses any more: copy the live ones into new
+    /// segments, then delete the old; killed, run it again to finish.
+    Compact(CompactArgs),
 }
 
 impl Command {
@@ -102,6 +105,7 @@ impl Command {
             Command::Status(args) => &args.journal.journal,
             Command::Verify(args) => &args.journal.journal,
             Command::Recover(args) => &args.journal.journal,
+            Command::Compact(args) => &args.journal.journal,
         }
     }
 }
@@ -557,6 +561,16 @@ pub struct VerifyArgs {
 pub struct RecoverArgs {
     #[command(flatten)]
     pub journal: JournalArg,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// The compaction needs room for one copy of the live bodies; below this it stops
+    /// (run it again to go on).
+    #[command(flatten)]
+    pub min_free: MinFreeArg,
 }
 
 /// A configuration that cannot be used; reported before any work starts.

@@ -10,10 +10,11 @@ use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use url::Url;
 
 use crate::fetch::decode::Decoder;
+use crate::journal::compact::{decode_compact, encode_compact};
 use crate::journal::parse::{decode_reparse, encode_reparse};
 use crate::journal::record::{decode_annotation, decode_host, decode_page, decode_url};
 use crate::journal::record::{decode_entry_header, encode_entry_header, encode_segments_end};
-use crate::journal::record::{decode_page_and_body, decode_page_with_url};
+use crate::journal::record::{decode_page_and_body, decode_page_parts, decode_page_with_url};
 use crate::journal::record::{decode_pending, decode_pending_v1, decode_segments_end};
 use crate::journal::record::{encode_annotation, encode_host, encode_page, encode_pending};
 use crate::journal::record::{id_key, key_id, BodyRef};
@@ -205,12 +206,19 @@ fn decode_every_record(data: &[u8]) {
     let meta = decode_page(data);
     let with_body = decode_page_and_body(data);
     let with_url = decode_page_with_url(data);
+    let parts = decode_page_parts(data);
     assert_eq!(meta.is_ok(), with_body.is_ok(), "decode_page_and_body");
     assert_eq!(meta.is_ok(), with_url.is_ok(), "decode_page_with_url");
+    assert_eq!(meta.is_ok(), parts.is_ok(), "decode_page_parts");
     if let (Ok(meta), Ok((meta_b, body)), Ok((meta_u, url))) = (meta, with_body, with_url) {
         assert!(
             meta == meta_b && meta == meta_u,
             "the page decoders disagree"
+        );
+        assert_eq!(
+            parts.ok(),
+            Some((meta.clone(), body, url.clone())),
+            "decode_page_parts disagrees"
         );
         let url = url.unwrap_or_else(fuzz_url);
         // Only a checked body (format 5) can be written again: older ones had no checksum.
@@ -248,6 +256,11 @@ fn decode_every_record(data: &[u8]) {
     if let Ok(last) = decode_last_sync(data) {
         let bytes = encode_last_sync(&last).expect("encodes");
         assert_eq!(decode_last_sync(&bytes).expect("decodes"), last);
+    }
+
+    if let Ok(state) = decode_compact(data) {
+        let bytes = encode_compact(state).expect("encodes");
+        assert_eq!(decode_compact(&bytes).expect("decodes"), state);
     }
 
     if let Ok(state) = decode_reparse(data) {

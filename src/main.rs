@@ -9,10 +9,12 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{
-    progress_mode, Cli, Command, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs, StatusArgs,
-    SyncArgs, VerifyArgs,
+    progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
+    StatusArgs, SyncArgs, VerifyArgs,
 };
-use webspool::journal::{DiskFull, ErrorKind, Journal, JournalError, Problem, Repair, Status};
+use webspool::journal::{
+    DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status,
+};
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Status(args) => run_status(args),
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
+            Command::Compact(args) => run_compact(args).await,
         }
     });
     // Intake may still be blocked on stdin after an interrupt: do not wait for it.
@@ -494,6 +497,80 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `compact`: exit 0 when every body moved, 1 when damaged pages were left where
+/// they are (named as `verify` names them), 75 when it stopped at `--min-free`.
+async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
+    let journal = Journal::open_existing(&args.journal.journal)?;
+    let space = MinFree::new(journal.path(), args.min_free.min_free);
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut last = std::time::Instant::now();
+        let report = journal.compact(
+            &space,
+            |problem: &Problem| print_problem(problem, false),
+            |pages| {
+                if last.elapsed() >= std::time::Duration::from_secs(2) {
+                    last = std::time::Instant::now();
+                    eprintln!("compact: {pages} pages read");
+                }
+            },
+        )?;
+        journal.checkpoint()?;
+        Ok::<_, anyhow::Error>(report)
+    })
+    .await??;
+    if report.nothing_to_reclaim {
+        eprintln!(
+            "compact: nothing to reclaim: every byte of the segments belongs to a page's \
+             entry; disk bytes {}",
+            report.disk_before
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "compact: {}{}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
+         {} deleted; disk bytes {} -> {} in {:.1}s",
+        match report.disk_full {
+            Some(_) => "stopped (disk full): ",
+            None => "",
+        },
+        if report.resumed {
+            "resumed an interrupted compaction; "
+        } else {
+            ""
+        },
+        counted(report.moved, "body", "bodies"),
+        report.moved_bytes,
+        report.upgraded,
+        counted(report.retired, "old segment file", "old segment files"),
+        report.disk_before,
+        report.disk_after,
+        started.elapsed().as_secs_f64(),
+    );
+    if report.disk_full.is_some() {
+        return Ok(finished(false, report.disk_full));
+    }
+    if report.damaged == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "compact: {} left where they are ({} kept for them); run `webspool verify \
+         --repair`, then `webspool compact` again",
+        pages(report.damaged),
+        counted(
+            report.kept.len() as u64,
+            "old segment file",
+            "old segment files"
+        ),
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// "1 body", "2 bodies".
+fn counted(n: u64, one: &str, more: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { more })
 }
 
 /// "1 damaged page", "2 damaged pages".

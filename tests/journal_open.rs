@@ -11,9 +11,10 @@ use crate::cli::{run, stderr};
 use crate::util;
 
 /// Every command that needs an existing journal, with its other required flags.
-const READERS: [&[&str]; 5] = [
+const READERS: [&[&str]; 6] = [
     &["status"],
     &["verify"],
+    &["compact"],
     &["parse"],
     &["reparse"],
     &["sync", "--mysql", "mysql://root@127.0.0.1:1/nothing"],
@@ -67,7 +68,7 @@ fn commands_other_than_crawl_refuse_a_missing_or_empty_journal_and_create_nothin
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    for command in &READERS[..3] {
+    for command in &READERS[..4] {
         let out = with_journal(command, &empty);
         assert!(out.status.success(), "{command:?}: {}", stderr(&out));
     }

@@ -13,7 +13,7 @@ use crate::util;
 use crate::util::mysql::TestDb;
 
 /// The body the test site serves at `path`: distinct, a few KB.
-fn body_for(path: &str) -> String {
+pub(crate) fn body_for(path: &str) -> String {
     let mut body = format!("<html><head><title>{path}</title></head><body>");
     for i in 0..60 {
         body.push_str(&format!("<p>{path} paragraph {i}: {}</p>", i * 7919 % 1000));
@@ -24,8 +24,18 @@ fn body_for(path: &str) -> String {
 
 /// A site of `n` pages and a journal at `dir/j` that crawled all of them.
 async fn crawled(dir: &tempfile::TempDir, n: usize) -> (util::TestServer, PathBuf, PathBuf) {
-    let server = util::TestServer::start(|req| async move {
-        util::server::reply(200, body_for(req.uri().path()))
+    crawled_with(dir, n, body_for).await
+}
+
+/// Like [`crawled`], the site serving `body(path)` at each path.
+pub(crate) async fn crawled_with(
+    dir: &tempfile::TempDir,
+    n: usize,
+    body: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (util::TestServer, PathBuf, PathBuf) {
+    let server = util::TestServer::start(move |req| {
+        let reply = util::server::reply(200, body(req.uri().path()));
+        async move { reply }
     })
     .await;
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/p{i}"))).collect();
@@ -43,14 +53,14 @@ async fn crawled(dir: &tempfile::TempDir, n: usize) -> (util::TestServer, PathBu
     (server, list, journal)
 }
 
-fn on(command: &[&str], journal: &Path) -> std::process::Output {
+pub(crate) fn on(command: &[&str], journal: &Path) -> std::process::Output {
     let mut args = command.to_vec();
     args.extend(["--journal", journal.to_str().unwrap()]);
     run(&args)
 }
 
 /// Deletes sled's files and the marker: only `segments/` is left.
-fn delete_database(journal: &Path) {
+pub(crate) fn delete_database(journal: &Path) {
     for entry in std::fs::read_dir(journal).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -66,7 +76,7 @@ fn delete_database(journal: &Path) {
 }
 
 /// url -> body of every row in MySQL.
-async fn rows(db: &TestDb) -> BTreeMap<String, Vec<u8>> {
+pub(crate) async fn rows(db: &TestDb) -> BTreeMap<String, Vec<u8>> {
     let mut conn = db.conn().await;
     conn.query::<(String, Vec<u8>), _>("SELECT url, body FROM pages")
         .await

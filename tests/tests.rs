@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod compact;
 mod crash;
 mod crawl_sync;
 mod disk_full;

@@ -248,7 +248,7 @@ impl Journal {
     }
 
     /// The record of a URL added by a journal format before 4, from `urls`.
-    fn older_url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
+    pub(super) fn older_url(&self, id: u64) -> Result<Option<UrlEntry>, JournalError> {
         self.urls
             .get(id_key(id))?
             .map(|v| decode_url(&v))

@@ -43,8 +43,9 @@
 //! their bodies where they are. Format 4 stopped writing two trees by id: the
 //! `pending_fetch` tree (id -> pending entry) and `urls` (id -> [`UrlEntry`]). Format 5
 //! writes each body as a self-describing segment entry with checksums (`segments.rs`),
-//! checked on every read; `verify.rs` checks a whole journal and `recover.rs` rebuilds
-//! the database from the entries. A URL's
+//! checked on every read; `verify.rs` checks a whole journal, `recover.rs` rebuilds
+//! the database from the entries, and `compact.rs` copies the live bodies into new
+//! segments and deletes the old ones. A URL's
 //! record and pending entry are the value of its `frontier` or `retry_queue` key while
 //! it is pending, and its record moves into its page record when the fetch is
 //! recorded. Older journals are upgraded in place when opened (see
@@ -61,6 +62,7 @@
 //! the retry queue is fetched again.
 
 mod body;
+pub(crate) mod compact;
 mod damage;
 mod directory;
 mod fetch;
@@ -86,6 +88,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 
 pub use body::{content_hash, decompress_body, decompress_body_into, pack_body, PackedBody};
+pub use compact::CompactReport;
 pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
 pub use parse::ReparseState;

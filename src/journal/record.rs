@@ -448,6 +448,19 @@ pub(crate) fn decode_page_with_url(
     }
 }
 
+/// The page record, where its body is (format 3 on) and the URL's record it keeps
+/// (format 4 on): everything a compaction copies into the body's entry.
+pub(crate) fn decode_page_parts(
+    bytes: &[u8],
+) -> Result<(PageMeta, Option<BodyRef>, Option<UrlEntry>), JournalError> {
+    match decode("pages", bytes)? {
+        PageRecord::V1(meta) => Ok((meta, None, None)),
+        PageRecord::V2 { meta, body } => Ok((meta, body.map(BodyRef::Unchecked), None)),
+        PageRecord::V3 { meta, body, url } => Ok((meta, body.map(BodyRef::Unchecked), Some(url))),
+        PageRecord::V4 { meta, body, url } => Ok((meta, body.map(BodyRef::Checked), Some(url))),
+    }
+}
+
 /// Versioned envelope of [`Annotation`] in the `annotations` tree.
 #[derive(Serialize, Deserialize)]
 enum AnnotationRecord {

@@ -17,7 +17,8 @@
 //! written before format 5 (numbered below the journal's `framed_from`) hold bare
 //! bodies, one after the other, that only their page records describe.
 //!
-//! Only the committer appends, a group at a time: [`Segments::append`] writes the
+//! Only the committer appends, a group at a time (and `compact`, which has the journal
+//! to itself, a chunk at a time): [`Segments::append`] writes the
 //! group's entries, syncs them, and returns where each body went and where the
 //! segments now end. The caller then records the locations (in the page records) and that end
 //! (under `segments_end` in the default tree) in the transaction that records the
@@ -278,6 +279,39 @@ impl Segments {
         }
         active.end.len += buf.len() as u64;
         Ok((appended, active.end))
+    }
+
+    /// Makes the next append start segment `number`, empty (it must come after every
+    /// segment written so far): a compaction copies the live bodies into segments of
+    /// their own, so that the old ones can be deleted whole. The caller has recorded
+    /// that end first.
+    pub fn start_segment(&self, number: u32) {
+        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
+        if number > active.end.segment {
+            active.end = SegmentsEnd {
+                segment: number,
+                len: 0,
+            };
+            active.file = None;
+        }
+    }
+
+    /// Deletes segment file `number`, which no record may point into any more, and
+    /// syncs the directory.
+    pub fn remove(&self, number: u32) -> Result<(), JournalError> {
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&number);
+        let path = self.path(number);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(path.display().to_string())(e)),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(self.dir.display().to_string()))
     }
 
     /// The stored body at `at`, which must have the checksum `expected`.

@@ -249,7 +249,7 @@ impl Journal {
     }
 
     /// The URL of page `id`: from its record, else from the URL index (a scan).
-    fn url_of(&self, id: u64) -> Result<Option<String>, JournalError> {
+    pub(super) fn url_of(&self, id: u64) -> Result<Option<String>, JournalError> {
         if let Some(record) = self.pages.get(id_key(id))? {
             if let Ok((_, Some(url))) = decode_page_with_url(&record) {
                 return Ok(Some(crate::urls::redact_text(&url.url)));

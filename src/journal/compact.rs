@@ -1,0 +1,488 @@
+//! `webspool compact`: the space of body bytes that no page record uses any more (the
+//! old version of a page a recrawl found changed, a page fetched again after `verify
+//! --repair`, damaged stretches, dropped pages) given back, and older bodies upgraded to
+//! self-describing entries on the way. It must never delete a segment file that a
+//! record may point into, nor point a record at bytes that are not synced.
+//!
+//! Every live body (each page record's, in id order, a chunk at a time) is read,
+//! checked, and copied into new segments, numbered after every segment written so far,
+//! as a format-5 entry; the chunk's page records are rewritten to point there in the
+//! transaction that records the new `segments_end`. Once every record points into the
+//! new segments, the old segment files are deleted and the `bodies` tree cleared.
+//! Bodies of formats 2 to 4 (bare in a segment, or in `bodies`) become entries too, so
+//! that `recover` can restore their pages afterwards.
+//!
+//! While it runs, the default tree holds `compact` (a versioned [`CompactState`]): the
+//! first segment of the new set. It is written, with a `segments_end` at the start of
+//! that segment, and flushed before anything is copied, and removed once the old
+//! segments are gone. So a kill at any moment leaves records that point either at old
+//! bytes, which are deleted only after a flush made every record point elsewhere, or at
+//! new bytes, synced before the transaction that records them; bytes appended and not
+//! recorded are cut off when the journal is next opened. Run again, `compact` finds the
+//! state, copies what is still below the new set, and deletes what is left of the old.
+//!
+//! A journal whose segments hold nothing but live entries, and no body stored before
+//! format 5, is left as it is ([`Journal::unused_bytes`]): a second run in a row does
+//! nothing.
+//!
+//! A body that fails its check is not copied: the page is reported (and recorded in
+//! `damaged`) and left for `verify --repair`, and the old segment it lies in is kept,
+//! with the state, until a later run finds nothing pointing there.
+//!
+//! The list of bodies to copy is built by [`Journal::live_chunk`]: today the body of
+//! each page record. Keeping older versions of a page means adding their records'
+//! bodies to that list; the copy, the rewrite and the retirement do not change.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::record::{decode, decode_page_parts, encode, encode_entry_header, encode_page};
+use super::record::{encode_segments_end, id_key, key_id, BodyRef, StoredBody};
+use super::segments::{Entry, SegmentsEnd, FRAME_BYTES};
+use super::{content_hash, decompress_body, entries_after, flatten, Journal, JournalError};
+use super::{DiskFull, MinFree, Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
+
+/// Key in the default tree while a compaction is under way.
+const COMPACT: &str = "compact";
+/// Page records read per chunk, at most.
+const CHUNK_PAGES: usize = 256;
+/// Stored bytes copied per chunk, at most (a larger body still goes alone).
+const CHUNK_BYTES: usize = 32 * 1024 * 1024;
+
+/// A compaction under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CompactState {
+    /// The first segment of the compacted set: bodies below it are copied, and the
+    /// segments below it deleted once no record points into them.
+    pub from: u32,
+}
+
+/// Versioned envelope of [`CompactState`] under `compact` in the default tree.
+#[derive(Serialize, Deserialize)]
+enum CompactRecord {
+    V1(CompactState),
+}
+
+pub(crate) fn encode_compact(state: CompactState) -> Result<Vec<u8>, JournalError> {
+    encode(&CompactRecord::V1(state))
+}
+
+pub(crate) fn decode_compact(bytes: &[u8]) -> Result<CompactState, JournalError> {
+    let CompactRecord::V1(state) = decode("default (compact)", bytes)?;
+    Ok(state)
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Page records read.
+    pub pages: u64,
+    /// Bodies copied into the new segments.
+    pub moved: u64,
+    /// Their stored (compressed) bytes.
+    pub moved_bytes: u64,
+    /// Of those, bodies stored before format 5 (bare, or in the `bodies` tree), now
+    /// self-describing entries.
+    pub upgraded: u64,
+    /// Pages whose body failed its check: left where they are, for `verify --repair`.
+    pub damaged: u64,
+    /// Old segment files deleted.
+    pub retired: u64,
+    /// Old segment files kept because a damaged page still points into them.
+    pub kept: Vec<u32>,
+    /// The run went on with a compaction that an earlier run left unfinished.
+    pub resumed: bool,
+    /// Every byte of the segments belonged to a live entry and no body was stored the
+    /// old way: nothing was done.
+    pub nothing_to_reclaim: bool,
+    /// `status`'s `disk_bytes` before and after.
+    pub disk_before: u64,
+    pub disk_after: u64,
+    /// Less than `--min-free` was free: the compaction stopped before its next chunk,
+    /// with what it had copied flushed; run again, it goes on.
+    pub disk_full: Option<DiskFull>,
+}
+
+/// A body to copy, and the record that points at it.
+struct Live {
+    id: u64,
+    /// The record as read: it is rewritten only if it is still this.
+    record: sled::IVec,
+    meta: PageMeta,
+    url: UrlEntry,
+    /// The stored (compressed) bytes, checked.
+    stored: Vec<u8>,
+    content_hash: u128,
+    /// Stored before format 5: no entry described it.
+    upgraded: bool,
+}
+
+/// Where the bodies of pages left behind (damaged) are: what must not be deleted.
+#[derive(Default)]
+struct Kept {
+    segments: BTreeSet<u32>,
+    bodies_tree: bool,
+    /// A record that does not decode: its body may be anywhere below the new set.
+    anywhere: bool,
+}
+
+/// What a page record asks of a compaction.
+enum Examined {
+    /// Nothing to copy: no body, or its body is in the new set already.
+    Stays,
+    Copy(Box<Live>),
+    /// Its body (or record) fails its check.
+    Damaged {
+        what: String,
+        at: Holds,
+    },
+}
+
+/// Where a damaged page's body is.
+enum Holds {
+    Segment(u32),
+    BodiesTree,
+    Unknown,
+}
+
+/// The watermark's verdict: `Some` when less than it is free.
+fn below(space: &MinFree) -> Result<Option<DiskFull>, JournalError> {
+    match space.check() {
+        Ok(()) => Ok(None),
+        Err(JournalError::DiskFull(full)) => Ok(Some(full)),
+        Err(e) => Err(e),
+    }
+}
+
+impl Journal {
+    /// Copies every live body below a new set of segments into it, then deletes the old
+    /// segments (see the module doc). Each damaged page is handed to `problem`, the
+    /// page records read so far to `progress`. `space` is checked before the compaction
+    /// starts and before each chunk: below it, the compaction stops there.
+    pub fn compact(
+        &self,
+        space: &MinFree,
+        mut problem: impl FnMut(&Problem),
+        mut progress: impl FnMut(u64),
+    ) -> Result<CompactReport, JournalError> {
+        self.check_writable()?;
+        let mut report = CompactReport {
+            disk_before: self.status()?.disk_bytes,
+            ..CompactReport::default()
+        };
+        let from = match self.compact_state()? {
+            Some(state) => {
+                report.resumed = true;
+                state.from
+            }
+            None if self.unused_bytes()? == Some(0) => {
+                report.nothing_to_reclaim = true;
+                report.disk_after = report.disk_before;
+                return Ok(report);
+            }
+            None => {
+                if let Some(full) = below(space)? {
+                    report.disk_full = Some(full);
+                    report.disk_after = report.disk_before;
+                    return Ok(report);
+                }
+                self.begin_compaction()?
+            }
+        };
+        let mut kept = Kept::default();
+        let mut after = None;
+        loop {
+            if let Some(full) = below(space)? {
+                report.disk_full = Some(full);
+                break;
+            }
+            let (live, last) =
+                self.live_chunk(after, from, &mut kept, &mut report, &mut problem)?;
+            let Some(last) = last else { break };
+            after = Some(last);
+            self.move_bodies(&live, &mut report)?;
+            progress(report.pages);
+        }
+        self.flush_blocking()?;
+        if report.disk_full.is_none() {
+            self.retire(from, &kept, &mut report)?;
+        }
+        report.disk_after = self.status()?.disk_bytes;
+        Ok(report)
+    }
+
+    /// The compaction under way, if any.
+    pub(super) fn compact_state(&self) -> Result<Option<CompactState>, JournalError> {
+        self.db
+            .get(COMPACT)?
+            .map(|bytes| decode_compact(&bytes))
+            .transpose()
+    }
+
+    /// The bytes of the segments that no live entry holds, when a compaction would do
+    /// nothing else than give them back; None when it has more to do (a body stored
+    /// before format 5 to upgrade, a record that does not decode to report). Reads
+    /// records, not bodies: a live entry's size is its frame, its header (encoded again
+    /// from the record, which holds what the entry's header does) and its body.
+    fn unused_bytes(&self) -> Result<Option<u64>, JournalError> {
+        if !self.bodies.is_empty() {
+            return Ok(None);
+        }
+        let mut live = 0;
+        for item in self.pages.iter() {
+            let (key, record) = item?;
+            let Ok((meta, body, url)) = decode_page_parts(&record) else {
+                return Ok(None);
+            };
+            match (body, url) {
+                (None, _) => {}
+                (Some(BodyRef::Checked(stored)), Some(url)) => {
+                    let id = key_id(&key)?;
+                    let header = encode_entry_header(id, &url, &meta, stored.content_hash)?;
+                    live += FRAME_BYTES + header.len() as u64 + stored.at.len;
+                }
+                (Some(_), _) => return Ok(None),
+            }
+        }
+        Ok(self.segments.size_on_disk()?.checked_sub(live))
+    }
+
+    /// Records a new compaction whose set starts at the segment after the last one,
+    /// with the segments' end at its start, flushed; returns that segment.
+    fn begin_compaction(&self) -> Result<u32, JournalError> {
+        let end = self.segments_end()?;
+        let from = end
+            .segment
+            .checked_add(1)
+            .ok_or_else(|| JournalError::Segments("no segment number is left".into()))?;
+        let start = SegmentsEnd {
+            segment: from,
+            len: 0,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(SEGMENTS_END, encode_segments_end(start)?);
+        batch.insert(COMPACT, encode_compact(CompactState { from })?);
+        self.guarded(|| {
+            self.db.apply_batch(batch)?;
+            Ok(())
+        })?;
+        self.flush_blocking()?;
+        self.segments.start_segment(from);
+        Ok(from)
+    }
+
+    /// The bodies to copy among the page records after `after`: at most
+    /// [`CHUNK_PAGES`] records or [`CHUNK_BYTES`] of bodies. Also the last id read
+    /// (None: no record was left to read). Damaged pages are reported and recorded.
+    fn live_chunk(
+        &self,
+        after: Option<u64>,
+        from: u32,
+        kept: &mut Kept,
+        report: &mut CompactReport,
+        problem: &mut impl FnMut(&Problem),
+    ) -> Result<(Vec<Live>, Option<u64>), JournalError> {
+        let mut live = Vec::new();
+        let (mut last, mut bytes) = (None, 0);
+        for item in entries_after(&self.pages, after).take(CHUNK_PAGES) {
+            let (key, record) = item?;
+            let id = key_id(&key)?;
+            last = Some(id);
+            report.pages += 1;
+            match self.examine(id, record, from)? {
+                Examined::Stays => {}
+                Examined::Copy(body) => {
+                    bytes += body.stored.len();
+                    live.push(*body);
+                }
+                Examined::Damaged { what, at } => {
+                    match at {
+                        Holds::Segment(number) => {
+                            kept.segments.insert(number);
+                        }
+                        Holds::BodiesTree => kept.bodies_tree = true,
+                        Holds::Unknown => kept.anywhere = true,
+                    }
+                    report.damaged += 1;
+                    self.record_damage(id, &what)?;
+                    problem(&Problem {
+                        id: Some(id),
+                        url: self.url_of(id)?,
+                        what,
+                    });
+                }
+            }
+            if bytes >= CHUNK_BYTES {
+                break;
+            }
+        }
+        Ok((live, last))
+    }
+
+    /// What page `id`'s record asks of a compaction whose new set starts at `from`. A
+    /// body of format 5 is checked against its checksum; an older one (which has none)
+    /// must decompress to the length its record says, and gets its content hash.
+    fn examine(&self, id: u64, record: sled::IVec, from: u32) -> Result<Examined, JournalError> {
+        let (meta, body, url) = match decode_page_parts(&record) {
+            Ok(parts) => parts,
+            Err(e) => {
+                return Ok(Examined::Damaged {
+                    what: e.to_string(),
+                    at: Holds::Unknown,
+                })
+            }
+        };
+        let Outcome::Response { body_len, .. } = meta.outcome else {
+            return Ok(Examined::Stays);
+        };
+        let (read, at) = match body {
+            Some(BodyRef::Checked(stored)) if stored.at.segment >= from => {
+                return Ok(Examined::Stays)
+            }
+            Some(BodyRef::Unchecked(at)) if at.segment >= from => return Ok(Examined::Stays),
+            Some(BodyRef::Checked(stored)) => (
+                self.segments.read_checked(stored.at, stored.checksum),
+                Holds::Segment(stored.at.segment),
+            ),
+            Some(BodyRef::Unchecked(at)) => (self.segments.read(at), Holds::Segment(at.segment)),
+            None => match self.bodies.get(id_key(id))? {
+                None => return Ok(Examined::Stays),
+                Some(bytes) => (Ok(bytes.to_vec()), Holds::BodiesTree),
+            },
+        };
+        let damaged = |what: String, at: Holds| Ok(Examined::Damaged { what, at });
+        let stored = match read {
+            Ok(stored) => stored,
+            Err(JournalError::Damaged { what }) => return damaged(what, at),
+            Err(e) => return Err(e),
+        };
+        let (hash, upgraded) = match body {
+            Some(BodyRef::Checked(checked)) => (checked.content_hash, false),
+            _ => match decompress_body(id, &stored) {
+                Ok(decoded) if decoded.len() as u64 == body_len => (content_hash(&decoded), true),
+                Ok(decoded) => {
+                    let what = format!(
+                        "its body decompresses to {} bytes, its record says {body_len}",
+                        decoded.len()
+                    );
+                    return damaged(what, at);
+                }
+                Err(e) => return damaged(e.to_string(), at),
+            },
+        };
+        let url = match url {
+            Some(url) => url,
+            None => match self.older_url(id)? {
+                Some(url) => url,
+                None => return damaged("its URL record is missing".into(), at),
+            },
+        };
+        Ok(Examined::Copy(Box::new(Live {
+            id,
+            record,
+            meta,
+            url,
+            stored,
+            content_hash: hash,
+            upgraded,
+        })))
+    }
+
+    /// Appends the chunk's bodies as entries (synced), then points their records there
+    /// in one transaction with the new segments end; a record of the format-2 or
+    /// format-3 era also leaves `bodies` and `urls`, whose content the new record and
+    /// entry now hold.
+    fn move_bodies(&self, live: &[Live], report: &mut CompactReport) -> Result<(), JournalError> {
+        if live.is_empty() {
+            return Ok(());
+        }
+        let moved = self.guarded(|| {
+            let headers = live
+                .iter()
+                .map(|l| encode_entry_header(l.id, &l.url, &l.meta, l.content_hash))
+                .collect::<Result<Vec<_>, _>>()?;
+            let entries: Vec<Entry<'_>> = live
+                .iter()
+                .zip(&headers)
+                .map(|(l, header)| Entry {
+                    header,
+                    body: &l.stored,
+                })
+                .collect();
+            let (appended, end) = self.segments.append(&entries)?;
+            let records = live
+                .iter()
+                .zip(&appended)
+                .map(|(l, a)| {
+                    let body = StoredBody {
+                        at: a.at,
+                        checksum: a.checksum,
+                        content_hash: l.content_hash,
+                    };
+                    encode_page(&l.meta, Some(body), &l.url)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let end = encode_segments_end(end)?;
+            let trees = (&self.pages, &*self.db, &self.bodies, &self.urls);
+            let result = trees.transaction(|(pages, meta, bodies, urls)| {
+                meta.insert(SEGMENTS_END, end.as_slice())?;
+                let mut moved = Vec::with_capacity(live.len());
+                for (l, record) in live.iter().zip(&records) {
+                    let key = id_key(l.id);
+                    // Nothing else writes while `compact` holds the journal; checked
+                    // all the same, so that a record is never replaced by a stale one.
+                    if pages.get(key)?.as_ref() != Some(&l.record) {
+                        continue;
+                    }
+                    pages.insert(&key, record.as_slice())?;
+                    bodies.remove(&key)?;
+                    urls.remove(&key)?;
+                    moved.push((l.stored.len() as u64, l.upgraded));
+                }
+                Ok(moved)
+            });
+            flatten(result)
+        })?;
+        for (bytes, upgraded) in moved {
+            report.moved += 1;
+            report.moved_bytes += bytes;
+            report.upgraded += u64::from(upgraded);
+        }
+        Ok(())
+    }
+
+    /// After a flush that made every record (but the damaged pages') point into the new
+    /// set: deletes the old segments nothing points into, clears `bodies` if nothing
+    /// needs it, and ends the compaction if nothing old is left.
+    fn retire(
+        &self,
+        from: u32,
+        kept: &Kept,
+        report: &mut CompactReport,
+    ) -> Result<(), JournalError> {
+        for number in self.segments.numbers()? {
+            if number >= from {
+                break;
+            }
+            if kept.anywhere || kept.segments.contains(&number) {
+                report.kept.push(number);
+            } else {
+                self.guarded(|| self.segments.remove(number))?;
+                report.retired += 1;
+            }
+        }
+        let holding = kept.anywhere || kept.bodies_tree;
+        self.guarded(|| {
+            if !holding {
+                self.bodies.clear()?;
+            }
+            if !holding && report.kept.is_empty() {
+                self.db.remove(COMPACT)?;
+            }
+            Ok(())
+        })?;
+        self.flush_blocking()
+    }
+}
