@@ -149,7 +149,7 @@ pub fn content_decoding(data: &[u8]) {
 /// prefix up to 1 MiB (bincode checks a string's or byte buffer's length against the
 /// bytes left, so those never exceed the input), plus a multiple of the input for what
 /// is decoded and encoded again.
-fn journal_records_alloc_bound(n: usize) -> usize {
+pub fn journal_records_alloc_bound(n: usize) -> usize {
     (4 << 20) + 64 * n
 }
 
