@@ -27,6 +27,29 @@ fn empty_journal(dir: &tempfile::TempDir) -> std::path::PathBuf {
     journal
 }
 
+/// Runs `command` on `journal` (`--journal` appended).
+pub(crate) fn on(command: &[&str], journal: &std::path::Path) -> Output {
+    let mut args = command.to_vec();
+    args.extend(["--journal", journal.to_str().unwrap()]);
+    run(&args)
+}
+
+/// `status --json` of `journal`, which must open.
+pub(crate) fn status_json(journal: &std::path::Path) -> serde_json::Value {
+    let out = on(&["status", "--json"], journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `crawl --quiet --urls list` into `journal`, which must succeed.
+pub(crate) fn crawl_list(list: &std::path::Path, journal: &std::path::Path) {
+    let out = on(
+        &["crawl", "--quiet", "--urls", list.to_str().unwrap()],
+        journal,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use webspool::journal::{Journal, PageMeta, UrlEntry};
 
-use crate::cli::{run, stderr};
-use crate::recover::{crawled_with, delete_database, on, rows};
+use crate::cli::{crawl_list, on, status_json as status, stderr};
+use crate::recover::{crawled_with, delete_database, rows};
 use crate::util;
 use crate::util::mysql::TestDb;
 use crate::util::tmpfs::Tmpfs;
@@ -65,12 +65,6 @@ fn segment_files(journal: &Path) -> Vec<String> {
     names
 }
 
-fn status(journal: &Path) -> serde_json::Value {
-    let out = on(&["status", "--json"], journal);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn assert_clean(journal: &Path) {
     let out = on(&["verify"], journal);
     let err = stderr(&out);
@@ -113,15 +107,7 @@ fn refetch_damaged(journal: &Path, list: &Path, k: usize) -> u64 {
         .last()
         .map(|line| serde_json::from_str(line).unwrap())
         .unwrap();
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(list, journal);
     let now = status(journal);
     assert_eq!(now["failed"], 0, "{now}");
     summary["summary"]["refetch"].as_u64().unwrap()
@@ -198,15 +184,7 @@ async fn three_recrawls_of_a_changed_site_compact_to_the_size_of_a_fresh_crawl()
     compact(&journal);
     let after = status(&journal)["disk_bytes"].as_u64().unwrap();
     let fresh = dir.path().join("fresh");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        fresh.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(&list, &fresh);
     let fresh_bytes = status(&fresh)["disk_bytes"].as_u64().unwrap();
     assert!(
         after * 4 <= fresh_bytes * 5 && after * 2 < before,
@@ -268,15 +246,7 @@ async fn a_damaged_body_is_left_for_repair_and_the_next_compaction_finishes() {
 
     let out = on(&["verify", "--repair"], &journal);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(&list, &journal);
     assert_eq!(server.hits("/p0"), 2);
     assert_eq!(
         server

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use mysql_async::prelude::*;
 
-use crate::cli::{run, stderr};
+use crate::cli::{crawl_list, on, status_json, stderr};
 use crate::util;
 use crate::util::mysql::TestDb;
 
@@ -41,22 +41,8 @@ pub(crate) async fn crawled_with(
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/p{i}"))).collect();
     let list = util::url_file(dir, &urls);
     let journal = dir.path().join("j");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(&list, &journal);
     (server, list, journal)
-}
-
-pub(crate) fn on(command: &[&str], journal: &Path) -> std::process::Output {
-    let mut args = command.to_vec();
-    args.extend(["--journal", journal.to_str().unwrap()]);
-    run(&args)
 }
 
 /// Deletes sled's files and the marker: only `segments/` is left.
@@ -133,9 +119,7 @@ async fn a_journal_without_its_database_is_recovered_from_its_segments() {
         .collect();
     assert_eq!(replaced.len(), 1, "{replaced:?}");
 
-    let out = on(&["status", "--json"], &journal);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = status_json(&journal);
     assert_eq!(status["fetched"], n);
     assert_eq!(status["pending_parse"], n);
     parse_and_sync(&journal, &db);
@@ -166,15 +150,7 @@ async fn recover_refetches_damaged_bodies_and_a_crawl_restores_lost_entries() {
 
     let out = on(&["recover"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(&list, &journal);
     let db = TestDb::new().await;
     let out = on(&["sync", "--mysql", &db.url], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -220,9 +196,7 @@ async fn a_killed_recovery_finishes_when_run_again() {
     }
     let out = on(&["recover"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = on(&["status", "--json"], &journal);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = status_json(&journal);
     assert_eq!(status["fetched"], n, "{status}");
     let db = TestDb::new().await;
     parse_and_sync(&journal, &db);

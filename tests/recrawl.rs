@@ -4,13 +4,12 @@
 //! recrawl killed with SIGKILL resumes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use mysql_async::prelude::*;
 
-use crate::cli::{run, stderr};
+use crate::cli::{crawl_list, on, run, status_json as status, stderr};
 use crate::util::mysql::TestDb;
 use crate::util::{self, server};
 
@@ -63,18 +62,6 @@ async fn serve(site: Shared) -> util::TestServer {
         }
     })
     .await
-}
-
-fn on(command: &[&str], journal: &Path) -> std::process::Output {
-    let mut args = command.to_vec();
-    args.extend(["--journal", journal.to_str().unwrap()]);
-    run(&args)
-}
-
-fn status(journal: &Path) -> serde_json::Value {
-    let out = on(&["status", "--json"], journal);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A row: body, synced_at, checked_at.
@@ -228,15 +215,7 @@ async fn a_killed_recrawl_resumes_its_queued_checks() {
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/t{i}"))).collect();
     let list = util::url_file(&dir, &urls);
     let journal = dir.path().join("j");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    crawl_list(&list, &journal);
 
     let mut child = Command::new(util::bin())
         .args([
