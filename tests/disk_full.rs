@@ -139,8 +139,9 @@ async fn a_crawl_stops_at_the_watermark_and_resumes_once_there_is_room() {
     assert!(err.contains("stopped (disk full)"), "{err}");
     assert!(err.contains("then run the same command again"), "{err}");
     assert!(!err.contains("no space left"), "{err}");
-    // It stopped before the disk filled up.
-    assert!(disk.free() > 4 << 20, "{} bytes left", disk.free());
+    // It stopped before the disk filled up (the free space is looked at every 100 ms, so
+    // a loaded machine may write a few MiB past the watermark first).
+    assert!(disk.free() > 1 << 20, "{} bytes left", disk.free());
     let before = reported(&err);
     assert!(
         !before.is_empty() && before.len() < PAGES,
