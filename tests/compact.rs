@@ -256,13 +256,7 @@ async fn a_damaged_body_is_left_for_repair_and_the_next_compaction_finishes() {
             .count(),
         5
     );
-    let said = compact(&journal);
-    assert!(
-        said.contains("resumed an interrupted compaction; 0 bodies moved")
-            && said.contains("1 old segment file deleted"),
-        "{said}"
-    );
-    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    assert_deletion_finished(&journal);
     assert_eq!(status(&journal)["damaged"], 0);
     assert_clean(&journal);
     assert_bodies(&journal, &server, n);
@@ -435,13 +429,7 @@ async fn a_compaction_killed_while_deleting_the_old_segments_finishes_them() {
     }
     std::fs::write(&old, &kept).unwrap();
 
-    let said = compact(&journal);
-    assert!(
-        said.contains("resumed an interrupted compaction; 0 bodies moved")
-            && said.contains("1 old segment file deleted"),
-        "{said}"
-    );
-    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    assert_deletion_finished(&journal);
     // Ended: the next run starts afresh, and finds nothing to give back.
     let said = compact(&journal);
     assert!(said.contains("nothing to reclaim"), "{said}");
@@ -546,4 +534,16 @@ async fn a_killed_compaction_loses_nothing_and_finishes_when_run_again() {
     );
     assert_eq!(status(&journal)["fetched"], n);
     assert_bodies(&journal, &server, n);
+}
+
+/// A compaction killed while deleting the old segment files, run again: it copies
+/// nothing and deletes the one old file left, which leaves only the new segment.
+fn assert_deletion_finished(journal: &Path) {
+    let said = compact(journal);
+    assert!(
+        said.contains("resumed an interrupted compaction; 0 bodies moved")
+            && said.contains("1 old segment file deleted"),
+        "{said}"
+    );
+    assert_eq!(segment_files(journal), ["00000002.seg"]);
 }

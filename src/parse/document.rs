@@ -2,7 +2,6 @@
 //! not depend on the document type.
 
 use url::Url;
-use xxhash_rust::xxh3::xxh3_128;
 
 use super::{html, xml, Annotation, DocKind, Rules, PARSER_VERSION};
 use crate::journal::{Outcome, PageMeta};
@@ -25,7 +24,7 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
         parser_version: PARSER_VERSION,
         rules_hash: rules.hash(),
         size: body.len() as u64,
-        content_hash: format!("{:032x}", xxh3_128(body)),
+        content_hash: format!("{:032x}", crate::journal::content_hash(body)),
         ..Annotation::default()
     };
     let Outcome::Response {
