@@ -571,6 +571,15 @@ pub struct CompactArgs {
     /// (run it again to go on).
     #[command(flatten)]
     pub min_free: MinFreeArg,
+    /// Versions kept per page, the current one included: the older versions recrawls
+    /// kept beyond the newest N-1 of a page are dropped.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_versions: u64,
+    /// Pages a recrawl found gone (404, 410) lose their last good body, their older
+    /// versions and their annotation; their URL and schedule stay.
+    #[arg(long)]
+    pub drop_gone: bool,
 }
 
 /// A configuration that cannot be used; reported before any work starts.

@@ -13,7 +13,7 @@ use webspool::cli::{
     StatusArgs, SyncArgs, VerifyArgs,
 };
 use webspool::journal::{
-    DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status,
+    CompactOptions, DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status,
 };
 use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
@@ -504,10 +504,15 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
 async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let journal = Journal::open_existing(&args.journal.journal)?;
     let space = MinFree::new(journal.path(), args.min_free.min_free);
+    let options = CompactOptions {
+        keep_versions: args.keep_versions,
+        drop_gone: args.drop_gone,
+    };
     let started = std::time::Instant::now();
     let report = tokio::task::spawn_blocking(move || {
         let mut last = std::time::Instant::now();
         let report = journal.compact(
+            &options,
             &space,
             |problem: &Problem| print_problem(problem, false),
             |pages| {
@@ -524,14 +529,14 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     if report.nothing_to_reclaim {
         eprintln!(
             "compact: nothing to reclaim: every byte of the segments belongs to a page's \
-             entry; disk bytes {}",
+             entry or a kept version's; disk bytes {}",
             report.disk_before
         );
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
         "compact: {}{}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
-         {} deleted; disk bytes {} -> {} in {:.1}s",
+         {} and {} dropped, {} deleted; disk bytes {} -> {} in {:.1}s",
         match report.disk_full {
             Some(_) => "stopped (disk full): ",
             None => "",
@@ -544,6 +549,8 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         counted(report.moved, "body", "bodies"),
         report.moved_bytes,
         report.upgraded,
+        counted(report.versions_dropped, "older version", "older versions"),
+        counted(report.gone_dropped, "gone page", "gone pages"),
         counted(report.retired, "old segment file", "old segment files"),
         report.disk_before,
         report.disk_after,
@@ -621,6 +628,12 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
             ("  changed".into(), s.changed.to_string()),
             ("  gone".into(), s.gone.to_string()),
         ]);
+    }
+    if s.versions > 0 {
+        rows.push((
+            "older versions".into(),
+            format!("{} ({} stored bytes)", s.versions, s.version_bytes),
+        ));
     }
     if let Some(due) = s.due {
         rows.push(("due for recrawl".into(), due.to_string()));

@@ -33,16 +33,20 @@
 //! each page record. Keeping older versions of a page means adding their records'
 //! bodies to that list; the copy, the rewrite and the retirement do not change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
+use super::prune::{CompactOptions, Dropped, Tombstone};
 use super::record::{decode, decode_page_parts, encode, encode_entry_header, encode_page};
 use super::record::{encode_segments_end, id_key, key_id, BodyRef, StoredBody};
 use super::segments::{Entry, SegmentsEnd, FRAME_BYTES};
-use super::{content_hash, decompress_body, entries_after, flatten, Journal, JournalError};
-use super::{DiskFull, MinFree, Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
+use super::sync::mark_for_sync;
+use super::versions::{count_version, split_version_key, version_key};
+use super::{bump, content_hash, counter, decompress_body, entries_after, flatten, Journal};
+use super::{DiskFull, JournalError, MinFree, Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
 
 /// Key in the default tree while a compaction is under way.
 const COMPACT: &str = "compact";
@@ -79,15 +83,20 @@ pub(crate) fn decode_compact(bytes: &[u8]) -> Result<CompactState, JournalError>
 pub struct CompactReport {
     /// Page records read.
     pub pages: u64,
-    /// Bodies copied into the new segments.
+    /// Bodies copied into the new segments (older versions' among them).
     pub moved: u64,
     /// Their stored (compressed) bytes.
     pub moved_bytes: u64,
     /// Of those, bodies stored before format 5 (bare, or in the `bodies` tree), now
     /// self-describing entries.
     pub upgraded: u64,
-    /// Pages whose body failed its check: left where they are, for `verify --repair`.
+    /// Pages whose body (or an older version's) failed its check: left where they
+    /// are, for `verify --repair`.
     pub damaged: u64,
+    /// Older versions dropped (beyond `--keep-versions`, or of dropped gone pages).
+    pub versions_dropped: u64,
+    /// Gone pages whose body was dropped (`--drop-gone`).
+    pub gone_dropped: u64,
     /// Old segment files deleted.
     pub retired: u64,
     /// Old segment files kept because a damaged page still points into them.
@@ -108,6 +117,8 @@ pub struct CompactReport {
 /// A body to copy, and the record that points at it.
 struct Live {
     id: u64,
+    /// Where the record is.
+    slot: Slot,
     /// The record as read: it is rewritten only if it is still this.
     record: sled::IVec,
     meta: PageMeta,
@@ -117,6 +128,43 @@ struct Live {
     content_hash: u128,
     /// Stored before format 5: no entry described it.
     upgraded: bool,
+}
+
+/// What a chunk's transaction did.
+#[derive(Default)]
+struct Done {
+    /// Stored bytes of each body moved, and whether it was upgraded.
+    moved: Vec<(u64, bool)>,
+    versions_dropped: u64,
+    gone_dropped: u64,
+}
+
+/// Where a record to rewrite is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// In `pages`: the page's current version.
+    Page,
+    /// In `versions`, under the page's id and this time.
+    Version(u64),
+}
+
+/// What one chunk of a compaction writes.
+#[derive(Default)]
+struct Chunk {
+    live: Vec<Live>,
+    dropped: Vec<Dropped>,
+    tombstones: Vec<Tombstone>,
+    /// Stored bytes of `live`.
+    bytes: usize,
+}
+
+/// What a chunk reports and keeps as it goes.
+struct Left<'a, P> {
+    /// The first segment of the new set.
+    from: u32,
+    kept: &'a mut Kept,
+    report: &'a mut CompactReport,
+    problem: &'a mut P,
 }
 
 /// Where the bodies of pages left behind (damaged) are: what must not be deleted.
@@ -137,6 +185,7 @@ enum Examined {
     Damaged {
         what: String,
         at: Holds,
+        slot: Slot,
     },
 }
 
@@ -157,12 +206,15 @@ fn below(space: &MinFree) -> Result<Option<DiskFull>, JournalError> {
 }
 
 impl Journal {
-    /// Copies every live body below a new set of segments into it, then deletes the old
-    /// segments (see the module doc). Each damaged page is handed to `problem`, the
-    /// page records read so far to `progress`. `space` is checked before the compaction
-    /// starts and before each chunk: below it, the compaction stops there.
+    /// Copies every live body below a new set of segments into it (the current version
+    /// of each page and the older versions `options` keeps), drops what `options` drops,
+    /// then deletes the old segments (see the module doc). Each damaged page is handed
+    /// to `problem`, the page records read so far to `progress`. `space` is checked
+    /// before the compaction starts and before each chunk: below it, the compaction
+    /// stops there.
     pub fn compact(
         &self,
+        options: &CompactOptions,
         space: &MinFree,
         mut problem: impl FnMut(&Problem),
         mut progress: impl FnMut(u64),
@@ -177,7 +229,7 @@ impl Journal {
                 report.resumed = true;
                 state.from
             }
-            None if self.unused_bytes()? == Some(0) => {
+            None if !self.has_drops(options)? && self.unused_bytes()? == Some(0) => {
                 report.nothing_to_reclaim = true;
                 report.disk_after = report.disk_before;
                 return Ok(report);
@@ -192,17 +244,38 @@ impl Journal {
             }
         };
         let mut kept = Kept::default();
-        let mut after = None;
+        // The pages, each with its versions; then the versions of pages without a
+        // record (put back to be fetched again by `verify --repair`), all kept.
+        let (mut after, mut after_orphan) = (None, None);
+        let mut orphans = false;
         loop {
             if let Some(full) = below(space)? {
                 report.disk_full = Some(full);
                 break;
             }
-            let (live, last) =
-                self.live_chunk(after, from, &mut kept, &mut report, &mut problem)?;
-            let Some(last) = last else { break };
-            after = Some(last);
-            self.move_bodies(&live, &mut report)?;
+            let mut left = Left {
+                from,
+                kept: &mut kept,
+                report: &mut report,
+                problem: &mut problem,
+            };
+            let chunk = if orphans {
+                let (chunk, last) = self.orphan_chunk(after_orphan.as_ref(), &mut left)?;
+                let Some(last) = last else { break };
+                after_orphan = Some(last);
+                chunk
+            } else {
+                let (chunk, last) = self.live_chunk(after, options, &mut left)?;
+                match last {
+                    Some(last) => after = Some(last),
+                    None => {
+                        orphans = true;
+                        continue;
+                    }
+                }
+                chunk
+            };
+            self.commit_chunk(chunk, &mut report)?;
             progress(report.pages);
         }
         self.flush_blocking()?;
@@ -222,8 +295,9 @@ impl Journal {
     }
 
     /// The bytes of the segments that no live entry holds, when a compaction would do
-    /// nothing else than give them back; None when it has more to do (a body stored
-    /// before format 5 to upgrade, a record that does not decode to report). Reads
+    /// nothing else than give them back (every version kept: see
+    /// [`Journal::has_drops`]); None when it has more to do (a body stored before
+    /// format 5 to upgrade, a record that does not decode to report). Reads
     /// records, not bodies: a live entry's size is its frame, its header (encoded again
     /// from the record, which holds what the entry's header does) and its body.
     fn unused_bytes(&self) -> Result<Option<u64>, JournalError> {
@@ -245,6 +319,16 @@ impl Journal {
                 }
                 (Some(_), _) => return Ok(None),
             }
+        }
+        for item in self.versions.iter() {
+            let (key, record) = item?;
+            let (id, _) = split_version_key(&key)?;
+            let Ok((meta, Some(BodyRef::Checked(stored)), Some(url))) = decode_page_parts(&record)
+            else {
+                return Ok(None);
+            };
+            let header = encode_entry_header(id, &url, &meta, stored.content_hash)?;
+            live += FRAME_BYTES + header.len() as u64 + stored.at.len;
         }
         Ok(self.segments.size_on_disk()?.checked_sub(live))
     }
@@ -273,67 +357,141 @@ impl Journal {
         Ok(from)
     }
 
-    /// The bodies to copy among the page records after `after`: at most
-    /// [`CHUNK_PAGES`] records or [`CHUNK_BYTES`] of bodies. Also the last id read
-    /// (None: no record was left to read). Damaged pages are reported and recorded.
+    /// What to write for the page records after `after`: at most [`CHUNK_PAGES`]
+    /// records or [`CHUNK_BYTES`] of bodies, each page's kept versions (oldest first)
+    /// before its current one, so that a page's entries stay in the order of its
+    /// versions. Also the last id read (None: no record was left to read).
     fn live_chunk(
         &self,
         after: Option<u64>,
-        from: u32,
-        kept: &mut Kept,
-        report: &mut CompactReport,
-        problem: &mut impl FnMut(&Problem),
-    ) -> Result<(Vec<Live>, Option<u64>), JournalError> {
-        let mut live = Vec::new();
-        let (mut last, mut bytes) = (None, 0);
+        options: &CompactOptions,
+        left: &mut Left<'_, impl FnMut(&Problem)>,
+    ) -> Result<(Chunk, Option<u64>), JournalError> {
+        let mut chunk = Chunk::default();
+        let mut last = None;
         for item in entries_after(&self.pages, after).take(CHUNK_PAGES) {
             let (key, record) = item?;
             let id = key_id(&key)?;
             last = Some(id);
-            report.pages += 1;
-            match self.examine(id, record, from)? {
-                Examined::Stays => {}
-                Examined::Copy(body) => {
-                    bytes += body.stored.len();
-                    live.push(*body);
-                }
-                Examined::Damaged { what, at } => {
-                    match at {
-                        Holds::Segment(number) => {
-                            kept.segments.insert(number);
-                        }
-                        Holds::BodiesTree => kept.bodies_tree = true,
-                        Holds::Unknown => kept.anywhere = true,
-                    }
-                    report.damaged += 1;
-                    self.record_damage(id, &what)?;
-                    problem(&Problem {
-                        id: Some(id),
-                        url: self.url_of(id)?,
-                        what,
-                    });
+            left.report.pages += 1;
+            let gone = self.is_gone(id)?;
+            let (kept, dropped) = self.split_versions(id, options.older_kept(gone))?;
+            chunk.dropped.extend(dropped);
+            for (key, version) in kept.into_iter().rev() {
+                let (_, at) = split_version_key(&key)?;
+                let examined = self.examine(id, Slot::Version(at), version, left.from)?;
+                self.take(id, examined, &mut chunk, left)?;
+            }
+            let tombstone = match gone && options.drop_gone {
+                true => self.tombstone(id, &record)?,
+                false => None,
+            };
+            match tombstone {
+                Some(tombstone) => chunk.tombstones.push(tombstone),
+                None => {
+                    let examined = self.examine(id, Slot::Page, record, left.from)?;
+                    self.take(id, examined, &mut chunk, left)?;
                 }
             }
-            if bytes >= CHUNK_BYTES {
+            if chunk.bytes >= CHUNK_BYTES {
                 break;
             }
         }
-        Ok((live, last))
+        Ok((chunk, last))
     }
 
-    /// What page `id`'s record asks of a compaction whose new set starts at `from`. A
-    /// body of format 5 is checked against its checksum; an older one (which has none)
-    /// must decompress to the length its record says, and gets its content hash.
-    fn examine(&self, id: u64, record: sled::IVec, from: u32) -> Result<Examined, JournalError> {
+    /// What to write for the versions after `after` whose page has no record: each is
+    /// kept (its page waits to be fetched again). Also the last key read.
+    fn orphan_chunk(
+        &self,
+        after: Option<&sled::IVec>,
+        left: &mut Left<'_, impl FnMut(&Problem)>,
+    ) -> Result<(Chunk, Option<sled::IVec>), JournalError> {
+        let mut chunk = Chunk::default();
+        let mut last = None;
+        let versions = match after {
+            None => self.versions.iter(),
+            Some(key) => self
+                .versions
+                .range::<&sled::IVec, _>((Bound::Excluded(key), Bound::Unbounded)),
+        };
+        for item in versions.take(CHUNK_PAGES) {
+            let (key, version) = item?;
+            last = Some(key.clone());
+            let (id, at) = split_version_key(&key)?;
+            if self.pages.contains_key(id_key(id))? {
+                continue;
+            }
+            let examined = self.examine(id, Slot::Version(at), version, left.from)?;
+            self.take(id, examined, &mut chunk, left)?;
+            if chunk.bytes >= CHUNK_BYTES {
+                break;
+            }
+        }
+        Ok((chunk, last))
+    }
+
+    /// Adds what a record asks of the compaction to `chunk`; a damaged page (or
+    /// version) is reported, a damaged page recorded, and the segment its body lies in
+    /// kept.
+    fn take(
+        &self,
+        id: u64,
+        examined: Examined,
+        chunk: &mut Chunk,
+        left: &mut Left<'_, impl FnMut(&Problem)>,
+    ) -> Result<(), JournalError> {
+        match examined {
+            Examined::Stays => {}
+            Examined::Copy(body) => {
+                chunk.bytes += body.stored.len();
+                chunk.live.push(*body);
+            }
+            Examined::Damaged { what, at, slot } => {
+                match at {
+                    Holds::Segment(number) => {
+                        left.kept.segments.insert(number);
+                    }
+                    Holds::BodiesTree => left.kept.bodies_tree = true,
+                    Holds::Unknown => left.kept.anywhere = true,
+                }
+                left.report.damaged += 1;
+                let what = match slot {
+                    Slot::Page => {
+                        self.record_damage(id, &what)?;
+                        what
+                    }
+                    Slot::Version(at) => format!("its older version of {at} (ms): {what}"),
+                };
+                (left.problem)(&Problem {
+                    id: Some(id),
+                    url: self.url_of(id)?,
+                    what,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What a record of page `id` (at `slot`) asks of a compaction whose new set
+    /// starts at `from`. A body of format 5 is checked against its checksum; an older
+    /// one (which has none) must decompress to the length its record says, and gets its
+    /// content hash. A version's body is always in a format-5 entry.
+    fn examine(
+        &self,
+        id: u64,
+        slot: Slot,
+        record: sled::IVec,
+        from: u32,
+    ) -> Result<Examined, JournalError> {
+        let damaged = |what: String, at: Holds| Ok(Examined::Damaged { what, at, slot });
         let (meta, body, url) = match decode_page_parts(&record) {
             Ok(parts) => parts,
-            Err(e) => {
-                return Ok(Examined::Damaged {
-                    what: e.to_string(),
-                    at: Holds::Unknown,
-                })
-            }
+            Err(e) => return damaged(e.to_string(), Holds::Unknown),
         };
+        if slot != Slot::Page && !matches!(body, Some(BodyRef::Checked(_))) {
+            return damaged("it has no body in a segment entry".into(), Holds::Unknown);
+        }
         let Outcome::Response { body_len, .. } = meta.outcome else {
             return Ok(Examined::Stays);
         };
@@ -352,7 +510,6 @@ impl Journal {
                 Some(bytes) => (Ok(bytes.to_vec()), Holds::BodiesTree),
             },
         };
-        let damaged = |what: String, at: Holds| Ok(Examined::Damaged { what, at });
         let stored = match read {
             Ok(stored) => stored,
             Err(JournalError::Damaged { what }) => return damaged(what, at),
@@ -381,6 +538,7 @@ impl Journal {
         };
         Ok(Examined::Copy(Box::new(Live {
             id,
+            slot,
             record,
             meta,
             url,
@@ -390,15 +548,24 @@ impl Journal {
         })))
     }
 
-    /// Appends the chunk's bodies as entries (synced), then points their records there
-    /// in one transaction with the new segments end; a record of the format-2 or
+    /// Appends the chunk's bodies as entries (synced), then, in one transaction with
+    /// the new segments end, points their records there, removes the dropped versions'
+    /// records and writes the tombstones (see `prune.rs`). A record of the format-2 or
     /// format-3 era also leaves `bodies` and `urls`, whose content the new record and
-    /// entry now hold.
-    fn move_bodies(&self, live: &[Live], report: &mut CompactReport) -> Result<(), JournalError> {
-        if live.is_empty() {
+    /// entry now hold. Nothing else writes while `compact` holds the journal; a record
+    /// is rewritten or removed only if it is still the one read all the same, so that it
+    /// is never replaced by a stale one.
+    fn commit_chunk(&self, chunk: Chunk, report: &mut CompactReport) -> Result<(), JournalError> {
+        let Chunk {
+            live,
+            dropped,
+            tombstones,
+            ..
+        } = chunk;
+        if live.is_empty() && dropped.is_empty() && tombstones.is_empty() {
             return Ok(());
         }
-        let moved = self.guarded(|| {
+        let done = self.guarded(|| {
             let headers = live
                 .iter()
                 .map(|l| encode_entry_header(l.id, &l.url, &l.meta, l.content_hash))
@@ -425,31 +592,102 @@ impl Journal {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let end = encode_segments_end(end)?;
-            let trees = (&self.pages, &*self.db, &self.bodies, &self.urls);
-            let result = trees.transaction(|(pages, meta, bodies, urls)| {
-                meta.insert(SEGMENTS_END, end.as_slice())?;
-                let mut moved = Vec::with_capacity(live.len());
-                for (l, record) in live.iter().zip(&records) {
-                    let key = id_key(l.id);
-                    // Nothing else writes while `compact` holds the journal; checked
-                    // all the same, so that a record is never replaced by a stale one.
-                    if pages.get(key)?.as_ref() != Some(&l.record) {
-                        continue;
+            let trees = (
+                &self.pages,
+                &*self.db,
+                &self.bodies,
+                &self.urls,
+                &self.versions,
+                &self.counters,
+                &self.annotations,
+                &self.pending_parse,
+                &self.sync_queue,
+                &self.sync_seq,
+                &self.damaged,
+            );
+            let result = trees.transaction(
+                |(
+                    pages,
+                    meta,
+                    bodies,
+                    urls,
+                    versions,
+                    counters,
+                    annotations,
+                    pending,
+                    queue,
+                    seqs,
+                    damaged,
+                )| {
+                    let mut done = Done::default();
+                    let mut deltas = BTreeMap::new();
+                    meta.insert(SEGMENTS_END, end.as_slice())?;
+                    for (l, record) in live.iter().zip(&records) {
+                        let key = id_key(l.id);
+                        match l.slot {
+                            Slot::Page => {
+                                if pages.get(key)?.as_ref() != Some(&l.record) {
+                                    continue;
+                                }
+                                pages.insert(&key, record.as_slice())?;
+                                bodies.remove(&key)?;
+                                urls.remove(&key)?;
+                            }
+                            Slot::Version(at) => {
+                                let key = version_key(l.id, at);
+                                if versions.get(key)?.as_ref() != Some(&l.record) {
+                                    continue;
+                                }
+                                versions.insert(&key, record.as_slice())?;
+                            }
+                        }
+                        done.moved.push((l.stored.len() as u64, l.upgraded));
                     }
-                    pages.insert(&key, record.as_slice())?;
-                    bodies.remove(&key)?;
-                    urls.remove(&key)?;
-                    moved.push((l.stored.len() as u64, l.upgraded));
-                }
-                Ok(moved)
-            });
+                    for d in &dropped {
+                        if versions.get(&d.key)?.as_ref() == Some(&d.record) {
+                            versions.remove(&d.key)?;
+                            count_version(d.stored, -1, &mut deltas);
+                            done.versions_dropped += 1;
+                        }
+                    }
+                    for t in &tombstones {
+                        let key = id_key(t.id);
+                        if pages.get(key)?.as_ref() != Some(&t.record) {
+                            continue;
+                        }
+                        pages.insert(&key, t.tombstone.as_slice())?;
+                        bodies.remove(&key)?;
+                        urls.remove(&key)?;
+                        let mut less = |name: &str, n: i64| {
+                            *deltas.entry(name.to_string()).or_default() -= n;
+                        };
+                        less(counter::RAW_BYTES, t.raw as i64);
+                        less(counter::STORED_BODY_BYTES, t.stored as i64);
+                        if annotations.remove(&key)?.is_some() {
+                            less(counter::PARSED, 1);
+                        }
+                        if pending.remove(&key)?.is_some() {
+                            less(counter::PENDING_PARSE, 1);
+                        }
+                        if damaged.remove(&key)?.is_some() {
+                            less(counter::DAMAGED, 1);
+                        }
+                        mark_for_sync(meta, queue, seqs, &key, &mut deltas)?;
+                        done.gone_dropped += 1;
+                    }
+                    bump(counters, &deltas)?;
+                    Ok(done)
+                },
+            );
             flatten(result)
         })?;
-        for (bytes, upgraded) in moved {
+        for (bytes, upgraded) in done.moved {
             report.moved += 1;
             report.moved_bytes += bytes;
             report.upgraded += u64::from(upgraded);
         }
+        report.versions_dropped += done.versions_dropped;
+        report.gone_dropped += done.gone_dropped;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use super::record::{id_key, key_id, BodyRef, StoredBody};
 use super::recrawl::{decode_schedule, encode_schedule, Check, RecrawlPolicy, Schedule};
 use super::segments::Entry;
 use super::sync::mark_for_sync;
+use super::versions::keep_version;
 use super::{
     abort, bump, counter, decompress_body, flatten, FetchedPage, Journal, JournalError, Outcome,
     PageMeta, UrlEntry, SEGMENTS_END,
@@ -27,8 +28,8 @@ impl Journal {
     /// fetches) is left as it is, so replaying a batch changes nothing.
     ///
     /// A page that already has a record is a recrawl check (see `recrawl.rs`): only a
-    /// changed page gets a new version (body, record, parse); every check updates its
-    /// schedule.
+    /// changed page gets a new version (body, record, parse), and its stored version
+    /// moves to `versions` in the same transaction; every check updates its schedule.
     pub fn record_fetches(&self, batch: &[FetchedPage]) -> Result<(), JournalError> {
         self.guarded(|| {
             let policy = self.recrawl_policy()?;
@@ -97,6 +98,7 @@ impl Journal {
                 &self.counters,
                 &self.schedule,
                 &self.checked,
+                &self.versions,
             );
             let result = trees.transaction(
                 |(
@@ -110,6 +112,7 @@ impl Journal {
                     counters,
                     schedules,
                     checked,
+                    versions,
                 )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     meta.insert(SEGMENTS_END, end.as_slice())?;
@@ -160,7 +163,10 @@ impl Journal {
                             }
                             uncount(&check.old, &mut deltas);
                         }
-                        pages.insert(&key, meta_bytes.as_slice())?;
+                        // A changed page's stored version is kept (`versions.rs`).
+                        if let Some(old) = pages.insert(&key, meta_bytes.as_slice())? {
+                            keep_version(versions, page.id, &old, &mut deltas)?;
+                        }
                         match &page.meta.outcome {
                             Outcome::Response { body_len, .. } => {
                                 *deltas.entry(counter::FETCHED.into()).or_default() += 1;

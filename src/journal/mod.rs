@@ -16,6 +16,7 @@
 //! | `counters`      | counter name             | u64 BE                                  |
 //! | `damaged`       | id                       | what a stage found wrong with the page (`damage.rs`) |
 //! | `given_origins` | origin (`scheme://host[:port]`) | empty: the user gave URLs of it (see `grants.rs`) |
+//! | `versions`      | id, fetch time (ms, u64 BE) | an older version's page record, until `compact` drops it (see `versions.rs`) |
 //!
 //! The owner-only file `credentials` beside sled holds the userinfo of given URLs,
 //! which stored URLs never carry (`grants.rs`).
@@ -45,7 +46,9 @@
 //! writes each body as a self-describing segment entry with checksums (`segments.rs`),
 //! checked on every read; `verify.rs` checks a whole journal, `recover.rs` rebuilds
 //! the database from the entries, and `compact.rs` copies the live bodies into new
-//! segments and deletes the old ones. A URL's
+//! segments and deletes the old ones. Format 6 adds the `versions` tree, whose
+//! records point into the segments too: a format-5 `compact` would delete their bytes,
+//! so older builds must not open it. A URL's
 //! record and pending entry are the value of its `frontier` or `retry_queue` key while
 //! it is pending, and its record moves into its page record when the fetch is
 //! recorded. Older journals are upgraded in place when opened (see
@@ -69,6 +72,7 @@ mod fetch;
 mod frontier;
 mod grants;
 pub(crate) mod parse;
+mod prune;
 pub(crate) mod record;
 mod recover;
 pub(crate) mod recrawl;
@@ -77,6 +81,7 @@ pub mod space;
 mod status;
 pub(crate) mod sync;
 mod verify;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +98,7 @@ pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
 pub use parse::ReparseState;
 pub use parse::{AnnotationReport, Budget, ParseInput};
+pub use prune::CompactOptions;
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
@@ -103,6 +109,7 @@ use status::counter;
 pub use status::Status;
 pub use sync::{LastSync, SyncItem};
 pub use verify::{Problem, Repair, VerifyReport};
+pub use versions::Version;
 // For the `segment_entries` fuzz check (`crate::fuzz`): a scan of one segment file.
 pub(crate) use segments::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 
@@ -111,7 +118,7 @@ use directory::Found;
 /// Marker stored under `format` in the default tree of every webspool journal.
 const FORMAT_MARKER: &[u8] = b"webspool-journal";
 /// The journal layout version this build writes and the newest it can read.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Key in the default tree: the end of the body segments as of the last group.
 const SEGMENTS_END: &str = "segments_end";
 /// Key in the default tree (journals upgraded to format 5): the first segment that holds
@@ -237,6 +244,7 @@ pub struct Journal {
     damaged: sled::Tree,
     schedule: sled::Tree,
     checked: sled::Tree,
+    versions: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
     /// Origins the user gave URLs of, and their credentials.
@@ -339,6 +347,7 @@ impl Journal {
             damaged: db.open_tree("damaged")?,
             schedule: db.open_tree("schedule")?,
             checked: db.open_tree("checked")?,
+            versions: db.open_tree("versions")?,
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,
@@ -422,7 +431,8 @@ impl Journal {
                     // Format 3 only added segment files for new bodies: the bodies already
                     // in the `bodies` tree stay there and are read as before. Format 4
                     // moved the pending entries into the frontier and the retry queue.
-                    // Format 5 writes entries to new segments only.
+                    // Format 5 writes entries to new segments only. Format 6 only adds
+                    // the `versions` tree (see `versions.rs`).
                     self.move_pending_entries()?;
                     let mut batch = sled::Batch::default();
                     if found < 5 {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::frontier::{AddTrees, NewUrl};
+use super::prune::is_tombstone;
 use super::record::{decode_annotation, decode_host, decode_page, decode_page_and_body};
 use super::record::{encode_annotation, encode_host};
 use super::record::{id_key, key_id};
@@ -83,7 +84,8 @@ impl Journal {
             .collect()
     }
 
-    /// Up to `limit` ids of pages that have a body to parse (HTTP responses), strictly
+    /// Up to `limit` ids of pages that have a body to parse (HTTP responses but
+    /// dropped gone pages), strictly
     /// after `after`, in id order. Reads page records only, never bodies. A record that
     /// does not decode is among them: [`Journal::parse_input`] reports it as a damaged
     /// page, which the stage skips, instead of the whole pass failing here.
@@ -98,9 +100,10 @@ impl Journal {
                 break;
             }
             let (key, value) = item?;
+            // A dropped gone page has no body (see `prune.rs`).
             let parseable = decode_page(&value).map_or(true, |meta| {
                 matches!(meta.outcome, Outcome::Response { .. })
-            });
+            }) && !is_tombstone(&value);
             if parseable {
                 out.push(key_id(&key)?);
             }

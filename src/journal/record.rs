@@ -253,7 +253,7 @@ pub(crate) enum BodyRef {
 /// the `urls` tree. `V4` (format 5) points at the body of a segment entry, with its
 /// checksum and content hash.
 #[derive(Serialize, Deserialize)]
-enum PageRecord {
+pub(crate) enum PageRecord {
     V1(PageMeta),
     V2 {
         meta: PageMeta,

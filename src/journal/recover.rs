@@ -25,10 +25,12 @@ use std::path::{Path, PathBuf};
 use sled::Transactional;
 
 use super::frontier::frontier_key;
+use super::record::decode_page;
 use super::record::{decode_entry_header, encode_page, encode_pending, encode_segments_end};
 use super::record::{id_key, EntryHeader, PendingEntry, StoredBody};
 use super::segments::{Scanned, Segments, SegmentsEnd};
-use super::{flatten, Journal, JournalError, FRAMED_FROM, SEGMENTS_END};
+use super::versions::version_key;
+use super::{abort, flatten, Journal, JournalError, FRAMED_FROM, SEGMENTS_END};
 
 /// The file that marks a recovery between its two phases.
 pub(super) const SWITCH_FILE: &str = "recover.switch";
@@ -245,8 +247,11 @@ fn is_bare(segments: &Segments, number: u32) -> Result<bool, JournalError> {
 
 /// Records restored entries in one transaction: a page with a good body is fetched
 /// (and pending parse); one whose body failed its checksum goes back to the frontier,
-/// unless an earlier entry of the same page already restored it. A later entry of a
-/// page replaces an earlier one.
+/// unless an earlier entry of the same page already restored it. Of a page's entries
+/// with good bodies, the one fetched last is its page record and the others are its
+/// older versions (`versions.rs`), whatever their order in the segments: two entries
+/// fetched at the same time are the same version (a compaction's copy), the later
+/// one kept.
 fn restore(
     journal: &Journal,
     chunk: &[(EntryHeader, Option<StoredBody>)],
@@ -273,7 +278,7 @@ fn restore(
             header.id,
             header.url.url.as_str(),
             host,
-            stored.is_some(),
+            stored.is_some().then_some(header.meta.fetched_at_ms),
             value,
         ));
     }
@@ -282,12 +287,29 @@ fn restore(
         &journal.url_index,
         &journal.pending_parse,
         &journal.frontier,
+        &journal.versions,
     );
-    let result = trees.transaction(|(pages, index, pending, frontier)| {
-        for (id, url, host, fetched, value) in &encoded {
+    let result = trees.transaction(|(pages, index, pending, frontier, versions)| {
+        for (id, url, host, fetched_at, value) in &encoded {
             let key = id_key(*id);
             index.insert(url.as_bytes(), &key)?;
-            if *fetched {
+            if let Some(at) = *fetched_at {
+                if let Some(current) = pages.get(key)? {
+                    let current_at = match decode_page(&current) {
+                        Ok(meta) => meta.fetched_at_ms,
+                        Err(e) => return abort(e),
+                    };
+                    // An older version than the one restored (its entry came later).
+                    if at < current_at {
+                        versions.insert(&version_key(*id, at), value.as_slice())?;
+                        continue;
+                    }
+                    // The one restored is an older version; at the same time, the same
+                    // version again (a copy), the later entry kept.
+                    if current_at < at {
+                        versions.insert(&version_key(*id, current_at), current)?;
+                    }
+                }
                 pages.insert(&key, value.as_slice())?;
                 pending.insert(&key, &[])?;
                 frontier.remove(frontier_key(host, *id))?;

@@ -149,6 +149,14 @@ impl Check {
             Outcome::Response {
                 status: 404 | 410, ..
             } if !matches!(old_status, Some(404 | 410)) => Check::Gone,
+            // A gone page whose body `compact --drop-gone` dropped, still gone.
+            Outcome::Response {
+                status: 404 | 410, ..
+            } if old_hash.is_none()
+                && matches!(old.outcome, Outcome::Response { body_len: 0, .. }) =>
+            {
+                Check::Unchanged
+            }
             Outcome::Response { status, .. }
                 if Some(status) == old_status && hash.is_some() && hash == old_hash =>
             {

@@ -32,6 +32,10 @@ pub struct Status {
     pub unchanged: u64,
     pub changed: u64,
     pub gone: u64,
+    /// Older versions of recrawled pages kept (`compact --keep-versions`), and their
+    /// stored (compressed) body bytes, which `stored_body_bytes` does not count.
+    pub versions: u64,
+    pub version_bytes: u64,
     /// Pages due for a recrawl check: counted by the `status` command (a scan), not
     /// by [`Journal::status`].
     pub due: Option<u64>,
@@ -64,6 +68,9 @@ pub(super) mod counter {
     pub const CHANGED: &str = "changed";
     pub const GONE: &str = "gone";
     pub const CHECK_FAILED: &str = "check_failed";
+    /// Older versions of pages kept in `versions`, and their stored body bytes.
+    pub const VERSIONS: &str = "versions";
+    pub const VERSION_BYTES: &str = "version_bytes";
     pub const ERROR_PREFIX: &str = "error.";
 }
 
@@ -108,6 +115,8 @@ impl Journal {
                 unchanged: get(counter::UNCHANGED)?,
                 changed: get(counter::CHANGED)?,
                 gone: get(counter::GONE)?,
+                versions: get(counter::VERSIONS)?,
+                version_bytes: get(counter::VERSION_BYTES)?,
                 raw_bytes: get(counter::RAW_BYTES)?,
                 stored_body_bytes: get(counter::STORED_BODY_BYTES)?,
                 errors,

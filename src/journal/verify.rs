@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 use sled::Transactional;
 
 use super::frontier::frontier_key;
+use super::prune::is_tombstone;
 use super::record::{decode_annotation, decode_page_and_body, decode_page_with_url};
 use super::record::{decode_entry_header, decode_pending, encode_pending, id_key, key_id};
 use super::record::{BodyRef, PendingEntry, UrlEntry, Via};
 use super::segments::{BodyLocation, Scanned};
 use super::status::counter;
+use super::versions::{as_version, split_version_key};
+use super::PageMeta;
 use super::{decompress_body, flatten, read_u64, ErrorKind, Journal, JournalError, Outcome};
 
 /// One thing found wrong. `id` names the page when the problem is one page's.
@@ -30,6 +33,8 @@ pub struct Problem {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
     pub pages: u64,
+    /// Older versions of pages read (their bodies are among `bodies`).
+    pub versions: u64,
     pub bodies: u64,
     /// Stored (compressed) body bytes read.
     pub body_bytes: u64,
@@ -41,6 +46,9 @@ pub struct VerifyReport {
     pub refetch: u64,
     /// Pages dropped from the journal (`--repair --drop`).
     pub dropped: u64,
+    /// Damaged older versions dropped (`--repair`: an old version cannot be fetched
+    /// again).
+    pub versions_dropped: u64,
 }
 
 /// What `verify` does with the damaged pages it finds.
@@ -104,6 +112,8 @@ impl Journal {
             }
         }
         progress(report.pages);
+        let damaged_versions =
+            self.check_versions(end, &mut counts, &mut report, |r, p| report_problem(r, p))?;
         for problem in self.check_trees(&mut counts)? {
             if let Some(id) = problem.id {
                 damaged_ids.push(id);
@@ -131,6 +141,10 @@ impl Journal {
                     report.dropped += 1;
                 }
             }
+            for key in damaged_versions {
+                self.guarded(|| Ok(self.versions.remove(key)?))?;
+                report.versions_dropped += 1;
+            }
             self.recount()?;
             self.flush_blocking()?;
         }
@@ -153,6 +167,23 @@ impl Journal {
             Err(e) => return Ok(Some(e.to_string())),
         };
         self.count_page(id, &meta.outcome, body, counts)?;
+        if is_tombstone(record) {
+            return Ok(None);
+        }
+        self.check_body(id, &meta, body, end, report)
+    }
+
+    /// The body of a page record or version (`meta`, `body`): inside the synced part of
+    /// its segment, its bytes pass their checksum, decompress to the recorded length
+    /// and (from format 5 on) content hash. The problem, if any.
+    fn check_body(
+        &self,
+        id: u64,
+        meta: &PageMeta,
+        body: Option<BodyRef>,
+        end: super::segments::SegmentsEnd,
+        report: &mut VerifyReport,
+    ) -> Result<Option<String>, JournalError> {
         let Outcome::Response { body_len, .. } = meta.outcome else {
             return Ok(None);
         };
@@ -192,6 +223,46 @@ impl Journal {
             }
         }
         Ok(None)
+    }
+
+    /// Every older version (`versions.rs`): its key and record decode, it has a body in
+    /// a segment entry, and that body passes [`Journal::check_body`]. Counts them; hands
+    /// each problem to `problem`; returns the keys of the damaged ones.
+    fn check_versions(
+        &self,
+        end: super::segments::SegmentsEnd,
+        counts: &mut Counts,
+        report: &mut VerifyReport,
+        mut problem: impl FnMut(&mut VerifyReport, Problem),
+    ) -> Result<Vec<sled::IVec>, JournalError> {
+        let mut damaged = Vec::new();
+        for item in self.versions.iter() {
+            let (key, record) = item?;
+            report.versions += 1;
+            let what = match (split_version_key(&key), decode_page_and_body(&record)) {
+                (Err(e), _) | (_, Err(e)) => Some((None, e.to_string())),
+                (Ok((id, at)), Ok((meta, body))) => {
+                    let what = match as_version(&record) {
+                        None => Some("it has no body in a segment entry".to_string()),
+                        Some((_, stored)) => {
+                            counts.add(counter::VERSIONS, 1);
+                            counts.add(counter::VERSION_BYTES, stored);
+                            self.check_body(id, &meta, body, end, report)?
+                        }
+                    };
+                    what.map(|what| (Some(id), format!("its older version of {at} (ms): {what}")))
+                }
+            };
+            if let Some((id, what)) = what {
+                let url = match id {
+                    Some(id) => self.url_of(id)?,
+                    None => None,
+                };
+                problem(report, Problem { id, url, what });
+                damaged.push(key);
+            }
+        }
+        Ok(damaged)
     }
 
     /// Counts a page record the way the counters count it.
@@ -552,6 +623,16 @@ impl Journal {
             })?),
             _ => None,
         };
+        // A page put back keeps its older versions (it gets a current one again); a
+        // dropped page loses them.
+        let versions: Vec<sled::IVec> = match requeue {
+            Some(_) => Vec::new(),
+            None => self
+                .versions
+                .scan_prefix(key)
+                .keys()
+                .collect::<Result<_, _>>()?,
+        };
         self.guarded(|| {
             let trees = (
                 &self.pages,
@@ -564,6 +645,7 @@ impl Journal {
                 &self.url_index,
                 &self.schedule,
                 &self.checked,
+                &self.versions,
             );
             let result = trees.transaction(
                 |(
@@ -577,7 +659,11 @@ impl Journal {
                     index,
                     schedule,
                     checked,
+                    old_versions,
                 )| {
+                    for version in &versions {
+                        old_versions.remove(version)?;
+                    }
                     let old = pages.remove(&key)?;
                     schedule.remove(&key)?;
                     checked.remove(&key)?;
@@ -617,6 +703,13 @@ impl Journal {
                 self.count_page(key_id(&key)?, &meta.outcome, body, &mut counts)?;
             }
         }
+        for item in self.versions.iter() {
+            let (_, record) = item?;
+            if let Some((_, stored)) = as_version(&record) {
+                counts.add(counter::VERSIONS, 1);
+                counts.add(counter::VERSION_BYTES, stored);
+            }
+        }
         self.check_trees(&mut counts)?;
         self.guarded(|| {
             for name in self.counters.iter().keys().collect::<Result<Vec<_>, _>>()? {
@@ -648,6 +741,8 @@ fn counted_names() -> Vec<String> {
         counter::STORED_BODY_BYTES,
         counter::DAMAGED,
         counter::RECHECKS,
+        counter::VERSIONS,
+        counter::VERSION_BYTES,
     ]
     .iter()
     .map(|s| s.to_string())
