@@ -536,7 +536,7 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "compact: {}{}{} moved ({} stored bytes, {} upgraded to self-describing entries), \
-         {} and {} dropped, {} deleted; disk bytes {} -> {} in {:.1}s",
+         {} dropped, {} dropped, {} deleted; disk bytes {} -> {} in {:.1}s",
         match report.disk_full {
             Some(_) => "stopped (disk full): ",
             None => "",

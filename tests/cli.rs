@@ -342,6 +342,8 @@ fn status_json_has_the_contract_keys() {
         "pending_sync",
         "raw_bytes",
         "disk_bytes",
+        "versions",
+        "version_bytes",
         "errors",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");

@@ -78,15 +78,10 @@ fn compact(journal: &Path) -> String {
     err
 }
 
-/// Flips a byte in the bodies of `k` entries spread over segment 1, then has `verify
-/// --repair` put those pages back in the frontier and a crawl of `list` fetch them
-/// again: the bytes of their first fetch are used by no page any more. Returns how many
-/// pages were fetched again.
-fn refetch_damaged(journal: &Path, list: &Path, k: usize) -> u64 {
-    let segment = journal.join("segments").join("00000001.seg");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    // Each entry: a 32-byte frame (magic, header length u32 LE, body length u64 LE, two
-    // checksums), the header, the body.
+/// Where the body of each entry of a segment's `bytes` is (start, length), in order.
+/// Each entry: a 32-byte frame (magic, header length u32 LE, body length u64 LE, two
+/// checksums), the header, the body.
+fn entry_bodies(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut bodies = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -95,6 +90,17 @@ fn refetch_damaged(journal: &Path, list: &Path, k: usize) -> u64 {
         bodies.push((at + 32 + header, body));
         at += 32 + header + body;
     }
+    bodies
+}
+
+/// Flips a byte in the bodies of `k` entries spread over segment 1, then has `verify
+/// --repair` put those pages back in the frontier and a crawl of `list` fetch them
+/// again: the bytes of their first fetch are used by no page any more. Returns how many
+/// pages were fetched again.
+fn refetch_damaged(journal: &Path, list: &Path, k: usize) -> u64 {
+    let segment = journal.join("segments").join("00000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let bodies = entry_bodies(&bytes);
     for i in 0..k {
         let (start, len) = bodies[bodies.len() * (2 * i + 1) / (2 * k)];
         bytes[start + len / 2] ^= 0x20;
@@ -502,36 +508,7 @@ async fn a_killed_compaction_loses_nothing_and_finishes_when_run_again() {
     let (server, list, pristine) = crawled_with(&dir, n, body_for).await;
     refetch_damaged(&pristine, &list, 80);
     let journal = dir.path().join("copy");
-    copy_dir(&pristine, &journal);
-    let started = std::time::Instant::now();
-    compact(&journal);
-    let whole = started.elapsed();
-    let mut unfinished = 0;
-    for tenths in [1, 2, 3, 4, 5, 6, 7, 8, 9] {
-        std::fs::remove_dir_all(&journal).unwrap();
-        copy_dir(&pristine, &journal);
-        let mut child = Command::new(util::bin())
-            .args(["compact", "--journal"])
-            .arg(&journal)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(whole * tenths / 10);
-        util::signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-        if segment_files(&journal).len() > 1 {
-            unfinished += 1;
-        }
-        assert_clean(&journal);
-        let said = compact(&journal);
-        assert!(!said.contains("damaged"), "{said}");
-        assert_eq!(segment_files(&journal).len(), 1, "{said}");
-        assert_clean(&journal);
-    }
-    assert!(
-        unfinished > 0,
-        "no kill landed before the old segments were deleted"
-    );
+    killed_compactions(&pristine, &journal, &[], &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert_eq!(status(&journal)["fetched"], n);
     assert_bodies(&journal, &server, n);
 }
@@ -546,4 +523,226 @@ fn assert_deletion_finished(journal: &Path) {
         "{said}"
     );
     assert_eq!(segment_files(journal), ["00000002.seg"]);
+}
+
+/// A site whose every page changes each round: its body at `path` in round `round`.
+fn round_body(path: &str, round: usize) -> String {
+    format!("{}<!-- round {round} -->", body_for(path))
+}
+
+/// A journal of `n` pages crawled in round 0 and recrawled (`--all`) in rounds 1 to
+/// `rounds`, every page changed each time: each page has `rounds` older versions.
+async fn recrawled(
+    dir: &tempfile::TempDir,
+    n: usize,
+    rounds: usize,
+) -> (util::TestServer, std::path::PathBuf) {
+    let round = Arc::new(AtomicUsize::new(0));
+    let served = round.clone();
+    let site = move |path: &str| round_body(path, served.load(Ordering::SeqCst));
+    let (server, _, journal) = crawled_with(dir, n, site).await;
+    for r in 1..=rounds {
+        round.store(r, Ordering::SeqCst);
+        let out = on(&["recrawl", "--all", "--quiet"], &journal);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    (server, journal)
+}
+
+/// Asserts that every page's current body is round `last`'s and that its older
+/// versions are exactly rounds `kept`, oldest first, each body read back checked.
+fn assert_versions(
+    journal: &Path,
+    server: &util::TestServer,
+    n: usize,
+    last: usize,
+    kept: &[usize],
+) {
+    let journal = Journal::open_existing(journal).expect("open the journal");
+    for i in 0..n {
+        let path = format!("/p{i}");
+        let url = server.url(&path);
+        assert!(util::body_of(&journal, &url) == round_body(&path, last).as_bytes());
+        let id = journal.find(&url).unwrap().unwrap();
+        let versions = journal.versions(id).unwrap();
+        assert_eq!(versions.len(), kept.len(), "{path}");
+        for (version, round) in versions.iter().zip(kept) {
+            let body = journal.version_body(id, version.key_ms).unwrap().unwrap();
+            assert!(
+                body == round_body(&path, *round).as_bytes(),
+                "{path} round {round}"
+            );
+        }
+    }
+}
+
+fn compact_keeping(journal: &Path, n: &str) -> String {
+    let out = on(&["compact", "--keep-versions", n], journal);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+/// Issue 16: a recrawl keeps a changed page's previous version; `compact --keep-versions
+/// N` keeps the newest N versions of each page (its current one and N-1 older ones),
+/// drops the older ones and gives their bytes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn compact_keeps_the_newest_versions_and_gives_the_older_ones_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    let (server, journal) = recrawled(&dir, n, 3).await;
+    let before = status(&journal);
+    assert_eq!(before["versions"], 3 * n as u64, "{before}");
+    // Three versions of bodies of one size (`verify` checks the exact count).
+    assert!(
+        before["version_bytes"].as_u64().unwrap()
+            > 2 * before["stored_body_bytes"].as_u64().unwrap(),
+        "{before}"
+    );
+    assert_versions(&journal, &server, n, 3, &[0, 1, 2]);
+    assert_clean(&journal);
+
+    let mut disk = before["disk_bytes"].as_u64().unwrap();
+    let one_body = before["stored_body_bytes"].as_u64().unwrap() / n as u64;
+    for (keep, kept) in [(3, &[1, 2][..]), (2, &[2][..]), (1, &[][..])] {
+        let said = compact_keeping(&journal, &keep.to_string());
+        assert!(
+            said.contains(&format!("{n} older versions dropped")),
+            "{said}"
+        );
+        let now = status(&journal);
+        assert_eq!(now["versions"], (kept.len() * n) as u64, "{now}");
+        assert_eq!(now["fetched"], n as u64);
+        // At least the dropped versions' bodies are given back.
+        let after = now["disk_bytes"].as_u64().unwrap();
+        assert!(after + n as u64 * one_body <= disk, "{disk} -> {after}");
+        disk = after;
+        assert_eq!(segment_files(&journal).len(), 1);
+        assert_clean(&journal);
+        assert_versions(&journal, &server, n, 3, kept);
+    }
+    let said = compact(&journal);
+    assert!(said.contains("nothing to reclaim"), "{said}");
+}
+
+/// `compact` with `args` on fresh copies of `pristine` at `journal`, killed at each of
+/// `tenths` of the time a whole run takes: after each kill the journal opens and
+/// `verify` finds it whole; the same `compact` run again finishes, leaving one segment
+/// file. Asserts that some kill landed before the old segments were deleted.
+fn killed_compactions(pristine: &Path, journal: &Path, args: &[&str], tenths: &[u32]) {
+    let run = |journal: &Path| {
+        let out = on(&[&["compact"], args].concat(), journal);
+        let said = stderr(&out);
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    copy_dir(pristine, journal);
+    let started = std::time::Instant::now();
+    run(journal);
+    let whole = started.elapsed();
+    let mut unfinished = 0;
+    for tenth in tenths {
+        std::fs::remove_dir_all(journal).unwrap();
+        copy_dir(pristine, journal);
+        let mut child = Command::new(util::bin())
+            .arg("compact")
+            .args(args)
+            .arg("--journal")
+            .arg(journal)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * *tenth / 10);
+        util::signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+        if segment_files(journal).len() > 1 {
+            unfinished += 1;
+        }
+        assert_clean(journal);
+        let said = run(journal);
+        assert!(!said.contains("damaged"), "{said}");
+        assert_eq!(segment_files(journal).len(), 1, "{said}");
+        assert_clean(journal);
+    }
+    assert!(
+        unfinished > 0,
+        "no kill landed before the old segments were deleted"
+    );
+}
+
+/// SIGKILL during a compaction that keeps two versions of each page and drops the
+/// third: after each kill `verify` is clean (no version lost half-way), and `compact`
+/// run again finishes with the newest older version of every page, read back checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_compaction_of_versions_finishes_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 300;
+    let (server, pristine) = recrawled(&dir, n, 2).await;
+    let journal = dir.path().join("copy");
+    killed_compactions(
+        &pristine,
+        &journal,
+        &["--keep-versions", "2"],
+        &[2, 4, 6, 8],
+    );
+    let now = status(&journal);
+    assert_eq!(now["versions"], n as u64, "{now}");
+    assert_versions(&journal, &server, n, 2, &[1]);
+}
+
+/// A damaged body of an older version: `verify` names it (as the page's older version)
+/// and `compact --keep-versions 2`, which keeps it, leaves it with its segment (exit 1); `verify --repair` drops that
+/// version only (an old version cannot be fetched again), and `compact` then finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_older_version_is_found_and_dropped_by_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10;
+    let (server, journal) = recrawled(&dir, n, 2).await;
+    // Segment 1 holds the entries of round 0, then of round 1, then of round 2: the
+    // fourth of round 1 is a version that `--keep-versions 2` keeps.
+    let segment = journal.join("segments").join("00000001.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (start, len) = entry_bodies(&bytes)[n + 3];
+    bytes[start + len / 2] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let out = on(&["verify"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let named = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        named.lines().count() == 1
+            && named.contains("its older version of ")
+            && named.contains("fail their checksum"),
+        "{named}"
+    );
+    let out = on(&["compact", "--keep-versions", "2"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("its older version of "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(segment_files(&journal), ["00000001.seg", "00000002.seg"]);
+
+    let out = on(&["verify", "--repair"], &journal);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_clean(&journal);
+    let now = status(&journal);
+    assert_eq!((&now["versions"], &now["fetched"]), (&9.into(), &10.into()));
+    assert_eq!(now["damaged"], 0, "a version's damage is not its page's");
+    let said = compact_keeping(&journal, "2");
+    assert!(
+        said.contains("resumed an interrupted compaction; 0 bodies moved")
+            && said.contains("1 old segment file deleted"),
+        "{said}"
+    );
+    assert_eq!(segment_files(&journal), ["00000002.seg"]);
+    assert_clean(&journal);
+    assert_eq!(status(&journal)["versions"], 9);
+    let journal = Journal::open_existing(&journal).unwrap();
+    for i in 0..n {
+        let path = format!("/p{i}");
+        let url = server.url(&path);
+        assert!(util::body_of(&journal, &url) == round_body(&path, 2).as_bytes());
+    }
 }
