@@ -72,10 +72,7 @@ fn assert_clean(journal: &Path) {
 }
 
 fn compact(journal: &Path) -> String {
-    let out = on(&["compact"], journal);
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    err
+    compact_with(journal, &[])
 }
 
 /// Where the body of each entry of a segment's `bytes` is (start, length), in order.
@@ -577,7 +574,12 @@ fn assert_versions(
 }
 
 fn compact_keeping(journal: &Path, n: &str) -> String {
-    let out = on(&["compact", "--keep-versions", n], journal);
+    compact_with(journal, &["--keep-versions", n])
+}
+
+/// `compact` with `args`, which must succeed; what it said.
+pub(crate) fn compact_with(journal: &Path, args: &[&str]) -> String {
+    let out = on(&[&["compact"], args].concat(), journal);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     err
@@ -630,12 +632,7 @@ async fn compact_keeps_the_newest_versions_and_gives_the_older_ones_back() {
 /// `verify` finds it whole; the same `compact` run again finishes, leaving one segment
 /// file. Asserts that some kill landed before the old segments were deleted.
 fn killed_compactions(pristine: &Path, journal: &Path, args: &[&str], tenths: &[u32]) {
-    let run = |journal: &Path| {
-        let out = on(&[&["compact"], args].concat(), journal);
-        let said = stderr(&out);
-        assert!(out.status.success(), "{said}");
-        said
-    };
+    let run = |journal: &Path| compact_with(journal, args);
     copy_dir(pristine, journal);
     let started = std::time::Instant::now();
     run(journal);

@@ -4,6 +4,7 @@
 //! recrawl killed with SIGKILL resumes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use mysql_async::prelude::*;
 use crate::cli::{crawl_list, on, run, status_json as status, stderr};
 use crate::util::mysql::TestDb;
 use crate::util::{self, server};
+use webspool::journal::Journal;
 
 /// What the site serves at a path: a body, whether it sends an ETag (and honours
 /// If-None-Match), or a 404.
@@ -196,27 +198,34 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-/// SIGKILL in the middle of a recrawl: the next `recrawl` finishes the checks that were
-/// queued (no `--all` needed), and no page is checked twice except those in flight.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_killed_recrawl_resumes_its_queued_checks() {
-    let n = 300;
+/// A site of `n` pages `/t0`.. with ETags, at version 1, crawled into `dir/j`: the
+/// site, its server, the URL list and the journal.
+async fn crawled_tagged(
+    dir: &tempfile::TempDir,
+    n: usize,
+) -> (Shared, util::TestServer, PathBuf, PathBuf) {
     let site: Shared = Arc::default();
-    {
-        let mut s = site.lock().unwrap();
-        for i in 0..n {
-            let path = format!("/t{i}");
-            s.pages
-                .insert(path.clone(), Page::Tagged(body(&path, 1), 1));
-        }
-    }
+    set_pages(&site, 0..n, |path| Page::Tagged(body(path, 1), 1));
     let server = serve(site.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
     let urls: Vec<String> = (0..n).map(|i| server.url(&format!("/t{i}"))).collect();
-    let list = util::url_file(&dir, &urls);
+    let list = util::url_file(dir, &urls);
     let journal = dir.path().join("j");
     crawl_list(&list, &journal);
+    (site, server, list, journal)
+}
 
+/// Sets what the site serves at `/t{i}` for each `i` of `which`.
+fn set_pages(site: &Shared, which: impl IntoIterator<Item = usize>, page: impl Fn(&str) -> Page) {
+    let mut s = site.lock().unwrap();
+    for i in which {
+        let path = format!("/t{i}");
+        s.pages.insert(path.clone(), page(&path));
+    }
+}
+
+/// Starts `recrawl --all` on `journal`, slowly, and kills it with SIGKILL once `site`
+/// saw `requests` conditional requests.
+async fn kill_recrawl_after(journal: &std::path::Path, site: &Shared, requests: u64) {
     let mut child = Command::new(util::bin())
         .args([
             "recrawl",
@@ -228,17 +237,28 @@ async fn a_killed_recrawl_resumes_its_queued_checks() {
             "2",
         ])
         .args(["--delay", "0.01", "--journal"])
-        .arg(&journal)
+        .arg(journal)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while site.lock().unwrap().conditional < 40 && started.elapsed().as_secs() < 30 {
+    while site.lock().unwrap().conditional < requests && started.elapsed().as_secs() < 30 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     util::signal(&child, libc::SIGKILL);
     let _ = child.wait();
+}
+
+/// SIGKILL in the middle of a recrawl: the next `recrawl` finishes the checks that were
+/// queued (no `--all` needed), and no page is checked twice except those in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_recrawl_resumes_its_queued_checks() {
+    let n = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let (site, _server, _list, journal) = crawled_tagged(&dir, n).await;
+
+    kill_recrawl_after(&journal, &site, 40).await;
     let checked_before = status(&journal)["checked"].as_u64().unwrap();
     assert!(checked_before < n as u64, "killed mid-run");
 
@@ -253,6 +273,145 @@ async fn a_killed_recrawl_resumes_its_queued_checks() {
         conditional >= n as u64 && conditional <= n as u64 + 4,
         "only checks in flight at the kill are made twice: {conditional}"
     );
+    let out = on(&["verify"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A changed page's previous version moves to `versions` in the transaction that
+/// records the new one: SIGKILL in the middle of a recrawl that finds every page
+/// changed, then a recrawl that finishes, leave each page with exactly one older
+/// version, the first one, none lost and none twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_survive_a_killed_recrawl() {
+    let n = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let (site, server, _list, journal) = crawled_tagged(&dir, n).await;
+    set_pages(&site, 0..n, |path| Page::Tagged(body(path, 2), 2));
+    kill_recrawl_after(&journal, &site, 40).await;
+    let s = status(&journal);
+    assert!(
+        s["changed"].as_u64().unwrap() < n as u64,
+        "killed mid-run: {s}"
+    );
+    assert_eq!(s["versions"], s["changed"], "{s}");
+
+    let out = on(&["recrawl", "--quiet"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = status(&journal);
+    assert_eq!(
+        (&s["changed"], &s["versions"]),
+        (&n.into(), &n.into()),
+        "{s}"
+    );
+    let out = on(&["verify"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let journal = Journal::open_existing(&journal).unwrap();
+    for i in 0..n {
+        let path = format!("/t{i}");
+        let url = server.url(&path);
+        assert!(util::body_of(&journal, &url) == body(&path, 2).as_bytes());
+        let id = journal.find(&url).unwrap().unwrap();
+        let versions = journal.versions(id).unwrap();
+        assert_eq!(versions.len(), 1, "{path}");
+        let old = journal.version_body(id, versions[0].key_ms).unwrap();
+        assert!(old.unwrap() == body(&path, 1).as_bytes(), "{path}");
+    }
+}
+
+/// The status and whether the body is NULL of the row of `url`.
+async fn row_of(db: &TestDb, url: &str) -> (u16, bool) {
+    let mut conn = db.conn().await;
+    conn.exec_first(
+        "SELECT status, body IS NULL FROM pages WHERE url = ?",
+        (url,),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// `compact --drop-gone`: a gone page loses its body, its older versions and its
+/// annotation and keeps a tombstone (a 410 without a body). A crawl of the same list
+/// does not fetch it again; a recrawl that finds it still gone keeps the tombstone
+/// (nothing parsed); reparse does not annotate it; MySQL's row has no body any more;
+/// a page that comes back is a new version.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrected() {
+    let n = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let (site, server, list, journal) = crawled_tagged(&dir, n).await;
+    let db = TestDb::new().await;
+    let recrawl = |expect: &'static str| {
+        let out = on(
+            &["recrawl", "--all", "--quiet", "--sync", &db.url],
+            &journal,
+        );
+        let err = stderr(&out);
+        assert!(out.status.success() && err.contains(expect), "{err}");
+    };
+    // /t0 changes (one older version), then goes; /t1 goes.
+    set_pages(&site, [0], |path| Page::Tagged(body(path, 2), 2));
+    set_pages(&site, [1], |_| Page::Missing);
+    recrawl("checked 10: 8 unchanged, 1 changed, 1 gone");
+    set_pages(&site, [0], |_| Page::Missing);
+    recrawl("checked 10: 8 unchanged, 0 changed, 2 gone");
+    let before = status(&journal);
+    assert_eq!(
+        (&before["versions"], &before["parsed"]),
+        (&1.into(), &10.into())
+    );
+
+    let said = crate::compact::compact_with(&journal, &["--drop-gone"]);
+    assert!(
+        said.contains("1 older version dropped, 2 gone pages dropped"),
+        "{said}"
+    );
+    let after = status(&journal);
+    assert_eq!(
+        (&after["versions"], &after["parsed"]),
+        (&0.into(), &8.into())
+    );
+    assert_eq!(after["fetched"], n as u64, "a tombstone is a page record");
+    let one = before["stored_body_bytes"].as_u64().unwrap() / n as u64;
+    assert!(after["stored_body_bytes"].as_u64().unwrap() <= 8 * one + one / 2);
+    let out = on(&["verify"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    {
+        let j = Journal::open_existing(&journal).unwrap();
+        for path in ["/t0", "/t1"] {
+            let url = server.url(path);
+            assert!(util::no_body(&j, &url), "{path}");
+            assert_eq!(util::status_of(&util::page_of(&j, &url)), 410);
+        }
+    }
+    // The next sync writes the tombstones.
+    let out = on(&["sync", "--quiet", "--mysql", &db.url], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(row_of(&db, &server.url("/t1")).await, (410, true));
+    assert_eq!(row_of(&db, &server.url("/t2")).await, (200, false));
+
+    let hits = server.all_hits();
+    crawl_list(&list, &journal);
+    assert_eq!(
+        server.all_hits(),
+        hits,
+        "a crawl of the same list fetches nothing"
+    );
+    recrawl("checked 10: 10 unchanged, 0 changed, 0 gone");
+    let out = on(&["reparse", "--quiet"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let now = status(&journal);
+    assert_eq!(
+        (&now["parsed"], &now["versions"]),
+        (&8.into(), &0.into()),
+        "{now}"
+    );
+    assert_eq!(row_of(&db, &server.url("/t0")).await, (410, true));
+
+    set_pages(&site, [1], |path| Page::Tagged(body(path, 3), 3));
+    recrawl("checked 10: 9 unchanged, 1 changed, 0 gone");
+    assert_eq!(status(&journal)["parsed"], 9);
+    assert_eq!(row_of(&db, &server.url("/t1")).await, (200, false));
     let out = on(&["verify"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
 }
