@@ -441,6 +441,16 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         if report.dropped > 0 {
             eprintln!("repair: {} dropped from the journal", pages(report.dropped));
         }
+        if report.versions_dropped > 0 {
+            eprintln!(
+                "repair: {} dropped (an old version cannot be fetched again)",
+                counted(
+                    report.versions_dropped,
+                    "damaged older version",
+                    "damaged older versions"
+                )
+            );
+        }
         if repair != Repair::None && report.problems > 0 {
             eprintln!("repair: counters recounted; run `webspool verify` again to check");
         }

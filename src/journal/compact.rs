@@ -1,6 +1,6 @@
 //! `webspool compact`: the space of body bytes that no page record uses any more (the
-//! old version of a page a recrawl found changed, a page fetched again after `verify
-//! --repair`, damaged stretches, dropped pages) given back, and older bodies upgraded to
+//! older versions of a page it drops, a page fetched again after `verify --repair`,
+//! damaged stretches, dropped pages) given back, and older bodies upgraded to
 //! self-describing entries on the way. It must never delete a segment file that a
 //! record may point into, nor point a record at bytes that are not synced.
 //!
@@ -21,17 +21,28 @@
 //! recorded are cut off when the journal is next opened. Run again, `compact` finds the
 //! state, copies what is still below the new set, and deletes what is left of the old.
 //!
-//! A journal whose segments hold nothing but live entries, and no body stored before
-//! format 5, is left as it is ([`Journal::unused_bytes`]): a second run in a row does
-//! nothing.
+//! A journal whose segments hold nothing but live entries, no body stored before
+//! format 5, and nothing the flags drop, is left as it is ([`Journal::unused_bytes`],
+//! [`Journal::has_drops`]): a second run in a row does nothing.
 //!
 //! A body that fails its check is not copied: the page is reported (and recorded in
 //! `damaged`) and left for `verify --repair`, and the old segment it lies in is kept,
 //! with the state, until a later run finds nothing pointing there.
 //!
-//! The list of bodies to copy is built by [`Journal::live_chunk`]: today the body of
-//! each page record. Keeping older versions of a page means adding their records'
-//! bodies to that list; the copy, the rewrite and the retirement do not change.
+//! The list of bodies to copy is built by [`Journal::live_chunk`]: for each page
+//! record, the bodies of the older versions `--keep-versions` keeps (`versions.rs`),
+//! oldest first, then the page's own, so that a page's entries stay in the order of its
+//! versions; then ([`Journal::orphan_chunk`]) the versions of pages without a record
+//! (put back to be fetched again by `verify --repair`), all kept. The records of the
+//! versions beyond `--keep-versions`, and with `--drop-gone` the bodies of gone pages
+//! (`prune.rs`), are removed in the transaction that rewrites the chunk's records, so
+//! they go before the retirement deletes their bytes, and a kill leaves each version
+//! either kept (pointing at old bytes, or at new synced ones) or dropped. A version
+//! whose body fails its check is reported as its page's older version and kept with its
+//! segment, as a damaged page is (but not recorded as the page's damage); `verify
+//! --repair` drops it. A resumed compaction applies its own flags: a version that the
+//! interrupted run copied and this one drops leaves its bytes in the new set until the
+//! next compaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
