@@ -490,9 +490,10 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "recover: {} pages back as fetched, {} to fetch again (their bodies were damaged), \
-         {} damaged stretches skipped; the replaced files are in {replaced}",
-        report.pages, report.refetch, report.damaged
+        "recover: {} pages back as fetched (and {} older versions), {} to fetch again (their \
+         bodies were damaged), {} damaged stretches skipped; the replaced files are in \
+         {replaced}",
+        report.pages, report.versions, report.refetch, report.damaged
     );
     if !report.bare_segments.is_empty() {
         eprintln!(

@@ -743,3 +743,34 @@ async fn a_damaged_older_version_is_found_and_dropped_by_a_repair() {
         assert!(util::body_of(&journal, &url) == round_body(&path, 2).as_bytes());
     }
 }
+
+/// `recover` from segments that hold several entries of each page: the one fetched
+/// last is the page, the others its older versions, before a compaction (all in
+/// segment 1, in round order) and after one that kept two versions of each page.
+#[tokio::test(flavor = "multi_thread")]
+async fn recover_makes_the_older_entries_of_a_page_its_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20;
+    let (server, journal) = recrawled(&dir, n, 2).await;
+    let recover = |journal: &Path| {
+        delete_database(journal);
+        let out = on(&["recover"], journal);
+        let err = stderr(&out);
+        assert!(
+            out.status.success()
+                && err.contains(&format!("{n} pages back as fetched (and {} older", 2 * n)),
+            "{err}"
+        );
+        assert_clean(journal);
+    };
+    recover(&journal);
+    assert_versions(&journal, &server, n, 2, &[0, 1]);
+    assert_eq!(status(&journal)["versions"], 2 * n as u64);
+
+    compact_keeping(&journal, "2");
+    delete_database(&journal);
+    let out = on(&["recover"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean(&journal);
+    assert_versions(&journal, &server, n, 2, &[1]);
+}

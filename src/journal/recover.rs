@@ -49,6 +49,9 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 pub struct RecoverReport {
     /// Pages back as fetched (to be parsed and synced again).
     pub pages: u64,
+    /// Of the other entries with good bodies, the older versions of those pages (the
+    /// rest were copies of the same versions).
+    pub versions: u64,
     /// Pages whose entry was whole but whose body failed its checksum: back in the
     /// frontier, to be fetched again.
     pub refetch: u64,
@@ -100,6 +103,8 @@ pub fn recover(dir: &Path, mut progress: impl FnMut(u64)) -> Result<RecoverRepor
         rebuild(&journal, &segments, &numbers, &mut report, &mut progress)?;
         journal.recount()?;
         journal.checkpoint()?;
+        let restored = journal.status()?;
+        (report.pages, report.versions) = (restored.fetched, restored.versions);
     }
     let replaced = dir.join(format!("{REPLACED_PREFIX}{}", utc_stamp(super::now_ms())));
     write_switch(dir, 1, &replaced)?;
