@@ -65,6 +65,9 @@ const COMPACT: &str = "compact";
 const CHUNK_PAGES: usize = 256;
 /// Stored bytes copied per chunk, at most (a larger body still goes alone).
 const CHUNK_BYTES: usize = 32 * 1024 * 1024;
+/// Version records dropped per chunk, at most (a page's all go in the chunk of its
+/// record, so a page with more still goes alone).
+const CHUNK_DROPPED: usize = 8192;
 
 /// A compaction under way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,7 +407,7 @@ impl Journal {
                     self.take(id, examined, &mut chunk, left)?;
                 }
             }
-            if chunk.bytes >= CHUNK_BYTES {
+            if chunk.bytes >= CHUNK_BYTES || chunk.dropped.len() >= CHUNK_DROPPED {
                 break;
             }
         }
