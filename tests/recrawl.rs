@@ -334,7 +334,8 @@ async fn row_of(db: &TestDb, url: &str) -> (u16, bool) {
 /// annotation and keeps a tombstone (a 410 without a body). A crawl of the same list
 /// does not fetch it again; a recrawl that finds it still gone keeps the tombstone
 /// (nothing parsed); reparse does not annotate it; MySQL's row has no body any more;
-/// a page that comes back is a new version.
+/// a page that comes back is a new version. A page that was gone and came back as it
+/// was is not dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrected() {
     let n = 10;
@@ -349,11 +350,13 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
         let err = stderr(&out);
         assert!(out.status.success() && err.contains(expect), "{err}");
     };
-    // /t0 changes (one older version), then goes; /t1 goes.
+    // /t0 changes (one older version), then goes; /t1 goes; /t2 goes and comes back
+    // as it was (a 304: gone no more).
     set_pages(&site, [0], |path| Page::Tagged(body(path, 2), 2));
-    set_pages(&site, [1], |_| Page::Missing);
-    recrawl("checked 10: 8 unchanged, 1 changed, 1 gone");
+    set_pages(&site, [1, 2], |_| Page::Missing);
+    recrawl("checked 10: 7 unchanged, 1 changed, 2 gone");
     set_pages(&site, [0], |_| Page::Missing);
+    set_pages(&site, [2], |path| Page::Tagged(body(path, 1), 1));
     recrawl("checked 10: 8 unchanged, 0 changed, 2 gone");
     let before = status(&journal);
     assert_eq!(
@@ -389,6 +392,11 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(row_of(&db, &server.url("/t1")).await, (410, true));
     assert_eq!(row_of(&db, &server.url("/t2")).await, (200, false));
+    {
+        let j = Journal::open_existing(&journal).unwrap();
+        let url = server.url("/t2");
+        assert!(util::body_of(&j, &url) == body("/t2", 1).as_bytes());
+    }
 
     let hits = server.all_hits();
     crawl_list(&list, &journal);

@@ -387,10 +387,17 @@ impl Recheck {
             } else {
                 current.changed_at_ms
             },
+            // The last answer, when there was one: a gone page that is back with its
+            // stored body (unchanged) is gone no more.
             gone: match self.check {
-                Check::Gone => true,
-                Check::Changed => false,
-                Check::Unchanged | Check::Failed => current.gone,
+                Check::Failed => current.gone,
+                _ => matches!(
+                    meta.outcome,
+                    Outcome::Response {
+                        status: 404 | 410,
+                        ..
+                    }
+                ),
             },
             queued: false,
         }

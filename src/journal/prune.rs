@@ -188,7 +188,10 @@ impl Journal {
                 seen = 0;
             }
             seen += 1;
-            if seen > options.older_kept(self.is_gone(id)?) {
+            // A page without a record keeps its versions (`Journal::orphan_chunk`).
+            if seen > options.older_kept(self.is_gone(id)?)
+                && self.pages.contains_key(id_key(id))?
+            {
                 return Ok(true);
             }
         }
