@@ -20,6 +20,7 @@ use crate::journal::record::{encode_annotation, encode_host, encode_page, encode
 use crate::journal::record::{id_key, key_id, BodyRef};
 use crate::journal::recrawl::{decode_policy, decode_schedule, encode_policy, encode_schedule};
 use crate::journal::sync::{decode_last_sync, encode_last_sync};
+use crate::journal::versions::{split_version_key, version_key};
 use crate::journal::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 use crate::journal::{ErrorKind, KeptHeaders, Outcome, PageMeta, UrlEntry, Via};
 use crate::parse::{annotate, Rules, MAX_TEXT_EXTRACT};
@@ -271,6 +272,11 @@ fn decode_every_record(data: &[u8]) {
     match key_id(data) {
         Ok(id) => assert_eq!(id_key(id).as_slice(), data, "id key"),
         Err(_) => assert_ne!(data.len(), 8, "an 8-byte key refused"),
+    }
+
+    match split_version_key(data) {
+        Ok((id, at)) => assert_eq!(version_key(id, at).as_slice(), data, "version key"),
+        Err(_) => assert_ne!(data.len(), 16, "a 16-byte key refused"),
     }
 }
 

@@ -81,7 +81,7 @@ pub mod space;
 mod status;
 pub(crate) mod sync;
 mod verify;
-mod versions;
+pub(crate) mod versions;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
