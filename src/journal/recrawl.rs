@@ -430,6 +430,22 @@ mod tests {
             ..ok.clone()
         };
         assert_eq!(Check::of(&ok, Some(7), &failed, None), Check::Failed);
+        // A dropped gone page's tombstone (a 410 of no bytes, no body): still gone is
+        // unchanged, back is a new version.
+        let mut tombstone = response(410);
+        if let Outcome::Response { body_len, .. } = &mut tombstone.outcome {
+            *body_len = 0;
+        }
+        for status in [404, 410] {
+            assert_eq!(
+                Check::of(&tombstone, None, &response(status), Some(1)),
+                Check::Unchanged
+            );
+        }
+        assert_eq!(
+            Check::of(&tombstone, None, &response(200), Some(1)),
+            Check::Changed
+        );
     }
 
     #[test]
