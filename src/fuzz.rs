@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::fetch::decode::Decoder;
 use crate::journal::compact::{decode_compact, encode_compact};
+use crate::journal::hints::{decode_hint, encode_hint};
 use crate::journal::parse::{decode_reparse, encode_reparse};
 use crate::journal::record::{decode_annotation, decode_host, decode_page, decode_url};
 use crate::journal::record::{decode_entry_header, encode_entry_header, encode_segments_end};
@@ -257,6 +258,11 @@ fn decode_every_record(data: &[u8]) {
     if let Ok(last) = decode_last_sync(data) {
         let bytes = encode_last_sync(&last).expect("encodes");
         assert_eq!(decode_last_sync(&bytes).expect("decodes"), last);
+    }
+
+    if let Ok(hint) = decode_hint(data) {
+        let bytes = encode_hint(hint).expect("encodes");
+        assert_eq!(decode_hint(&bytes).expect("decodes"), hint);
     }
 
     if let Ok(state) = decode_compact(data) {

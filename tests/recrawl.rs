@@ -423,3 +423,88 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
     let out = on(&["verify"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `YYYY-MM-DDThh:mm:ssZ` of a time in milliseconds since the epoch, whole seconds.
+fn w3c_datetime(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Sitemap hints: a `<changefreq>` shortens a page's interval (`always`: to
+/// `--min-interval`), a `<lastmod>` after a page's last check makes it due at the next
+/// recrawl; pages without a hint, or with a longer changefreq, keep their interval.
+#[tokio::test(flavor = "multi_thread")]
+async fn sitemap_changefreq_and_lastmod_make_pages_due_sooner() {
+    let server = util::TestServer::start_knowing_base(|base, req| async move {
+        let path = req.uri().path().to_string();
+        if path != "/sitemap.xml" {
+            return server::reply(200, body(&path, 1));
+        }
+        let now = w3c_datetime(webspool::journal::now_ms());
+        let entries = [
+            ("/a", "<changefreq>always</changefreq>".to_string()),
+            ("/b", format!("<lastmod>{now}</lastmod>")),
+            ("/c", "<changefreq>yearly</changefreq>".to_string()),
+            ("/d", String::new()),
+        ];
+        let urls: String = entries
+            .iter()
+            .map(|(path, hint)| format!("<url><loc>{base}{path}</loc>{hint}</url>"))
+            .collect();
+        server::with_headers(
+            server::reply(
+                200,
+                format!(
+                    "<?xml version=\"1.0\"?><urlset \
+                     xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">{urls}</urlset>"
+                ),
+            ),
+            &[("content-type", "application/xml")],
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pages = ["/a", "/b", "/c", "/d"];
+    let list = util::url_file(&dir, &pages.map(|p| server.url(p)));
+    let journal = dir.path().join("j");
+    crawl_list(&list, &journal);
+    // The sitemap's lastmod (whole seconds) comes after the pages' fetch.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let sitemap = server.url("/sitemap.xml");
+    let out = on(&["crawl", "--quiet", "--sitemap", &sitemap], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(pages.iter().all(|p| server.hits(p) == 1));
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = on(&["recrawl", "--quiet", "--min-interval", "200ms"], &journal);
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains("checked 2:"), "{err}");
+    let hits: Vec<u64> = pages.iter().map(|p| server.hits(p)).collect();
+    assert_eq!(hits, [2, 2, 1, 1], "/a (always) and /b (lastmod) only");
+    assert_eq!(server.hits("/sitemap.xml"), 1);
+
+    // Checked since its lastmod, /b is not due again; /a is, every 200 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = on(&["recrawl", "--quiet"], &journal);
+    let err = stderr(&out);
+    assert!(out.status.success() && err.contains("checked 1:"), "{err}");
+    let hits: Vec<u64> = pages.iter().map(|p| server.hits(p)).collect();
+    assert_eq!(hits, [3, 2, 1, 1]);
+    let out = on(&["verify"], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

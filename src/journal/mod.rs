@@ -17,6 +17,7 @@
 //! | `damaged`       | id                       | what a stage found wrong with the page (`damage.rs`) |
 //! | `given_origins` | origin (`scheme://host[:port]`) | empty: the user gave URLs of it (see `grants.rs`) |
 //! | `versions`      | id, fetch time (ms, u64 BE) | an older version's page record, until `compact` drops it (see `versions.rs`) |
+//! | `hints`         | id                       | a sitemap's lastmod and changefreq of the page, for recrawl (see `hints.rs`) |
 //!
 //! The owner-only file `credentials` beside sled holds the userinfo of given URLs,
 //! which stored URLs never carry (`grants.rs`).
@@ -71,6 +72,7 @@ mod directory;
 mod fetch;
 mod frontier;
 mod grants;
+pub(crate) mod hints;
 pub(crate) mod parse;
 mod prune;
 pub(crate) mod record;
@@ -96,6 +98,7 @@ pub use body::{content_hash, decompress_body, decompress_body_into, pack_body, P
 pub use compact::CompactReport;
 pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
+pub use hints::Hint;
 pub use parse::ReparseState;
 pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use prune::CompactOptions;
@@ -245,6 +248,7 @@ pub struct Journal {
     schedule: sled::Tree,
     checked: sled::Tree,
     versions: sled::Tree,
+    hints: sled::Tree,
     /// Compressed bodies (format 3 on), outside sled.
     segments: segments::Segments,
     /// Origins the user gave URLs of, and their credentials.
@@ -348,6 +352,7 @@ impl Journal {
             schedule: db.open_tree("schedule")?,
             checked: db.open_tree("checked")?,
             versions: db.open_tree("versions")?,
+            hints: db.open_tree("hints")?,
             segments: segments::Segments::new(dir),
             grants: Arc::new(Grants::open(&db, dir)?),
             db,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::frontier::{AddTrees, NewUrl};
+use super::hints::{record_hints, Hint};
 use super::prune::is_tombstone;
 use super::record::{decode_annotation, decode_host, decode_page, decode_page_and_body};
 use super::record::{encode_annotation, encode_host};
@@ -157,13 +158,15 @@ impl Journal {
     ///
     /// `discovered` URLs (links followed from these pages) are added as new pending
     /// fetches in the same step, within `budget`, so a crash never loses the links of a
-    /// page whose annotation was kept.
+    /// page whose annotation was kept; then the sitemaps' `hints` of the pages the
+    /// journal knows are recorded (`hints.rs`).
     pub fn record_annotations(
         &self,
         batch: &[(u64, Annotation)],
         reparse: Option<ReparseState>,
         discovered: &[NewUrl],
         budget: Budget,
+        hints: &[Hint],
     ) -> Result<AnnotationReport, JournalError> {
         let added_at_ms = super::now_ms();
         self.guarded(|| {
@@ -182,9 +185,21 @@ impl Journal {
                 &self.url_index,
                 &self.frontier,
                 &self.hosts,
+                &self.hints,
             );
             let result = trees.transaction(
-                |(meta, annotations, pending, queue, seqs, counters, index, frontier, hosts)| {
+                |(
+                    meta,
+                    annotations,
+                    pending,
+                    queue,
+                    seqs,
+                    counters,
+                    index,
+                    frontier,
+                    hosts,
+                    hint_tree,
+                )| {
                     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
                     let mut report = AnnotationReport::default();
                     let add = AddTrees {
@@ -225,6 +240,7 @@ impl Journal {
                         report.changed += 1;
                         mark_for_sync(meta, queue, seqs, &key, &mut deltas)?;
                     }
+                    record_hints(index, hint_tree, hints, added_at_ms)?;
                     if let Some(state) = &reparse {
                         meta.insert("reparse", state.as_slice())?;
                     }

@@ -10,11 +10,13 @@
 //! ([`super::fetch`]): a 304, or a 200 whose decoded body has the stored content hash,
 //! is unchanged (the stored version stays); a 404 or 410 marks the page gone (its last
 //! good version stays); anything else is a new version, parsed and synced as usual.
+//! A sitemap's hints of a page (`hints.rs`) may bring it due sooner.
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::frontier::frontier_key;
+use super::hints::StoredHint;
 use super::record::{decode_page_with_url, encode_pending, id_key, key_id};
 use super::{
     bump, counter, entries_after, flatten, Journal, JournalError, Outcome, PageMeta, PendingEntry,
@@ -98,8 +100,20 @@ impl Schedule {
         }
     }
 
-    fn due_at(&self, policy: &RecrawlPolicy) -> u64 {
-        self.checked_at_ms.saturating_add(self.interval(policy))
+    /// When the page comes due, given the sitemap hint of it (`hints.rs`): a lastmod
+    /// after its last check makes it due now, a changefreq shortens its interval (not
+    /// below the policy's minimum).
+    fn due_at(&self, policy: &RecrawlPolicy, hint: Option<StoredHint>) -> u64 {
+        let mut interval = self.interval(policy);
+        if let Some(hint) = hint {
+            if hint.lastmod_ms.is_some_and(|at| at > self.checked_at_ms) {
+                return 0;
+            }
+            if let Some(every) = hint.changefreq_ms {
+                interval = interval.min(every.max(policy.min_ms));
+            }
+        }
+        self.checked_at_ms.saturating_add(interval)
     }
 }
 
@@ -248,7 +262,7 @@ impl Journal {
                     continue;
                 };
                 let schedule = self.schedule_of(id, &meta)?;
-                if schedule.queued || !(all || schedule.due_at(&policy) <= now_ms) {
+                if schedule.queued || !(all || schedule.due_at(&policy, self.hint(id)?) <= now_ms) {
                     continue;
                 }
                 let Ok(parsed) = url::Url::parse(&url.url) else {
@@ -341,8 +355,9 @@ impl Journal {
             let Ok((meta, _)) = decode_page_with_url(&record) else {
                 continue;
             };
-            let schedule = self.schedule_of(key_id(&key)?, &meta)?;
-            if !schedule.queued && schedule.due_at(&policy) <= now_ms {
+            let id = key_id(&key)?;
+            let schedule = self.schedule_of(id, &meta)?;
+            if !schedule.queued && schedule.due_at(&policy, self.hint(id)?) <= now_ms {
                 due += 1;
             }
         }
@@ -358,9 +373,10 @@ impl Journal {
             let Ok((meta, _)) = decode_page_with_url(&record) else {
                 continue;
             };
-            let schedule = self.schedule_of(key_id(&key)?, &meta)?;
+            let id = key_id(&key)?;
+            let schedule = self.schedule_of(id, &meta)?;
             if !schedule.queued {
-                let at = schedule.due_at(&policy);
+                let at = schedule.due_at(&policy, self.hint(id)?);
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
@@ -446,6 +462,33 @@ mod tests {
             Check::of(&tombstone, None, &response(200), Some(1)),
             Check::Changed
         );
+    }
+
+    #[test]
+    fn sitemap_hints_bring_a_page_due_sooner() {
+        let policy = RecrawlPolicy {
+            interval_ms: 1000,
+            min_ms: 100,
+            max_ms: 5000,
+        };
+        let schedule = Schedule {
+            checked_at_ms: 10_000,
+            ..Schedule::default()
+        };
+        let hint = |lastmod_ms, changefreq_ms| {
+            Some(StoredHint {
+                lastmod_ms,
+                changefreq_ms,
+            })
+        };
+        assert_eq!(schedule.due_at(&policy, None), 11_000);
+        // `always` is the policy's minimum; a longer changefreq changes nothing.
+        assert_eq!(schedule.due_at(&policy, hint(None, Some(0))), 10_100);
+        assert_eq!(schedule.due_at(&policy, hint(None, Some(500))), 10_500);
+        assert_eq!(schedule.due_at(&policy, hint(None, Some(2000))), 11_000);
+        // Modified after the last check: due now; before it: as usual.
+        assert_eq!(schedule.due_at(&policy, hint(Some(10_001), None)), 0);
+        assert_eq!(schedule.due_at(&policy, hint(Some(9_000), None)), 11_000);
     }
 
     #[test]

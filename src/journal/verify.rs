@@ -131,6 +131,20 @@ impl Journal {
         for problem in self.check_counters(&counts)? {
             report_problem(&mut report, problem);
         }
+        // Only a hint: a repair drops it, the page stays.
+        let bad_hints = self.undecodable_hints()?;
+        for (id, what) in &bad_hints {
+            let url = self.url_of(*id)?;
+            let what = format!("its sitemap hint {what}");
+            report_problem(
+                &mut report,
+                Problem {
+                    id: None,
+                    url,
+                    what,
+                },
+            );
+        }
         if repair != Repair::None && report.problems > 0 {
             damaged_ids.sort_unstable();
             damaged_ids.dedup();
@@ -144,6 +158,9 @@ impl Journal {
             for key in damaged_versions {
                 self.guarded(|| Ok(self.versions.remove(key)?))?;
                 report.versions_dropped += 1;
+            }
+            for (id, _) in bad_hints {
+                self.guarded(|| Ok(self.hints.remove(id_key(id))?))?;
             }
             self.recount()?;
             self.flush_blocking()?;

@@ -4,7 +4,7 @@
 use url::Url;
 
 use super::{html, xml, Annotation, DocKind, Rules, PARSER_VERSION};
-use crate::journal::{Outcome, PageMeta};
+use crate::journal::{Hint, Outcome, PageMeta};
 
 /// Largest decompressed size of a gzip-compressed sitemap (the sitemaps protocol
 /// allows 50 MiB uncompressed).
@@ -20,6 +20,12 @@ enum Route {
 /// Annotates one page from its record and decoded body. Never fails: problems are
 /// recorded in `error`.
 pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
+    annotate_with_hints(meta, body, rules).0
+}
+
+/// [`annotate`], and a sitemap's recrawl hints (`hints.rs`).
+pub fn annotate_with_hints(meta: &PageMeta, body: &[u8], rules: &Rules) -> (Annotation, Vec<Hint>) {
+    let mut hints = Vec::new();
     let mut out = Annotation {
         parser_version: PARSER_VERSION,
         rules_hash: rules.hash(),
@@ -32,13 +38,13 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
     } = &meta.outcome
     else {
         out.error = Some("the fetch failed: nothing to parse".into());
-        return out;
+        return (out, hints);
     };
     let base = match Url::parse(final_url) {
         Ok(url) => url,
         Err(e) => {
             out.error = Some(format!("final URL does not parse: {e}"));
-            return out;
+            return (out, hints);
         }
     };
     let content_type = headers.content_type.as_deref();
@@ -72,11 +78,13 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
             out.kind = Some(DocKind::Html);
             html::parse_html(body, content_type, &base, rules, &mut out);
         }
-        Route::Xml => apply_xml(xml::parse_xml(body, content_type, &base), &mut out),
+        Route::Xml => {
+            hints = apply_xml(xml::parse_xml(body, content_type, &base), &mut out);
+        }
         Route::Gzip => match xml::gunzip_capped(body, MAX_GUNZIPPED) {
             Ok(inner) if xml::looks_like_xml_doc(&inner) => {
                 // The header's charset, if any, is about the gzip bytes.
-                apply_xml(xml::parse_xml(&inner, None, &base), &mut out)
+                hints = apply_xml(xml::parse_xml(&inner, None, &base), &mut out);
             }
             Ok(_) => out.kind = Some(DocKind::Other),
             Err(e) => {
@@ -86,15 +94,18 @@ pub fn annotate(meta: &PageMeta, body: &[u8], rules: &Rules) -> Annotation {
         },
         Route::Other => out.kind = Some(DocKind::Other),
     }
-    out
+    (out, hints)
 }
 
-fn apply_xml(doc: xml::XmlDoc, out: &mut Annotation) {
+/// Fills `out` from a parsed XML document; returns its recrawl hints.
+fn apply_xml(doc: xml::XmlDoc, out: &mut Annotation) -> Vec<Hint> {
+    let hints = super::hints::sitemap_hints(&doc);
     out.kind = Some(doc.kind);
     out.title = doc.title;
     out.links = doc.links;
     out.links_dropped = doc.links_dropped;
     out.error = doc.error;
+    hints
 }
 
 /// `Text/HTML; charset=x` -> `text/html`.

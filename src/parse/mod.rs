@@ -10,12 +10,13 @@
 
 pub mod charset;
 mod document;
+mod hints;
 pub mod html;
 pub mod rules;
 pub mod stage;
 pub mod xml;
 
-pub use document::annotate;
+pub use document::{annotate, annotate_with_hints};
 
 use std::collections::BTreeMap;
 

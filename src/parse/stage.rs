@@ -17,8 +17,9 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{annotate, Annotation, Rules, PARSER_VERSION};
+use super::{annotate_with_hints, Annotation, Rules, PARSER_VERSION};
 use crate::follow::Follow;
+use crate::journal::Hint;
 use crate::journal::ReparseState;
 use crate::journal::{
     decompress_body_into, Budget, DiskFull, Journal, JournalError, MinFree, ParseInput,
@@ -101,6 +102,8 @@ struct Done {
     seq: u64,
     last_id: u64,
     results: Vec<(u64, Annotation)>,
+    /// The sitemaps' recrawl hints.
+    hints: Vec<Hint>,
     /// Pages whose body did not decompress, and why.
     damaged: Vec<(u64, String)>,
     bytes: u64,
@@ -341,12 +344,15 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
         // every page.
         let mut body = Vec::new();
         let mut results = Vec::with_capacity(chunk.pages.len());
+        let mut hints = Vec::new();
         let mut damaged = Vec::new();
         for page in &chunk.pages {
             match decompress_body_into(page.id, &page.compressed_body, &mut body) {
                 Ok(()) => {
                     bytes += body.len() as u64;
-                    results.push((page.id, annotate(&page.meta, &body, rules)));
+                    let (annotation, found) = annotate_with_hints(&page.meta, &body, rules);
+                    results.push((page.id, annotation));
+                    hints.extend(found);
                 }
                 Err(e) => damaged.push((page.id, e.to_string())),
             }
@@ -355,6 +361,7 @@ fn work(rx: &Mutex<Receiver<Chunk>>, tx: &SyncSender<Done>, rules: &Rules) {
             seq: chunk.seq,
             last_id: chunk.last_id,
             results,
+            hints,
             damaged,
             bytes,
         };
@@ -420,7 +427,8 @@ fn commit(
                 }
             }
             let budget = follow.map_or(Budget::default(), |f| f.budget);
-            let report = journal.record_annotations(&results, reparse, &discovered, budget)?;
+            let report =
+                journal.record_annotations(&results, reparse, &discovered, budget, &done.hints)?;
             journal.flush_blocking()?;
             // Durable from here on: count.
             let n = results.len() as u64;

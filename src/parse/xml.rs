@@ -53,6 +53,9 @@ pub struct XmlDoc {
     pub links: Vec<Link>,
     /// Links past [`MAX_LINKS`].
     pub links_dropped: u64,
+    /// Sitemap `changefreq` of the links that have one (a recrawl hint, not part of
+    /// the annotation): URL and the value as written.
+    pub changefreqs: Vec<(String, String)>,
     /// Why the document was not (fully) parsed: malformed or truncated XML (with the
     /// byte position, counted in the UTF-8 text after charset decoding), too deep, or
     /// not a sitemap or feed.
@@ -112,6 +115,7 @@ enum Tag {
     Entry,
     Loc,
     Lastmod,
+    Changefreq,
     Title,
     Link,
     Guid,
@@ -132,6 +136,7 @@ impl Tag {
             b"entry" => Tag::Entry,
             b"loc" => Tag::Loc,
             b"lastmod" => Tag::Lastmod,
+            b"changefreq" => Tag::Changefreq,
             b"title" => Tag::Title,
             b"link" => Tag::Link,
             b"guid" => Tag::Guid,
@@ -157,6 +162,8 @@ enum Field {
     Lastmod,
     /// `dc:date`, Atom `published`: used when the first is missing.
     LastmodFallback,
+    /// Sitemap `changefreq`.
+    Changefreq,
 }
 
 /// The text of one element being collected (including its descendants' text).
@@ -175,6 +182,7 @@ struct Record {
     title: Option<String>,
     lastmod: Option<String>,
     lastmod_fallback: Option<String>,
+    changefreq: Option<String>,
     /// Atom alternate links, resolved.
     hrefs: Vec<String>,
 }
@@ -201,6 +209,7 @@ impl<'u> Parser<'u> {
                 title: None,
                 links: Vec::new(),
                 links_dropped: 0,
+                changefreqs: Vec::new(),
                 error: None,
             },
             stack: Vec::new(),
@@ -291,6 +300,7 @@ impl<'u> Parser<'u> {
             | (Rss, _, Tag::PubDate)
             | (Atom, _, Tag::Updated) => Some(Field::Lastmod),
             (Rss, _, Tag::Date) | (Atom, _, Tag::Published) => Some(Field::LastmodFallback),
+            (Sitemap, _, Tag::Changefreq) => Some(Field::Changefreq),
             (Rss | Atom, _, Tag::Title) => Some(Field::Title),
             (Rss, _, Tag::Guid) => {
                 let permalink = attribute(e, |key| key == b"isPermaLink");
@@ -409,6 +419,7 @@ impl<'u> Parser<'u> {
             Field::Title => &mut record.title,
             Field::Lastmod => &mut record.lastmod,
             Field::LastmodFallback => &mut record.lastmod_fallback,
+            Field::Changefreq => &mut record.changefreq,
             Field::FeedTitle => return,
         };
         if slot.is_some() {
@@ -439,6 +450,9 @@ impl<'u> Parser<'u> {
                 continue;
             }
             self.seen.insert(key);
+            if let Some(changefreq) = &record.changefreq {
+                self.doc.changefreqs.push((url.clone(), changefreq.clone()));
+            }
             self.doc.links.push(Link {
                 url,
                 text: text.clone(),
