@@ -105,7 +105,7 @@ pub use prune::CompactOptions;
 pub use record::PendingEntry;
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
-pub use recover::{recover, RecoverReport};
+pub use recover::{recover, utc_fields, RecoverReport};
 pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
 pub use space::{DiskFull, MinFree};
 use status::counter;

@@ -133,6 +133,13 @@ fn lock_index(dir: &Path) -> Result<Option<File>, JournalError> {
 
 /// `YYYYMMDDTHHMMSSZ` of a time in milliseconds since the epoch (UTC).
 fn utc_stamp(ms: u64) -> String {
+    let [year, month, day, hour, minute, second] = utc_fields(ms);
+    format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z")
+}
+
+/// A time in milliseconds since the epoch as UTC year, month, day, hour, minute and
+/// second.
+pub fn utc_fields(ms: u64) -> [i64; 6] {
     let secs = ms / 1000;
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -145,12 +152,8 @@ fn utc_stamp(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let rest = rest as i64;
+    [year, month, day, rest / 3600, rest / 60 % 60, rest % 60]
 }
 
 /// Restores every entry of the segments into `journal`.

@@ -161,6 +161,23 @@ mod tests {
         }
     }
 
+    /// The inverse of the calendar conversion `recover` names its folders with.
+    #[test]
+    fn datetimes_round_trip_through_the_calendar() {
+        for secs in [
+            0,
+            59,
+            951_782_400,
+            1_709_251_199,
+            4_102_444_800,
+            253_402_300_799,
+        ] {
+            let [y, mo, d, h, mi, s] = crate::journal::utc_fields(secs * 1000);
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+            assert_eq!(w3c_datetime_ms(&text), Some(secs * 1000), "{text}");
+        }
+    }
+
     #[test]
     fn changefreqs_are_intervals() {
         assert_eq!(changefreq_ms("always"), Some(0));
