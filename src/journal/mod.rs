@@ -124,6 +124,10 @@ const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 pub enum JournalError {
     #[error("journal {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// Another process has the journal open (sled's lock on `db`): its holder, which
+    /// other commands ask through its socket (`crate::holder`).
+    #[error("journal {path}: it is in use by another webspool process")]
+    InUse { path: PathBuf },
     #[error("journal {path} is not a webspool journal: {why}")]
     NotAJournal { path: PathBuf, why: String },
     #[error(
@@ -670,9 +674,8 @@ fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
         .cache_capacity(CACHE_CAPACITY)
         .mode(sled::Mode::HighThroughput);
     open_sled(&config).map_err(|e| match e {
-        sled::Error::Io(io) if is_lock_error(&io) => JournalError::Open {
+        sled::Error::Io(io) if is_lock_error(&io) => JournalError::InUse {
             path: dir.to_path_buf(),
-            message: "it is in use by another webspool process".into(),
         },
         sled::Error::Io(io) if space::is_full(&io) => JournalError::NoSpace {
             writing: "the snapshot sled writes when it opens a database".into(),
