@@ -254,7 +254,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut attempts = 0;
         loop {
-            let holder = match open_or_ask(dir).await? {
+            let holder = match open_or_ask(dir, Journal::open_existing).await? {
                 Opened::Here(journal) => break *journal,
                 Opened::Held(holder) => holder,
             };
@@ -391,15 +391,18 @@ enum Opened {
 
 /// For a command the holder can run for us (`status`, `verify`, a one-shot `sync`):
 /// the process holding the journal in `dir` if one does and answers, else the journal
-/// opened here. A holder may be between opening the journal and listening: the journal
+/// opened here (`open`). A holder may be between opening the journal and listening: the journal
 /// found in use with nobody listening is tried again for a few seconds.
-async fn open_or_ask(dir: &Path) -> anyhow::Result<Opened> {
+async fn open_or_ask(
+    dir: &Path,
+    open: fn(&Path) -> Result<Journal, JournalError>,
+) -> anyhow::Result<Opened> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         if let Some(holder) = Holder::connect(dir).await? {
             return Ok(Opened::Held(holder));
         }
-        match Journal::open_existing(dir) {
+        match open(dir) {
             Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -604,7 +607,7 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.journal.journal;
     let mut attempts = 0;
     let status = loop {
-        let mut holder = match open_or_ask(dir).await? {
+        let mut holder = match open_or_ask(dir, Journal::open_to_read).await? {
             Opened::Here(journal) => {
                 let mut status = journal.status()?;
                 status.due = Some(journal.due_count(webspool::journal::now_ms())?);
@@ -658,7 +661,7 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut attempts = 0;
         loop {
-            let holder = match open_or_ask(dir).await? {
+            let holder = match open_or_ask(dir, Journal::open_to_read).await? {
                 Opened::Here(journal) => break *journal,
                 Opened::Held(holder) => holder,
             };

@@ -297,18 +297,31 @@ impl Journal {
     /// directory (`crawl`). Anything else that is not a webspool journal is refused with
     /// a clear error, and so is a journal whose files are missing (see `directory.rs`).
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(dir, true)
+        Journal::open_with(dir, true, true)
     }
 
     /// Opens the journal in `dir`, which must exist: every command but `crawl`. Creates
     /// nothing; a missing path or an empty directory is [`JournalError::NoJournal`].
     pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(dir, false)
+        Journal::open_with(dir, false, true)
     }
 
-    fn open_with(dir: &Path, create: bool) -> Result<Journal, JournalError> {
+    /// [`Journal::open_existing`] for a command that only reads (`status`, `verify`):
+    /// the reserve file is not grown back. sled still writes as it opens (its log and
+    /// a snapshot), and so does webspool in what needs no command to finish: a segment
+    /// tail past the last commit is cut off, a journal from before the marker file gets
+    /// one, an older format is upgraded.
+    pub fn open_to_read(dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(dir, false, false)
+    }
+
+    /// Opens (`create`: or creates) the journal in `dir`; `reserve`: then grows the
+    /// reserve file back.
+    fn open_with(dir: &Path, create: bool, reserve: bool) -> Result<Journal, JournalError> {
         let journal = Journal::open_whole(dir, create).map_err(|e| e.in_dir(dir))?;
-        space::keep_reserve(dir);
+        if reserve {
+            space::keep_reserve(dir);
+        }
         Ok(journal)
     }
 
@@ -323,6 +336,7 @@ impl Journal {
             Found::Marked(marker) => Some(marker),
             Found::Unmarked => None,
         };
+        directory::check_writable(dir)?;
         // sled writes when it opens a database: on a full disk, the reserve makes room.
         space::release_reserve_if_full(dir)?;
         directory::drop_unfinished_snapshots(dir)?;
