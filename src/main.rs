@@ -17,7 +17,7 @@ use webspool::journal::{
     DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status, VerifyReport,
 };
 use webspool::parse::stage::{self, Control, Mode};
-use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
+use webspool::pipeline::{crawl, CrawlConfig, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
 use webspool::sync::{self, SyncControl, SyncError};
 
@@ -133,12 +133,7 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let journal = Arc::new(open_to_write(&args.journal.journal, Journal::open, "a crawl").await?);
-    let turn = config
-        .sync
-        .as_ref()
-        .map(|s| s.turn.clone())
-        .unwrap_or_default();
-    let _serving = holder::serve(journal.clone(), Serves::All, turn);
+    let _serving = serve_run(&journal, &config);
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
@@ -147,6 +142,13 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     journal.checkpoint()?;
     print_summary(&summary);
     Ok(finished(summary.interrupted, summary.disk_full))
+}
+
+/// Serves the journal of a run that fetches to other processes; their sync passes take
+/// turns with its sync stage (`--sync`).
+fn serve_run(journal: &Arc<Journal>, config: &CrawlConfig) -> Option<holder::Serving> {
+    let turn = config.sync.as_ref().map(|s| s.turn.clone());
+    holder::serve(journal.clone(), Serves::All, turn.unwrap_or_default())
 }
 
 /// Runs `recrawl`: queues the pages that are due, fetches them as a crawl does, and with
@@ -160,12 +162,7 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
     };
     let journal =
         Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, "a recrawl").await?);
-    let turn = config
-        .sync
-        .as_ref()
-        .map(|s| s.turn.clone())
-        .unwrap_or_default();
-    let _serving = holder::serve(journal.clone(), Serves::All, turn);
+    let _serving = serve_run(&journal, &config);
     let policy = match args.policy(journal.recrawl_policy()?) {
         Ok(policy) => policy,
         Err(e) => return Ok(usage(e)),
@@ -219,12 +216,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, what).await?);
     let _serving = holder::serve(journal.clone(), Serves::All, Default::default());
     let control = Arc::new(Control::default());
-    let stopper = control.clone();
-    on_interrupt("committing pages in progress", move || {
-        stopper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release)
-    });
+    stop_on_interrupt("committing pages in progress", control.clone(), |c| &c.stop);
     let summary = tokio::task::spawn_blocking(move || {
         let summary = stage::run(&journal, &config, mode, &control)?;
         journal.checkpoint()?;
@@ -252,40 +244,23 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let journal = if config.every.is_some() {
         open_to_write(dir, Journal::open_existing, "a `sync --every`").await?
     } else {
-        let mut attempts = 0;
-        loop {
-            let holder = match open_or_ask(dir, Journal::open_existing).await? {
-                Opened::Here(journal) => break *journal,
-                Opened::Held(holder) => holder,
-            };
-            match sync_in_holder(holder, &args).await {
-                // The holder ended meanwhile: the journal is free, or held anew.
-                Err(e) if gone(&e) && attempts < 3 => attempts += 1,
-                other => return other,
-            }
+        match here_or_held(dir, Journal::open_existing, |holder| {
+            sync_in_holder(holder, &args)
+        })
+        .await?
+        {
+            Ok(journal) => journal,
+            Err(code) => return Ok(code),
         }
     };
     let journal = Arc::new(journal);
     let _serving = holder::serve(journal.clone(), Serves::All, config.turn.clone());
     let control = Arc::new(SyncControl::default());
-    let stopper = control.clone();
-    on_interrupt("finishing the batch in progress", move || {
-        stopper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release)
+    stop_on_interrupt("finishing the batch in progress", control.clone(), |c| {
+        &c.stop
     });
     let pending = journal.status()?.pending_sync;
-    let reporter = {
-        let (control, started) = (control.clone(), std::time::Instant::now());
-        Reporter::start(progress_mode(args.quiet), "sync", move || {
-            let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
-            View {
-                done: synced,
-                total: pending.max(synced),
-                message: format!("{:.0} pages/s", per_sec(synced, started)),
-            }
-        })
-    };
+    let reporter = sync_progress(args.quiet, &control, pending);
     let summary = sync::run(journal.clone(), &config, control).await?;
     journal.checkpoint()?;
     drop(reporter);
@@ -296,6 +271,19 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         journal.status()?.pending_sync,
     );
     Ok(finished(summary.interrupted, summary.disk_full))
+}
+
+/// The progress of a sync: pages synced of `pending`.
+fn sync_progress(quiet: bool, control: &Arc<SyncControl>, pending: u64) -> Reporter {
+    let (control, started) = (control.clone(), std::time::Instant::now());
+    Reporter::start(progress_mode(quiet), "sync", move || {
+        let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
+        View {
+            done: synced,
+            total: pending.max(synced),
+            message: format!("{:.0} pages/s", per_sec(synced, started)),
+        }
+    })
 }
 
 /// The line a sync prints when it ends.
@@ -328,23 +316,13 @@ async fn sync_in_holder(mut holder: Holder, args: &SyncArgs) -> anyhow::Result<E
         min_free: config.min_free,
     });
     let control = Arc::new(SyncControl::default());
-    let stopper = control.clone();
-    on_interrupt("the holder finishes the batch in progress", move || {
-        stopper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release)
-    });
-    let reporter = {
-        let (control, started) = (control.clone(), std::time::Instant::now());
-        Reporter::start(progress_mode(args.quiet), "sync", move || {
-            let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
-            View {
-                done: synced,
-                total: synced,
-                message: format!("{:.0} pages/s", per_sec(synced, started)),
-            }
-        })
-    };
+    stop_on_interrupt(
+        "the holder finishes the batch in progress",
+        control.clone(),
+        |c| &c.stop,
+    );
+    // What the holder has pending is not known here.
+    let reporter = sync_progress(args.quiet, &control, 0);
     let dir = &args.journal.journal;
     let reply = ask(&mut holder, dir, &request, &control.stop, |reply| {
         if let Reply::Progress(synced) = reply {
@@ -407,6 +385,32 @@ async fn open_or_ask(
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             other => return Ok(Opened::Here(Box::new(other?))),
+        }
+    }
+}
+
+/// For a command the holder can run for us: the journal opened here (`open`), or, when
+/// a process holds it, the command run there by `held`, whose exit code is returned
+/// instead. A holder that goes away before answering leaves the journal free (or to
+/// the next holder): asked again, up to three times.
+async fn here_or_held<F, Fut>(
+    dir: &Path,
+    open: fn(&Path) -> Result<Journal, JournalError>,
+    mut held: F,
+) -> anyhow::Result<Result<Journal, ExitCode>>
+where
+    F: FnMut(Holder) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let mut attempts = 0;
+    loop {
+        let holder = match open_or_ask(dir, open).await? {
+            Opened::Here(journal) => return Ok(Ok(*journal)),
+            Opened::Held(holder) => holder,
+        };
+        match held(holder).await {
+            Err(e) if gone(&e) && attempts < 3 => attempts += 1,
+            other => return other.map(Err),
         }
     }
 }
@@ -544,6 +548,18 @@ fn on_interrupt(what: &'static str, stop: impl FnOnce() + Send + 'static) {
     });
 }
 
+/// On the first Ctrl-C (see [`on_interrupt`]), logs `what` and sets the stop flag
+/// `flag` finds in `owner`.
+fn stop_on_interrupt<T: Send + Sync + 'static>(
+    what: &'static str,
+    owner: Arc<T>,
+    flag: fn(&T) -> &std::sync::atomic::AtomicBool,
+) {
+    on_interrupt(what, move || {
+        flag(&owner).store(true, std::sync::atomic::Ordering::Release)
+    });
+}
+
 /// SIGINT and SIGTERM, as one stream.
 struct Signals {
     #[cfg(unix)]
@@ -605,29 +621,34 @@ fn print_summary(s: &CrawlSummary) {
 
 async fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let dir = &args.journal.journal;
-    let mut attempts = 0;
-    let status = loop {
-        let mut holder = match open_or_ask(dir, Journal::open_to_read).await? {
-            Opened::Here(journal) => {
-                let mut status = journal.status()?;
-                status.due = Some(journal.due_count(webspool::journal::now_ms())?);
-                break status;
-            }
-            Opened::Held(holder) => holder,
-        };
-        let never = std::sync::atomic::AtomicBool::new(false);
-        match ask(&mut holder, dir, &Request::Status, &never, |_| {}).await {
-            Ok(Ok(Reply::Status(status))) => break status,
-            Ok(Ok(other)) => return Err(unexpected(&holder, &other)),
-            Ok(Err(code)) => return Ok(code),
-            Err(e) if gone(&e) && attempts < 3 => attempts += 1,
-            Err(e) => return Err(e),
-        }
+    let journal = match here_or_held(dir, Journal::open_to_read, |holder| {
+        status_in_holder(holder, dir, args.json)
+    })
+    .await?
+    {
+        Ok(journal) => journal,
+        Err(code) => return Ok(code),
     };
-    let text = if args.json {
-        serde_json::to_string_pretty(&status)? + "\n"
+    let mut status = journal.status()?;
+    status.due = Some(journal.due_count(webspool::journal::now_ms())?);
+    print_status(dir, &status, args.json)
+}
+
+/// `status` answered by the process holding the journal.
+async fn status_in_holder(mut holder: Holder, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    match ask(&mut holder, dir, &Request::Status, &never, |_| {}).await? {
+        Ok(Reply::Status(status)) => print_status(dir, &status, json),
+        Ok(other) => Err(unexpected(&holder, &other)),
+        Err(code) => Ok(code),
+    }
+}
+
+fn print_status(dir: &Path, status: &Status, json: bool) -> anyhow::Result<ExitCode> {
+    let text = if json {
+        serde_json::to_string_pretty(status)? + "\n"
     } else {
-        status_text(dir, &status)
+        status_text(dir, status)
     };
     // A reader that stops early (`| head`) is not an error.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -659,16 +680,13 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let journal = if repair != Repair::None {
         open_to_write(dir, Journal::open_existing, "a `verify --repair`").await?
     } else {
-        let mut attempts = 0;
-        loop {
-            let holder = match open_or_ask(dir, Journal::open_to_read).await? {
-                Opened::Here(journal) => break *journal,
-                Opened::Held(holder) => holder,
-            };
-            match verify_in_holder(holder, dir, json).await {
-                Err(e) if gone(&e) && attempts < 3 => attempts += 1,
-                other => return other,
-            }
+        match here_or_held(dir, Journal::open_to_read, |holder| {
+            verify_in_holder(holder, dir, json)
+        })
+        .await?
+        {
+            Ok(journal) => journal,
+            Err(code) => return Ok(code),
         }
     };
     let journal = Arc::new(journal);

@@ -26,7 +26,8 @@
 //! and `segments/`, the directory holds the marker file `webspool-journal`, which lets
 //! an open tell a damaged journal from an empty or smaller one (`directory.rs`), and the
 //! reserve `webspool-reserve`, which makes room for sled to open the journal on a full
-//! disk (`space.rs`). Ids are assigned from `next_id` in increasing order, so
+//! disk (`space.rs`), and while a process holds the journal its socket `webspool.sock`
+//! (`crate::holder`). Ids are assigned from `next_id` in increasing order, so
 //! every scan in id order sees new URLs after old ones.
 //!
 //! # State machine of a URL
