@@ -71,23 +71,17 @@ pub struct Holder {
 
 impl Holder {
     /// Connects to the holder of the journal in `dir`; `None` when no process listens
-    /// there (no socket, or one left by a killed holder).
+    /// there (no socket, one left by a killed holder, a path that cannot hold one).
     pub async fn connect(dir: &Path) -> Result<Option<Holder>, HolderError> {
         let io = |e: std::io::Error| HolderError::Io {
             dir: dir.to_path_buf(),
             message: e.to_string(),
         };
-        let mut stream = match socket::connect(dir).await {
-            Ok(stream) => stream,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(io(e)),
+        // Nobody listens (no socket, or one a killed holder left), or the path holds no
+        // socket at all (not a directory, say): opening the journal here says what is
+        // wrong, if anything.
+        let Ok(mut stream) = socket::connect(dir).await else {
+            return Ok(None);
         };
         let peer = stream.peer_cred().map_err(io)?;
         if peer.uid() != socket::our_uid() {
