@@ -11,7 +11,7 @@ use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, 
 use crate::follow::{Follow, FollowError, FollowPolicy, Scope};
 use crate::journal::{Budget, RecrawlPolicy};
 use crate::parse::stage::ParseConfig;
-use crate::parse::{Rules, RulesError};
+use crate::parse::{Rules, RulesChoice, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
 use crate::progress::ProgressMode;
 use crate::sync::{SyncConfig, Target};
@@ -284,7 +284,7 @@ pub struct RunArgs {
     pub rules: RulesArg,
     /// Only fetch; parse later with `webspool parse`. (Cannot be combined with --sync,
     /// which syncs parsed pages, or with link following, which needs the links.)
-    #[arg(long, conflicts_with_all = ["sync", "rules", "follow", "sitemap"])]
+    #[arg(long, conflicts_with_all = ["sync", "rules", "no_rules", "follow", "sitemap"])]
     pub no_parse: bool,
     #[command(flatten)]
     pub polite: PoliteArgs,
@@ -387,18 +387,28 @@ fn delay_secs(s: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct RulesArg {
-    /// Extraction rules: a TOML file mapping field names to CSS selectors.
+    /// Extraction rules: a TOML file mapping field names to CSS selectors. They are kept
+    /// in the journal (replacing rules kept before), and later runs without --rules use
+    /// them again.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Parse without extraction rules, and drop those the journal keeps.
+    #[arg(long, conflicts_with = "rules")]
+    pub no_rules: bool,
 }
 
 impl RulesArg {
-    /// Loads and checks the rules before any work starts.
-    pub fn load(&self) -> Result<Rules, RulesError> {
-        match &self.rules {
-            Some(path) => Rules::load(path),
-            None => Ok(Rules::default()),
+    /// Loads and checks the rules given before any work starts.
+    pub fn load(&self) -> Result<RulesChoice, RulesError> {
+        if self.no_rules {
+            return Ok(RulesChoice::Dropped);
         }
+        let Some(path) = &self.rules else {
+            return Ok(RulesChoice::Kept);
+        };
+        let (rules, text) = Rules::load_text(path)?;
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        Ok(RulesChoice::given(rules, text, file.display().to_string()))
     }
 }
 
@@ -421,7 +431,7 @@ pub struct ParseArgs {
 impl ParseArgs {
     pub fn to_config(&self) -> Result<ParseConfig, RulesError> {
         Ok(ParseConfig {
-            rules: Arc::new(self.rules.load()?),
+            rules: self.rules.load()?,
             threads: self.threads.map_or_else(default_threads, |n| n as usize),
             progress: progress_mode(self.quiet),
             follow: None,
@@ -707,7 +717,7 @@ impl RunArgs {
             parse: match self.no_parse {
                 true => None,
                 false => Some(ParseConfig {
-                    rules: Arc::new(self.rules.load()?),
+                    rules: self.rules.load()?,
                     threads: default_threads(),
                     progress: ProgressMode::Off,
                     follow,

@@ -359,6 +359,7 @@ fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let journal = Journal::open_existing(&args.journal.journal)?;
     let mut status = journal.status()?;
     status.due = Some(journal.due_count(webspool::journal::now_ms())?);
+    status.rules = journal.stored_rules()?.as_ref().map(Into::into);
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
@@ -625,6 +626,13 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
     if let Some(due) = s.due {
         rows.push(("due for recrawl".into(), due.to_string()));
     }
+    rows.push((
+        "rules".into(),
+        s.rules.as_ref().map_or_else(
+            || "none".to_string(),
+            |r| format!("{} ({})", r.file, r.hash),
+        ),
+    ));
     if s.damaged > 0 {
         rows.push((
             "damaged".into(),

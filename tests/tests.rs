@@ -19,6 +19,7 @@ mod parse;
 mod polite;
 mod recover;
 mod recrawl;
+mod rules;
 mod secrets;
 mod sync;
 mod tls;

@@ -72,6 +72,7 @@ pub(crate) mod parse;
 pub(crate) mod record;
 mod recover;
 pub(crate) mod recrawl;
+pub(crate) mod rules;
 mod segments;
 pub mod space;
 mod status;
@@ -98,9 +99,10 @@ pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta}
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, RecoverReport};
 pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
+pub use rules::StoredRules;
 pub use space::{DiskFull, MinFree};
 use status::counter;
-pub use status::Status;
+pub use status::{RulesShown, Status};
 pub use sync::{LastSync, SyncItem};
 pub use verify::{Problem, Repair, VerifyReport};
 // For the `segment_entries` fuzz check (`crate::fuzz`): a scan of one segment file.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::rules::StoredRules;
 use super::sync::LastSync;
 use super::{abort, flatten, read_u64, ErrorKind, Journal, JournalError};
 
@@ -35,6 +36,9 @@ pub struct Status {
     /// Pages due for a recrawl check: counted by the `status` command (a scan), not
     /// by [`Journal::status`].
     pub due: Option<u64>,
+    /// The extraction rules kept in the journal: filled by the `status` command, not by
+    /// [`Journal::status`] (which the crawl reads often).
+    pub rules: Option<RulesShown>,
     /// Body bytes as received after content-decoding.
     pub raw_bytes: u64,
     /// Body bytes as stored, zstd-compressed.
@@ -44,6 +48,23 @@ pub struct Status {
     pub errors: BTreeMap<String, u64>,
     /// The last sync that committed, if any.
     pub last_sync: Option<LastSync>,
+}
+
+/// The kept rules as `status` names them: the file and the hash (16 hex digits, the
+/// form `reparse` logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RulesShown {
+    pub file: String,
+    pub hash: String,
+}
+
+impl From<&StoredRules> for RulesShown {
+    fn from(rules: &StoredRules) -> Self {
+        RulesShown {
+            file: rules.file.clone(),
+            hash: format!("{:016x}", rules.hash),
+        }
+    }
 }
 
 pub(super) mod counter {

@@ -170,6 +170,11 @@ impl Rules {
     /// Reads and validates a rules file (at most [`MAX_RULES_FILE`] bytes of it); every
     /// error names the file.
     pub fn load(path: &Path) -> Result<Rules, RulesError> {
+        Rules::load_text(path).map(|(rules, _)| rules)
+    }
+
+    /// [`Rules::load`], and the file's text, which the journal keeps.
+    pub fn load_text(path: &Path) -> Result<(Rules, String), RulesError> {
         let read_error = |error| RulesError::Read {
             path: path.to_path_buf(),
             error,
@@ -187,7 +192,8 @@ impl Rules {
         }
         let text = String::from_utf8(bytes)
             .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        Rules::from_toml(&text).map_err(in_file)
+        let rules = Rules::from_toml(&text).map_err(in_file)?;
+        Ok((rules, text))
     }
 
     /// The fields, sorted by name.

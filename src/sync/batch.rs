@@ -7,10 +7,13 @@
 //! nothing. A body that alone would not fit in the server's `max_allowed_packet` is left
 //! out and flagged on its row (`body_omitted`), so it never blocks the batch.
 
+use std::collections::BTreeMap;
+
 use mysql_async::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::journal::{Journal, JournalError, Outcome};
+use crate::parse::Field;
 use crate::urls::without_userinfo;
 
 pub(super) const PAGE_COLUMNS: &[&str] = &[
@@ -227,7 +230,8 @@ fn page_rows(
     let a = annotation.as_ref();
     let fields = match a {
         Some(a) => Value::Bytes(
-            serde_json::to_vec(&a.fields).map_err(|e| JournalError::Encode(e.to_string()))?,
+            serde_json::to_vec(&fields_json(&a.fields))
+                .map_err(|e| JournalError::Encode(e.to_string()))?,
         ),
         None => Value::NULL,
     };
@@ -286,6 +290,14 @@ fn page_rows(
         })
         .collect();
     Ok(PageRows { row, links, hash })
+}
+
+/// The `fields` column: each field as [`Field::to_json`] shows it.
+fn fields_json(fields: &BTreeMap<String, Field>) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .iter()
+        .map(|(name, field)| (name.clone(), field.to_json()))
+        .collect()
 }
 
 fn damaged(id: u64) -> JournalError {
