@@ -194,6 +194,44 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     }
     let out = on(&["verify"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // gone_at: set for the pages that answered 404, and only for them.
+    let gone = gone_at(&db).await;
+    let gone_paths = ["/t18", "/t19"];
+    for path in &paths {
+        let at = &gone[&server.url(path)];
+        assert_eq!(
+            at.is_some(),
+            gone_paths.contains(&path.as_str()),
+            "{path}: {at:?}"
+        );
+    }
+    // /t18 comes back as it was (a 304), /t19 is still gone: t18's gone_at is cleared,
+    // t19 keeps the time it was first found gone.
+    site.lock()
+        .unwrap()
+        .pages
+        .insert("/t18".into(), Page::Tagged(body("/t18", 1), 1));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let out = on(
+        &["recrawl", "--all", "--quiet", "--sync", &db.url],
+        &journal,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = gone_at(&db).await;
+    assert_eq!(again[&server.url("/t18")], None);
+    assert_eq!(again[&server.url("/t19")], gone[&server.url("/t19")]);
+    assert_eq!(again.values().filter(|at| at.is_some()).count(), 1);
+}
+
+/// url -> gone_at, for every row.
+async fn gone_at(db: &TestDb) -> BTreeMap<String, Option<String>> {
+    let mut conn = db.conn().await;
+    conn.query("SELECT url, CAST(gone_at AS CHAR) FROM pages")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// SIGKILL in the middle of a recrawl: the next `recrawl` finishes the checks that were

@@ -22,4 +22,5 @@ mod recrawl;
 mod rules;
 mod secrets;
 mod sync;
+mod sync_schema;
 mod tls;

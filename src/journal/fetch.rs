@@ -381,10 +381,11 @@ impl Recheck {
             } else {
                 current.changed_at_ms
             },
+            // A page that answers again (a 304 or its stored version, too) is back.
             gone: match self.check {
                 Check::Gone => true,
-                Check::Changed => false,
-                Check::Unchanged | Check::Failed => current.gone,
+                Check::Changed | Check::Unchanged => false,
+                Check::Failed => current.gone,
             },
             queued: false,
         }

@@ -335,9 +335,13 @@ async fn write_checked(
         if items.is_empty() {
             return Ok(written);
         }
-        let checks: Vec<(Vec<u8>, u64)> = items
+        let checks: Vec<upsert::CheckRow> = items
             .iter()
-            .map(|item| (url_hash(&item.url), item.at_ms))
+            .map(|item| upsert::CheckRow {
+                url_hash: url_hash(&item.url),
+                at_ms: item.at_ms,
+                gone: item.gone,
+            })
             .collect();
         tokio::time::timeout(config.op_timeout, upsert::write_checks(conn, &checks))
             .await
