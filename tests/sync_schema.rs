@@ -1,62 +1,20 @@
 //! MySQL as analysts query it, through the binary and MariaDB: a database created by
-//! the previous schema (version 2) is migrated in place, its old rows kept; page by URL
-//! and "who links to X" are index lookups; the fetch facts are columns.
+//! the previous schema (version 2, built from its migrations) is migrated in place, its
+//! old rows kept; page by URL and "who links to X" are index lookups; the fetch facts
+//! are columns.
 
 use mysql_async::prelude::*;
 use mysql_async::Row;
+use webspool::sync::MIGRATIONS;
 
-use crate::cli::{run, stderr};
+use crate::cli::{on, stderr};
 use crate::util::mysql::TestDb;
 use crate::util::{self, server};
 
-/// Schema version 2 as webspool created it before version 3.
-const SCHEMA_2: &[&str] = &[
-    "CREATE TABLE pages (
-        url_hash BINARY(16) NOT NULL PRIMARY KEY,
-        url TEXT NOT NULL,
-        journal_id CHAR(32) NOT NULL,
-        source_key TEXT NULL,
-        status SMALLINT UNSIGNED NULL,
-        error TEXT NULL,
-        final_url TEXT NULL,
-        content_type TEXT NULL,
-        fetched_at DATETIME(3) NULL,
-        checked_at DATETIME(3) NULL,
-        title TEXT NULL,
-        description TEXT NULL,
-        lang TEXT NULL,
-        canonical TEXT NULL,
-        h1 TEXT NULL,
-        robots_noindex BOOLEAN NULL,
-        robots_nofollow BOOLEAN NULL,
-        word_count INT UNSIGNED NULL,
-        content_hash CHAR(32) NULL,
-        parse_error TEXT NULL,
-        fields JSON NULL,
-        body LONGBLOB NULL,
-        body_omitted TEXT NULL,
-        synced_at DATETIME(3) NOT NULL
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE links (
-        page_hash BINARY(16) NOT NULL,
-        position INT UNSIGNED NOT NULL,
-        to_url TEXT NOT NULL,
-        anchor TEXT NOT NULL,
-        nofollow BOOLEAN NOT NULL,
-        lastmod TEXT NULL,
-        PRIMARY KEY (page_hash, position)
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE webspool_sync_state (
-        journal_id CHAR(32) NOT NULL PRIMARY KEY,
-        watermark BIGINT UNSIGNED NOT NULL,
-        synced_at DATETIME(3) NOT NULL
-    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "CREATE TABLE webspool_schema (version INT UNSIGNED NOT NULL) ENGINE=InnoDB",
-    "INSERT INTO webspool_schema (version) VALUES (1), (2)",
-    "INSERT INTO pages (url_hash, url, journal_id, status, title, synced_at) \
+/// A row synced by the previous schema, its URL not in the crawl.
+const OLD_ROW: &str = "INSERT INTO pages (url_hash, url, journal_id, status, title, synced_at) \
      VALUES (UNHEX('00112233445566778899AABBCCDDEEFF'), 'http://old.example/', \
-     '00000000000000000000000000000000', 200, 'Old', NOW(3))",
-];
+     '00000000000000000000000000000000', 200, 'Old', NOW(3))";
 
 const PAGES: usize = 40;
 const ETAG: &str = "\"v1\"";
@@ -126,25 +84,29 @@ async fn index_of(conn: &mut mysql_async::Conn, sql: &str, param: &str) -> Optio
 async fn a_database_of_the_previous_schema_is_migrated_and_queried_by_index() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    for statement in SCHEMA_2 {
-        conn.query_drop(*statement).await.unwrap();
+    // The database as the previous version (schema 2) left it, with a row.
+    assert_eq!(MIGRATIONS.len(), 3, "the previous schema is 2");
+    conn.query_drop("CREATE TABLE webspool_schema (version INT UNSIGNED NOT NULL)")
+        .await
+        .unwrap();
+    for statement in MIGRATIONS[..2].concat() {
+        conn.query_drop(statement).await.unwrap();
     }
+    conn.query_drop("INSERT INTO webspool_schema (version) VALUES (1), (2)")
+        .await
+        .unwrap();
+    conn.query_drop(OLD_ROW).await.unwrap();
     let server = site().await;
     let dir = tempfile::tempdir().unwrap();
     let mut urls: Vec<String> = (0..PAGES).map(|i| server.url(&format!("/p/{i}"))).collect();
     urls.push(server.url("/old"));
     let list = util::url_file(&dir, &urls);
     let journal = dir.path().join("j");
-    let out = run(&[
-        "crawl",
-        "--quiet",
-        "--urls",
-        list.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-        "--sync",
-        &db.url,
-    ]);
+    let list = list.to_str().unwrap();
+    let out = on(
+        &["crawl", "--quiet", "--urls", list, "--sync", &db.url],
+        &journal,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let version: Option<u32> = conn

@@ -26,7 +26,7 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 pub use batch::url_hash;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use target::Target;
 
 use crate::journal::{DiskFull, Journal, JournalError, MinFree};

@@ -9,8 +9,10 @@ use mysql_async::Conn;
 
 use super::SyncError;
 
-/// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&[&str]] = &[
+/// Migrations in order; migration `i` brings the schema to version `i + 1`. Never
+/// changed once released: a database of any version is migrated by those after it
+/// (tests build older schemas from them).
+pub const MIGRATIONS: &[&[&str]] = &[
     &[
         "CREATE TABLE IF NOT EXISTS pages (
         url_hash BINARY(16) NOT NULL PRIMARY KEY,
