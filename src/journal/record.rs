@@ -558,6 +558,11 @@ mod tests {
             a.fields.get("price"),
             Some(&crate::parse::Field::All(vec!["10".into()]))
         );
+        // A reparse finds the single value: a change, so the page is synced again.
+        let mut now = a.clone();
+        now.fields
+            .insert("price".into(), crate::parse::Field::One(Some("10".into())));
+        assert!(!a.same_content(&now));
     }
 
     #[test]
