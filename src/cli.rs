@@ -500,6 +500,7 @@ impl SyncArgs {
             batch_bytes: self.batch_bytes.max(1) as usize,
             op_timeout: Duration::from_secs_f64(self.mysql_timeout),
             min_free: self.min_free.min_free,
+            turn: Default::default(),
         }
     }
 }
@@ -696,6 +697,7 @@ impl RunArgs {
             batch_bytes: 64 * 1024 * 1024,
             op_timeout: Duration::from_secs(120),
             min_free: self.min_free.min_free,
+            turn: Default::default(),
         });
         Ok(CrawlConfig {
             input,

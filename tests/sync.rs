@@ -26,6 +26,7 @@ fn config(db: &TestDb, batch_rows: usize) -> SyncConfig {
         batch_bytes: 64 << 20,
         op_timeout: Duration::from_secs(30),
         min_free: 0,
+        turn: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ mod disk_full;
 mod faults;
 mod fetch;
 mod fuzz_corpus;
+mod holder;
 mod hostile;
 mod intake;
 mod journal_model;

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rules::StoredRules;
 use super::sync::LastSync;
 use super::{abort, flatten, read_u64, ErrorKind, Journal, JournalError};
 
 /// Counts and sizes; the JSON field names are a contract (see README).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub urls: u64,
     pub pending_fetch: u64,
@@ -52,7 +52,7 @@ pub struct Status {
 
 /// The kept rules as `status` names them: the file and the hash (16 hex digits, the
 /// form `reparse` logs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RulesShown {
     pub file: String,
     pub hash: String,
@@ -97,6 +97,15 @@ impl Journal {
         // sled writes a batch marker for every transaction, one that only reads too: on
         // a full disk this fails as a write does.
         self.status_now().map_err(|e| e.in_dir(&self.path))
+    }
+
+    /// [`Journal::status`] with what only the `status` command shows: the pages due for
+    /// a recrawl at `now_ms` (a scan) and the rules kept.
+    pub fn full_status(&self, now_ms: u64) -> Result<Status, JournalError> {
+        let mut status = self.status()?;
+        status.due = Some(self.due_count(now_ms)?);
+        status.rules = self.stored_rules()?.as_ref().map(Into::into);
+        Ok(status)
     }
 
     fn status_now(&self) -> Result<Status, JournalError> {
