@@ -95,6 +95,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether `--quiet` was given: no progress and no INFO lines, only warnings and
+    /// errors.
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Crawl(args) => args.run.quiet,
+            Command::Recrawl(args) => args.run.quiet,
+            Command::Parse(args) | Command::Reparse(args) => args.quiet,
+            Command::Sync(args) => args.quiet,
+            Command::Status(_) | Command::Verify(_) | Command::Recover(_) | Command::Compact(_) => {
+                false
+            }
+        }
+    }
+
     /// The journal directory the command works on.
     pub fn journal(&self) -> &std::path::Path {
         match self {
@@ -117,6 +131,10 @@ pub struct JournalArg {
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
 }
+
+/// How long a one-shot sync, or a crawl's end, waits for an unavailable MySQL: long
+/// enough for a restart of the server, short enough for a cron job every 10 minutes.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
 /// The free-space watermark of the commands that write to the journal.
 #[derive(Debug, Args)]
@@ -234,9 +252,15 @@ impl RecrawlArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Also sync to this MySQL database as pages are parsed; the crawl ends when
-    /// everything is fetched, parsed and synced.
+    /// everything is fetched, parsed and synced. MySQL being down never slows fetching;
+    /// at the end the crawl waits for it up to --give-up-after.
     #[arg(long, value_name = "URL", value_parser = Unquoted(mysql_target))]
     pub sync: Option<Target>,
+    /// With --sync: when MySQL stays unavailable this long once everything is fetched
+    /// and parsed, stop with exit code 1 and one line saying why; the pages stay in the
+    /// journal for `webspool sync`. Default 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sync")]
+    pub give_up_after: Option<Duration>,
     #[command(flatten)]
     pub min_free: MinFreeArg,
     /// Fetches in flight at once, over all hosts.
@@ -246,13 +270,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub per_host: u32,
     /// Deadline for a whole fetch, redirects and body included, in seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub timeout: f64,
     /// Deadline for opening a TCP connection, in seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub connect_timeout: f64,
     /// Longest silence from a server (waiting for headers or body data), in seconds.
-    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub idle_timeout: f64,
     /// Largest body kept, counted after content-decoding; larger pages are recorded as
     /// `too_large`.
@@ -290,7 +314,8 @@ pub struct RunArgs {
     pub polite: PoliteArgs,
     #[command(flatten)]
     pub follow: FollowArgs,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, no summary (the exit code tells how
+    /// the run ended).
     #[arg(long)]
     pub quiet: bool,
     /// Also trust the root certificates in this PEM file (for testing with a private
@@ -307,7 +332,7 @@ pub struct PoliteArgs {
     pub ignore_robots: bool,
     /// Least time between two requests to one host, in seconds (robots.txt's
     /// Crawl-delay can make it longer). With a delay, one request at a time per host.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = delay_secs)]
+    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = delay_secs, allow_negative_numbers = true)]
     pub delay: f64,
     /// Attempts after the first for transient failures (connection errors, timeouts,
     /// 408, 429, 5xx), with exponential backoff or the server's Retry-After.
@@ -348,7 +373,16 @@ impl FollowArgs {
     /// The follow settings, or None when nothing is followed.
     fn to_follow(&self) -> Result<Option<Follow>, ConfigError> {
         if matches!(self.follow, Scope::None) && self.sitemap.is_empty() {
-            return Ok(None);
+            let given = [
+                ("--include", !self.include.is_empty()),
+                ("--exclude", !self.exclude.is_empty()),
+                ("--max-depth", self.max_depth.is_some()),
+                ("--max-pages", self.max_pages.is_some()),
+            ];
+            return match given.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(ConfigError::NotFollowing(flag)),
+                None => Ok(None),
+            };
         }
         let policy = FollowPolicy::new(
             self.follow.clone(),
@@ -381,7 +415,7 @@ fn given_url(s: &str) -> Result<GivenUrl, String> {
 fn delay_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` must be a number of seconds from 0 to 3600")),
+        _ => Err("must be a number of seconds from 0 to 3600".to_string()),
     }
 }
 
@@ -413,7 +447,8 @@ pub struct ParseArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, no summary (the exit code tells how
+    /// the run ended).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -459,10 +494,15 @@ pub struct SyncArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub min_free: MinFreeArg,
-    /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped; without it,
-    /// drain what is pending and exit.
+    /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped, retrying an
+    /// unavailable MySQL until it answers; without it, drain what is pending and exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub every: Option<Duration>,
+    /// When MySQL stays unavailable (down, unreachable, refusing connections) this long,
+    /// stop with exit code 1 and one line saying why; the pages stay in the journal for
+    /// the next sync. Default 5m. (Not with --every, which retries until MySQL answers.)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "every")]
+    pub give_up_after: Option<Duration>,
     /// Leave page bodies out (the `body` column stays NULL).
     #[arg(long)]
     pub no_bodies: bool,
@@ -473,9 +513,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 64 * 1024 * 1024)]
     pub batch_bytes: u64,
     /// Deadline for connecting and for writing one batch, in seconds.
-    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub mysql_timeout: f64,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, no summary (the exit code tells how
+    /// the run ended).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -489,6 +530,10 @@ impl SyncArgs {
             batch_rows: self.batch_rows as usize,
             batch_bytes: self.batch_bytes.max(1) as usize,
             op_timeout: Duration::from_secs_f64(self.mysql_timeout),
+            give_up_after: match self.every {
+                Some(_) => None,
+                None => Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
+            },
             min_free: self.min_free.min_free,
         }
     }
@@ -586,6 +631,8 @@ pub enum ConfigError {
     Follow(#[from] FollowError),
     #[error("--min-interval is longer than --max-interval")]
     Intervals,
+    #[error("{0} applies to the links and sitemap entries a crawl follows: give --follow SCOPE or --sitemap URL too")]
+    NotFollowing(&'static str),
 }
 
 impl ConfigError {
@@ -594,7 +641,10 @@ impl ConfigError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            ConfigError::NoInput | ConfigError::Follow(_) | ConfigError::Intervals
+            ConfigError::NoInput
+                | ConfigError::Follow(_)
+                | ConfigError::Intervals
+                | ConfigError::NotFollowing(_)
         )
     }
 }
@@ -646,11 +696,11 @@ fn user_agent(s: &str) -> Result<String, String> {
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+        .map_err(|_| "must be a number of seconds, such as 30 or 2.5".to_string())?;
     if v.is_finite() && v > 0.0 && v <= 86_400.0 {
         Ok(v)
     } else {
-        Err(format!("`{s}` must be between 0 and 86400 seconds"))
+        Err("must be more than 0 and at most 86400 seconds (a day)".to_string())
     }
 }
 
@@ -685,6 +735,7 @@ impl RunArgs {
             batch_rows: 1000,
             batch_bytes: 64 * 1024 * 1024,
             op_timeout: Duration::from_secs(120),
+            give_up_after: Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
             min_free: self.min_free.min_free,
         });
         Ok(CrawlConfig {

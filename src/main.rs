@@ -36,10 +36,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
+    let quiet = cli.command.quiet();
+    // `--quiet` lowers the default to warnings; a filter set in WEBSPOOL_LOG is taken
+    // as it is (as cargo's CARGO_LOG is, whatever -q says).
+    let default_filter = if quiet {
+        "webspool=warn"
+    } else {
+        "webspool=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBSPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("webspool=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -131,6 +139,8 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Ok(usage_error("crawl", &e)),
         Err(e) => return Err(e.into()),
     };
+    // Before the journal exists: a list that cannot be read leaves none behind.
+    config.input.check()?;
     let journal = Arc::new(Journal::open(&args.journal.journal)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
@@ -138,7 +148,12 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     });
     let summary = crawl(journal.clone(), config, stop_rx).await?;
     journal.checkpoint()?;
-    print_summary(&summary);
+    if !args.run.quiet {
+        print_summary(&summary);
+    }
+    if let Some(e) = summary.sync_gave_up {
+        return Err(e.into());
+    }
     Ok(finished(summary.interrupted, summary.disk_full))
 }
 
@@ -170,18 +185,26 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
             let summary = crawl(journal.clone(), config.clone(), stop_rx.clone()).await?;
             journal.checkpoint()?;
             let s = &summary.status;
-            eprintln!(
-                "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
-                s.checked - before.checked,
-                s.unchanged - before.unchanged,
-                s.changed - before.changed,
-                s.gone - before.gone,
-            );
-            print_summary(&summary);
+            if !args.run.quiet {
+                eprintln!(
+                    "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
+                    s.checked - before.checked,
+                    s.unchanged - before.unchanged,
+                    s.changed - before.changed,
+                    s.gone - before.gone,
+                );
+                print_summary(&summary);
+            }
             if summary.interrupted {
                 return Ok(finished(summary.interrupted, summary.disk_full));
             }
-        } else if args.every.is_none() {
+            match (summary.sync_gave_up, args.every) {
+                (Some(e), None) => return Err(e.into()),
+                // The next round syncs what this one could not.
+                (Some(e), Some(_)) => tracing::warn!("{e}"),
+                (None, _) => {}
+            }
+        } else if args.every.is_none() && !args.run.quiet {
             eprintln!("recrawl: no page is due");
         }
         let Some(every) = args.every else {
@@ -197,6 +220,7 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
 /// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
 async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
+    let quiet = args.quiet;
     let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
     let control = Arc::new(Control::default());
     let stopper = control.clone();
@@ -211,6 +235,9 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(summary)
     })
     .await??;
+    if quiet {
+        return Ok(finished(summary.interrupted, summary.disk_full));
+    }
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
@@ -236,14 +263,15 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
             .stop
             .store(true, std::sync::atomic::Ordering::Release)
     });
-    let pending = journal.status()?.pending_sync;
     let reporter = {
         let (control, started) = (control.clone(), std::time::Instant::now());
+        let journal = journal.clone();
         Reporter::start(progress_mode(args.quiet), "sync", move || {
             let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
+            let pending = journal.status().map_or(0, |s| s.pending_sync);
             View {
                 done: synced,
-                total: pending.max(synced),
+                total: synced + pending,
                 message: format!("{:.0} pages/s", per_sec(synced, started)),
             }
         })
@@ -251,6 +279,9 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let summary = sync::run(journal.clone(), &config, control).await?;
     journal.checkpoint()?;
     drop(reporter);
+    if args.quiet {
+        return Ok(finished(summary.interrupted, summary.disk_full));
+    }
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages synced to {} in {} batches, {:.1}s ({:.0} pages/s); {} pending",
@@ -332,10 +363,17 @@ impl Signals {
 fn print_summary(s: &CrawlSummary) {
     let secs = s.elapsed.as_secs_f64().max(0.001);
     let pages = s.fetched + s.failed;
+    let found = match s.discovered {
+        0 => String::new(),
+        n => format!(
+            "{} given, {n} found in sitemaps, feeds and links; ",
+            s.added
+        ),
+    };
     eprintln!(
-        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        "{}: {} new URLs ({found}{} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
         ending(s.interrupted, &s.disk_full),
-        s.added,
+        s.added + s.discovered,
         s.duplicates,
         s.invalid_lines,
         s.fetched,
@@ -346,6 +384,12 @@ fn print_summary(s: &CrawlSummary) {
         pages as f64 / secs,
         s.bytes as f64 / secs / 1e6,
     );
+    if s.blocked > 0 {
+        eprintln!(
+            "{} to private addresses skipped; --allow-private fetches them",
+            counted(s.blocked, "link", "links")
+        );
+    }
     eprintln!(
         "journal: {} URLs, {} fetched, {} failed, {} pending",
         s.status.urls, s.status.fetched, s.status.failed, s.status.pending_fetch

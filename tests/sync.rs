@@ -25,6 +25,7 @@ fn config(db: &TestDb, batch_rows: usize) -> SyncConfig {
         batch_rows,
         batch_bytes: 64 << 20,
         op_timeout: Duration::from_secs(30),
+        give_up_after: None,
         min_free: 0,
     }
 }
