@@ -22,9 +22,13 @@ use crate::urls::GivenUrl;
     name = "webspool",
     version,
     about = "Fetch web pages into a crash-safe local journal, resumably.",
-    after_help = "Exit codes: 0 done, 1 error (journal, input, setup), 2 usage error, \
-                  75 disk full (free some space, then run the same command again), \
-                  130 interrupted (run the same command again to resume)."
+    after_help = "The journal (--journal DIR, default ./webspool.journal): only `crawl` \
+                  creates one; every other command needs an existing journal and creates \
+                  nothing.\n\n\
+                  Exit codes: 0 done, 1 error (journal, input, setup, MySQL unavailable \
+                  past --give-up-after), 2 usage error, 75 disk full (free some space, \
+                  then run the same command again), 130 interrupted (run the same command \
+                  again to resume)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -69,22 +73,26 @@ fn without_empty_env(mut command: clap::Command) -> clap::Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch every URL of a list into the journal; run again to resume.
+    /// Fetch every URL of a list into the journal, creating the journal if there is
+    /// none; run again to resume.
     Crawl(Box<CrawlArgs>),
-    /// Ask again for the stored pages that are due, with their validators: unchanged
-    /// pages cost a 304, changed ones get a new version, parsed and synced again.
+    /// Ask again for the stored pages of an existing journal that are due, with their
+    /// validators: unchanged pages cost a 304, changed ones get a new version, parsed
+    /// and synced again.
     Recrawl(Box<RecrawlArgs>),
-    /// Annotate pages fetched but not parsed yet (title, links, fields, ...).
+    /// Annotate the pages of an existing journal fetched but not parsed yet (title,
+    /// links, fields, ...).
     Parse(ParseArgs),
-    /// Re-annotate every stored page from the journal, offline; only pages whose
+    /// Re-annotate every stored page of an existing journal, offline; only pages whose
     /// annotation changed become pending for sync.
     Reparse(ParseArgs),
-    /// Load pending pages into MySQL/MariaDB in bulk, exactly once in effect.
+    /// Load the pending pages of an existing journal into MySQL/MariaDB in bulk,
+    /// exactly once in effect; once (for cron), or --every DURATION.
     Sync(SyncArgs),
-    /// Show counts and sizes of a journal.
+    /// Show counts and sizes of an existing journal.
     Status(StatusArgs),
-    /// Read and check every record and body of a journal; exit 1 if anything is
-    /// damaged. Changes nothing unless `--repair` is given.
+    /// Read and check every record and body of an existing journal; exit 1 if
+    /// anything is damaged. Changes nothing unless `--repair` is given.
     Verify(VerifyArgs),
     /// Rebuild a journal's index from its body segments alone, when its database is
     /// damaged or gone; the replaced files are kept in a dated folder.

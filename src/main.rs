@@ -679,12 +679,7 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
         (
             "last sync".into(),
             match &s.last_sync {
-                Some(last) => format!(
-                    "{} pages, {} ago (watermark {})",
-                    last.pages,
-                    ago(last.at_ms),
-                    last.watermark
-                ),
+                Some(last) => format!("{} pages, {} ago", last.pages, ago(last.at_ms)),
                 None => "never".to_string(),
             },
         ),

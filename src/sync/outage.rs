@@ -58,11 +58,11 @@ impl Outages {
                     // A one-shot run says nothing until it succeeds or gives up.
                     (Some(_), false) => None,
                     (Some(limit), true) => Some(format!(
-                        "fetching goes on; the pages wait in the journal, and the crawl's \
-                         end waits at most {} for MySQL",
+                        "retrying with backoff while the crawl goes on (at its end, the \
+                         crawl waits at most {} for MySQL)",
                         shown(limit)
                     )),
-                    (None, _) => Some("retrying until it answers".to_string()),
+                    (None, _) => Some("retrying with backoff until it answers".to_string()),
                 };
                 match retrying {
                     Some(retrying) => tracing::warn!(
