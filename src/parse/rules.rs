@@ -382,7 +382,7 @@ mod tests {
         std::fs::write(&bad, "[fields.x]\nselector = \"\"\n").unwrap();
         let err = Rules::load(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("bad.toml") && err.contains("field \"x\""),
+            err.contains("bad.toml") && err.contains("field `x`"),
             "{err}"
         );
         let good = dir.join("good.toml");

@@ -27,7 +27,6 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 pub use batch::url_hash;
-pub use outage::shown as shown_duration;
 pub use schema::SCHEMA_VERSION;
 pub use target::Target;
 

@@ -134,7 +134,7 @@ fn following(control: &SyncControl) -> bool {
 }
 
 /// A duration as a person writes it: `2s`, `5m`, `1h 30m`, `1.5s`.
-pub fn shown(d: Duration) -> String {
+pub(super) fn shown(d: Duration) -> String {
     let secs = d.as_secs();
     match (secs / 3600, secs % 3600 / 60, secs % 60) {
         (0, 0, _) if d.subsec_millis() > 0 => format!("{:.1}s", d.as_secs_f64()),
