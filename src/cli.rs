@@ -322,8 +322,8 @@ pub struct RunArgs {
     pub polite: PoliteArgs,
     #[command(flatten)]
     pub follow: FollowArgs,
-    /// Print only warnings and errors: no progress, no summary (the exit code tells how
-    /// the run ended).
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
     /// Also trust the root certificates in this PEM file (for testing with a private
@@ -455,8 +455,8 @@ pub struct ParseArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
-    /// Print only warnings and errors: no progress, no summary (the exit code tells how
-    /// the run ended).
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -523,8 +523,8 @@ pub struct SyncArgs {
     /// Deadline for connecting and for writing one batch, in seconds.
     #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub mysql_timeout: f64,
-    /// Print only warnings and errors: no progress, no summary (the exit code tells how
-    /// the run ended).
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
 }

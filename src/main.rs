@@ -148,7 +148,7 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     });
     let summary = crawl(journal.clone(), config, stop_rx).await?;
     journal.checkpoint()?;
-    if !args.run.quiet {
+    if !args.run.quiet || summary.interrupted {
         print_summary(&summary);
     }
     if let Some(e) = summary.sync_gave_up {
@@ -185,7 +185,7 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
             let summary = crawl(journal.clone(), config.clone(), stop_rx.clone()).await?;
             journal.checkpoint()?;
             let s = &summary.status;
-            if !args.run.quiet {
+            if !args.run.quiet || summary.interrupted {
                 eprintln!(
                     "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
                     s.checked - before.checked,
@@ -235,7 +235,7 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(summary)
     })
     .await??;
-    if quiet {
+    if quiet && !summary.interrupted {
         return Ok(finished(summary.interrupted, summary.disk_full));
     }
     let secs = summary.elapsed.as_secs_f64().max(0.001);
@@ -279,7 +279,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let summary = sync::run(journal.clone(), &config, control).await?;
     journal.checkpoint()?;
     drop(reporter);
-    if args.quiet {
+    if args.quiet && !summary.interrupted {
         return Ok(finished(summary.interrupted, summary.disk_full));
     }
     let secs = summary.elapsed.as_secs_f64().max(0.001);

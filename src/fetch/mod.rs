@@ -397,14 +397,15 @@ fn kept_headers(headers: &HeaderMap, identity: bool) -> KeptHeaders {
     }
 }
 
-/// The HTTP version as stored and synced: "HTTP/1.1", "HTTP/2", ...
+/// The HTTP version as stored and synced: "HTTP/1.1", "HTTP/2.0", ... (the words
+/// journals have always held).
 fn version_text(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP",
     }
 }
