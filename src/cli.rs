@@ -543,6 +543,7 @@ impl SyncArgs {
                 None => Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
             },
             min_free: self.min_free.min_free,
+            turn: Default::default(),
         }
     }
 }
@@ -745,6 +746,7 @@ impl RunArgs {
             op_timeout: Duration::from_secs(120),
             give_up_after: Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
             min_free: self.min_free.min_free,
+            turn: Default::default(),
         });
         Ok(CrawlConfig {
             input,

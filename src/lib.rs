@@ -10,13 +10,16 @@
 //! [`parse`] stage annotates pages and, with [`follow`], adds the links in scope to the
 //! frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
-//! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy.
+//! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy. While
+//! a command holds a journal, [`holder`] serves it to other webspool processes (status,
+//! verify, sync passes) on a socket in the journal directory.
 
 pub mod cli;
 pub mod fetch;
 pub mod follow;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod holder;
 pub mod input;
 mod intake;
 pub mod journal;

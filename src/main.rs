@@ -12,11 +12,12 @@ use webspool::cli::{
     progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
     StatusArgs, SyncArgs, VerifyArgs,
 };
+use webspool::holder::{self, Holder, HolderError, Reply, Request, Serves, SyncRequest};
 use webspool::journal::{
-    DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status,
+    DiskFull, ErrorKind, Journal, JournalError, MinFree, Problem, Repair, Status, VerifyReport,
 };
 use webspool::parse::stage::{self, Control, Mode};
-use webspool::pipeline::{crawl, CrawlError, CrawlSummary, Input};
+use webspool::pipeline::{crawl, CrawlConfig, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
 use webspool::sync::{self, SyncControl, SyncError};
 
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
             Command::Parse(args) => run_parse(args, Mode::Pending).await,
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,
-            Command::Status(args) => run_status(args),
+            Command::Status(args) => run_status(args).await,
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
             Command::Compact(args) => run_compact(args).await,
@@ -141,7 +142,8 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     };
     // Before the journal exists: a list that cannot be read leaves none behind.
     config.input.check()?;
-    let journal = Arc::new(Journal::open(&args.journal.journal)?);
+    let journal = Arc::new(open_to_write(&args.journal.journal, Journal::open, "a crawl").await?);
+    let _serving = serve_run(&journal, &config);
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
@@ -157,6 +159,13 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     Ok(finished(summary.interrupted, summary.disk_full))
 }
 
+/// Serves the journal of a run that fetches to other processes; their sync passes take
+/// turns with its sync stage (`--sync`).
+fn serve_run(journal: &Arc<Journal>, config: &CrawlConfig) -> Option<holder::Serving> {
+    let turn = config.sync.as_ref().map(|s| s.turn.clone());
+    holder::serve(journal.clone(), Serves::All, turn.unwrap_or_default())
+}
+
 /// Runs `recrawl`: queues the pages that are due, fetches them as a crawl does, and with
 /// `--every` does it again on that schedule until stopped.
 async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
@@ -166,7 +175,9 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
-    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
+    let journal =
+        Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, "a recrawl").await?);
+    let _serving = serve_run(&journal, &config);
     let policy = match args.policy(journal.recrawl_policy()?) {
         Ok(policy) => policy,
         Err(e) => return Ok(usage(e)),
@@ -221,14 +232,15 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
 async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let quiet = args.quiet;
-    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
+    let what = match mode {
+        Mode::Pending => "a parse",
+        Mode::Reparse => "a reparse",
+    };
+    let journal =
+        Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, what).await?);
+    let _serving = holder::serve(journal.clone(), Serves::All, Default::default());
     let control = Arc::new(Control::default());
-    let stopper = control.clone();
-    on_interrupt("committing pages in progress", move || {
-        stopper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release)
-    });
+    stop_on_interrupt("committing pages in progress", control.clone(), |c| &c.stop);
     let summary = tokio::task::spawn_blocking(move || {
         let summary = stage::run(&journal, &config, mode, &control)?;
         journal.checkpoint()?;
@@ -255,45 +267,296 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
 /// Runs `sync`: drains the journal's queue into MySQL, once or on a schedule.
 async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config();
-    let journal = Arc::new(Journal::open_existing(&args.journal.journal)?);
-    let control = Arc::new(SyncControl::default());
-    let stopper = control.clone();
-    on_interrupt("finishing the batch in progress", move || {
-        stopper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release)
-    });
-    let reporter = {
-        let (control, started) = (control.clone(), std::time::Instant::now());
-        let journal = journal.clone();
-        Reporter::start(progress_mode(args.quiet), "sync", move || {
-            let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
-            let pending = journal.status().map_or(0, |s| s.pending_sync);
-            View {
-                done: synced,
-                total: synced + pending,
-                message: format!("{:.0} pages/s", per_sec(synced, started)),
-            }
+    let dir = &args.journal.journal;
+    let journal = if config.every.is_some() {
+        open_to_write(dir, Journal::open_existing, "a `sync --every`").await?
+    } else {
+        match here_or_held(dir, Journal::open_existing, |holder| {
+            sync_in_holder(holder, &args)
         })
+        .await?
+        {
+            Ok(journal) => journal,
+            Err(code) => return Ok(code),
+        }
     };
+    let journal = Arc::new(journal);
+    let _serving = holder::serve(journal.clone(), Serves::All, config.turn.clone());
+    let control = Arc::new(SyncControl::default());
+    stop_on_interrupt("finishing the batch in progress", control.clone(), |c| {
+        &c.stop
+    });
+    let reporter = sync_progress(args.quiet, &control, Some(&journal));
     let summary = sync::run(journal.clone(), &config, control).await?;
     journal.checkpoint()?;
     drop(reporter);
     if args.quiet && !summary.interrupted {
         return Ok(finished(summary.interrupted, summary.disk_full));
     }
-    let secs = summary.elapsed.as_secs_f64().max(0.001);
-    eprintln!(
-        "{}: {} pages synced to {} in {} batches, {:.1}s ({:.0} pages/s); {} pending",
+    print_sync_summary(
         ending(summary.interrupted, &summary.disk_full),
-        summary.pages,
-        config.target,
-        summary.batches,
-        secs,
-        summary.pages as f64 / secs,
+        &summary,
+        &config.target,
         journal.status()?.pending_sync,
     );
     Ok(finished(summary.interrupted, summary.disk_full))
+}
+
+/// The progress of a sync: pages synced of those synced and still pending in
+/// `journal` (opened here), or of those synced so far (a pass the holder runs).
+fn sync_progress(
+    quiet: bool,
+    control: &Arc<SyncControl>,
+    journal: Option<&Arc<Journal>>,
+) -> Reporter {
+    let (control, started) = (control.clone(), std::time::Instant::now());
+    let journal = journal.cloned();
+    Reporter::start(progress_mode(quiet), "sync", move || {
+        let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
+        let pending = journal
+            .as_ref()
+            .and_then(|journal| journal.status().ok())
+            .map_or(0, |status| status.pending_sync);
+        View {
+            done: synced,
+            total: synced + pending,
+            message: format!("{:.0} pages/s", per_sec(synced, started)),
+        }
+    })
+}
+
+/// The line a sync prints when it ends.
+fn print_sync_summary(
+    ending: &str,
+    summary: &sync::SyncSummary,
+    target: &sync::Target,
+    pending: u64,
+) {
+    let secs = summary.elapsed.as_secs_f64().max(0.001);
+    eprintln!(
+        "{ending}: {} pages synced to {target} in {} batches, {:.1}s ({:.0} pages/s); {pending} pending",
+        summary.pages,
+        summary.batches,
+        secs,
+        summary.pages as f64 / secs,
+    );
+}
+
+/// A one-shot `sync` run by the process holding the journal, with this command's
+/// settings: it prints what a local sync prints and exits as it would.
+async fn sync_in_holder(mut holder: Holder, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = args.to_config();
+    let request = Request::Sync(SyncRequest {
+        target: config.target.clone(),
+        bodies: config.bodies,
+        batch_rows: config.batch_rows,
+        batch_bytes: config.batch_bytes,
+        op_timeout: config.op_timeout,
+        give_up_after: config.give_up_after,
+        min_free: config.min_free,
+    });
+    let control = Arc::new(SyncControl::default());
+    stop_on_interrupt(
+        "the holder finishes the batch in progress",
+        control.clone(),
+        |c| &c.stop,
+    );
+    // What the holder has pending is not known here.
+    let reporter = sync_progress(args.quiet, &control, None);
+    let dir = &args.journal.journal;
+    let reply = ask(&mut holder, dir, &request, &control.stop, |reply| {
+        if let Reply::Progress(synced) = reply {
+            control
+                .synced
+                .store(synced, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .await?;
+    drop(reporter);
+    let outcome = match reply {
+        Ok(Reply::Synced(outcome)) => outcome,
+        Ok(other) => return Err(unexpected(&holder, &other)),
+        Err(code) => return Ok(code),
+    };
+    let summary = sync::SyncSummary {
+        pages: outcome.pages,
+        batches: outcome.batches,
+        elapsed: outcome.elapsed,
+        interrupted: outcome.interrupted,
+        ..Default::default()
+    };
+    let ending = match (&outcome.disk_full, outcome.interrupted) {
+        (Some(_), _) => "stopped (disk full)",
+        (None, true) => "interrupted",
+        (None, false) => "done",
+    };
+    if !args.quiet || outcome.interrupted {
+        print_sync_summary(ending, &summary, &config.target, outcome.pending);
+    }
+    Ok(match outcome.disk_full {
+        Some(full) => {
+            eprintln!("error: {full}");
+            disk_full_advice(dir)
+        }
+        None if outcome.interrupted => ExitCode::from(EXIT_INTERRUPTED),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// A journal opened here, or the process that holds it.
+enum Opened {
+    Here(Box<Journal>),
+    Held(Holder),
+}
+
+/// For a command the holder can run for us (`status`, `verify`, a one-shot `sync`):
+/// the process holding the journal in `dir` if one does and answers, else the journal
+/// opened here (`open`). A holder may be between opening the journal and listening: the journal
+/// found in use with nobody listening is tried again for a few seconds.
+async fn open_or_ask(
+    dir: &Path,
+    open: fn(&Path) -> Result<Journal, JournalError>,
+) -> anyhow::Result<Opened> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(holder) = Holder::connect(dir).await? {
+            return Ok(Opened::Held(holder));
+        }
+        match open(dir) {
+            Err(JournalError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return Ok(Opened::Here(Box::new(other?))),
+        }
+    }
+}
+
+/// For a command the holder can run for us: the journal opened here (`open`), or, when
+/// a process holds it, the command run there by `held`, whose exit code is returned
+/// instead. A holder that goes away before answering leaves the journal free (or to
+/// the next holder): asked again, up to three times.
+async fn here_or_held<F, Fut>(
+    dir: &Path,
+    open: fn(&Path) -> Result<Journal, JournalError>,
+    mut held: F,
+) -> anyhow::Result<Result<Journal, ExitCode>>
+where
+    F: FnMut(Holder) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let mut attempts = 0;
+    loop {
+        let holder = match open_or_ask(dir, open).await? {
+            Opened::Here(journal) => return Ok(Ok(*journal)),
+            Opened::Held(holder) => holder,
+        };
+        match held(holder).await {
+            Err(e) if gone(&e) && attempts < 3 => attempts += 1,
+            other => return other.map(Err),
+        }
+    }
+}
+
+/// Opens the journal for a command that writes to it (`open`: create it or not); a
+/// journal held by another process is refused naming that process, which `what` would
+/// conflict with.
+async fn open_to_write(
+    dir: &Path,
+    open: fn(&Path) -> Result<Journal, JournalError>,
+    what: &str,
+) -> anyhow::Result<Journal> {
+    match open(dir) {
+        Err(e @ JournalError::InUse { .. }) => Err(held_by(dir, what, e).await),
+        other => Ok(other?),
+    }
+}
+
+/// The error for `what`, which would conflict with the process holding `dir`: names
+/// it, or is `in_use` when no process answers on the journal's socket.
+async fn held_by(dir: &Path, what: &str, in_use: JournalError) -> anyhow::Error {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Holder::connect(dir).await {
+            Ok(Some(holder)) => {
+                return anyhow::anyhow!(
+                    "journal {}: it is in use by webspool process {} ({}); {what} would \
+                     conflict with it: wait until it ends, or stop it",
+                    dir.display(),
+                    holder.greeting.pid,
+                    holder.greeting.command
+                )
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                // Between opening the journal and listening, perhaps.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok(None) => return in_use.into(),
+            Err(e) => return e.into(),
+        }
+    }
+}
+
+/// Sends `request` to `holder` and hands `each` every reply until the last, which it
+/// returns. A failure or refusal is printed as the command prints its own errors and
+/// becomes the exit code; so does `stop` (Ctrl-C), after which the holder finishes
+/// what is in progress on its own.
+async fn ask(
+    holder: &mut Holder,
+    dir: &Path,
+    request: &Request,
+    stop: &std::sync::atomic::AtomicBool,
+    mut each: impl FnMut(Reply),
+) -> anyhow::Result<Result<Reply, ExitCode>> {
+    holder.send(request).await?;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Err(ExitCode::from(EXIT_INTERRUPTED)));
+        }
+        match holder.next().await? {
+            reply if !reply.is_final() => each(reply),
+            Reply::Failed { message, disk_full } => {
+                eprintln!("error: {message}");
+                return Ok(Err(match disk_full {
+                    true => disk_full_advice(dir),
+                    false => ExitCode::FAILURE,
+                }));
+            }
+            Reply::Refused(why) => {
+                eprintln!(
+                    "error: journal {}: it is in use by webspool process {}: {why}",
+                    dir.display(),
+                    holder.greeting.pid
+                );
+                return Ok(Err(ExitCode::FAILURE));
+            }
+            reply => return Ok(Ok(reply)),
+        }
+    }
+}
+
+/// Whether `e` is a holder that went away before answering.
+fn gone(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<HolderError>(),
+        Some(HolderError::Gone { .. })
+    )
+}
+
+/// A reply the request does not expect: a holder of another build.
+fn unexpected(holder: &Holder, reply: &Reply) -> anyhow::Error {
+    anyhow::anyhow!(
+        "webspool process {} answered out of turn ({})",
+        holder.greeting.pid,
+        match reply {
+            Reply::Progress(_) => "progress",
+            Reply::Problem(_) => "a problem",
+            Reply::Status(_) => "a status",
+            Reply::Verified(_) => "a verify report",
+            Reply::Synced(_) => "a sync outcome",
+            Reply::Failed { .. } => "a failure",
+            Reply::Refused(_) => "a refusal",
+        }
+    )
 }
 
 /// Prints a bad flag value found after clap's own checks as clap prints its usage
@@ -324,6 +587,18 @@ fn on_interrupt(what: &'static str, stop: impl FnOnce() + Send + 'static) {
         stop();
         signals.recv().await;
         std::process::exit(EXIT_INTERRUPTED.into());
+    });
+}
+
+/// On the first Ctrl-C (see [`on_interrupt`]), logs `what` and sets the stop flag
+/// `flag` finds in `owner`.
+fn stop_on_interrupt<T: Send + Sync + 'static>(
+    what: &'static str,
+    owner: Arc<T>,
+    flag: fn(&T) -> &std::sync::atomic::AtomicBool,
+) {
+    on_interrupt(what, move || {
+        flag(&owner).store(true, std::sync::atomic::Ordering::Release)
     });
 }
 
@@ -399,14 +674,36 @@ fn print_summary(s: &CrawlSummary) {
     }
 }
 
-fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open_existing(&args.journal.journal)?;
+async fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.journal.journal;
+    let journal = match here_or_held(dir, Journal::open_to_read, |holder| {
+        status_in_holder(holder, dir, args.json)
+    })
+    .await?
+    {
+        Ok(journal) => journal,
+        Err(code) => return Ok(code),
+    };
     let mut status = journal.status()?;
     status.due = Some(journal.due_count(webspool::journal::now_ms())?);
-    let text = if args.json {
-        serde_json::to_string_pretty(&status)? + "\n"
+    print_status(dir, &status, args.json)
+}
+
+/// `status` answered by the process holding the journal.
+async fn status_in_holder(mut holder: Holder, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    match ask(&mut holder, dir, &Request::Status, &never, |_| {}).await? {
+        Ok(Reply::Status(status)) => print_status(dir, &status, json),
+        Ok(other) => Err(unexpected(&holder, &other)),
+        Err(code) => Ok(code),
+    }
+}
+
+fn print_status(dir: &Path, status: &Status, json: bool) -> anyhow::Result<ExitCode> {
+    let text = if json {
+        serde_json::to_string_pretty(status)? + "\n"
     } else {
-        status_text(journal.path(), &status)
+        status_text(dir, status)
     };
     // A reader that stops early (`| head`) is not an error.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -428,13 +725,27 @@ fn ago(at_ms: u64) -> String {
 /// Runs `verify`: exit 0 when clean, 1 when something is damaged (after a repair too:
 /// the next `verify` tells whether it is clean now).
 async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open_existing(&args.journal.journal)?;
+    let dir = &args.journal.journal;
     let repair = match (args.repair, args.drop) {
         (false, _) => Repair::None,
         (true, false) => Repair::Refetch,
         (true, true) => Repair::Drop,
     };
     let json = args.json;
+    let journal = if repair != Repair::None {
+        open_to_write(dir, Journal::open_existing, "a `verify --repair`").await?
+    } else {
+        match here_or_held(dir, Journal::open_to_read, |holder| {
+            verify_in_holder(holder, dir, json)
+        })
+        .await?
+        {
+            Ok(journal) => journal,
+            Err(code) => return Ok(code),
+        }
+    };
+    let journal = Arc::new(journal);
+    let _serving = holder::serve(journal.clone(), Serves::Readers, Default::default());
     let report = tokio::task::spawn_blocking(move || {
         let mut last = std::time::Instant::now();
         let report = journal.verify(
@@ -453,6 +764,47 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(report)
     })
     .await??;
+    Ok(print_verify_report(&report, repair, json))
+}
+
+/// `verify` (without `--repair`) run by the process holding the journal: the problems,
+/// progress and summary as a local `verify` prints them, and a line saying what could
+/// not be compared while the journal is written to.
+async fn verify_in_holder(mut holder: Holder, dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let mut last = std::time::Instant::now();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let reply = ask(
+        &mut holder,
+        dir,
+        &Request::Verify,
+        &never,
+        |reply| match reply {
+            Reply::Problem(problem) => print_problem(&problem, json),
+            Reply::Progress(pages) if last.elapsed() >= std::time::Duration::from_secs(2) => {
+                last = std::time::Instant::now();
+                eprintln!("verify: {pages} pages read");
+            }
+            _ => {}
+        },
+    )
+    .await?;
+    let report = match reply {
+        Ok(Reply::Verified(report)) => report,
+        Ok(other) => return Err(unexpected(&holder, &other)),
+        Err(code) => return Ok(code),
+    };
+    if !json {
+        eprintln!(
+            "verify: run by webspool process {} ({}), which holds the journal: counters, \
+             the sync queue and the frontier were not compared, as they change while it runs",
+            holder.greeting.pid, holder.greeting.command
+        );
+    }
+    Ok(print_verify_report(&report, Repair::None, json))
+}
+
+/// What `verify` prints at its end, and its exit code.
+fn print_verify_report(report: &VerifyReport, repair: Repair, json: bool) -> ExitCode {
     if json {
         println!("{}", serde_json::json!({ "summary": report }));
     } else {
@@ -489,28 +841,32 @@ async fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             eprintln!("repair: counters recounted; run `webspool verify` again to check");
         }
     }
-    Ok(if report.problems == 0 {
+    if report.problems == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Runs `recover`, then says what was found and what to run next.
 async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     let dir = args.journal.journal;
     let report = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || {
+        let within = dir.clone();
+        let recovered = tokio::task::spawn_blocking(move || {
             let mut last = std::time::Instant::now();
-            webspool::journal::recover(&dir, |pages| {
+            webspool::journal::recover(&within, |pages| {
                 if last.elapsed() >= std::time::Duration::from_secs(2) {
                     last = std::time::Instant::now();
                     eprintln!("recover: {pages} pages read");
                 }
             })
         })
-        .await??
+        .await?;
+        match recovered {
+            Err(e @ JournalError::InUse { .. }) => return Err(held_by(&dir, "a recovery", e).await),
+            other => other?,
+        }
     };
     let replaced = report
         .replaced
@@ -546,7 +902,15 @@ async fn run_recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
 /// Runs `compact`: exit 0 when every body moved, 1 when damaged pages were left where
 /// they are (named as `verify` names them), 75 when it stopped at `--min-free`.
 async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open_existing(&args.journal.journal)?;
+    let journal = Arc::new(
+        open_to_write(
+            &args.journal.journal,
+            Journal::open_existing,
+            "a compaction",
+        )
+        .await?,
+    );
+    let _serving = holder::serve(journal.clone(), Serves::Readers, Default::default());
     let space = MinFree::new(journal.path(), args.min_free.min_free);
     let started = std::time::Instant::now();
     let report = tokio::task::spawn_blocking(move || {

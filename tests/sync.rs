@@ -27,6 +27,7 @@ fn config(db: &TestDb, batch_rows: usize) -> SyncConfig {
         op_timeout: Duration::from_secs(30),
         give_up_after: None,
         min_free: 0,
+        turn: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod disk_full;
 mod faults;
 mod fetch;
 mod fuzz_corpus;
+mod holder;
 mod hostile;
 mod intake;
 mod journal_model;

@@ -128,6 +128,43 @@ pub(super) fn inspect(dir: &Path) -> Result<Found, JournalError> {
     }
 }
 
+/// Whether this process can write to the journal in `dir` (the directory, and sled's
+/// `db` file if there is one), checked before sled opens it: sled writes whenever it
+/// opens a database (its log, a snapshot), and fails with an I/O error that names no
+/// file. A journal on a read-only file system, or one this user may not write to, is
+/// refused in one line that says which and what to do.
+pub(super) fn check_writable(dir: &Path) -> Result<(), JournalError> {
+    use std::os::unix::ffi::OsStrExt;
+    for path in [dir.to_path_buf(), dir.join("db")] {
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: access(2) reads the NUL-terminated path and nothing else.
+        if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+            continue;
+        }
+        let why = match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            e if e.raw_os_error() == Some(libc::EROFS) => {
+                "it is on a read-only file system".to_string()
+            }
+            e if e.raw_os_error() == Some(libc::EACCES) => {
+                format!("this user may not write to {}", path.display())
+            }
+            e => format!("cannot write to {}: {e}", path.display()),
+        };
+        return Err(JournalError::Open {
+            path: dir.to_path_buf(),
+            message: format!(
+                "{why}, and sled writes to a journal whenever it opens one, even to read \
+                 it; to read it, copy the directory somewhere writable (cp -a) and run the \
+                 command on the copy"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The files sled needs to open a marked journal as it was: without them sled would
 /// start over or rebuild from the log, and drop what it cannot read without a word.
 fn check_sled_files(dir: &Path) -> Result<(), JournalError> {

@@ -26,7 +26,8 @@
 //! and `segments/`, the directory holds the marker file `webspool-journal`, which lets
 //! an open tell a damaged journal from an empty or smaller one (`directory.rs`), and the
 //! reserve `webspool-reserve`, which makes room for sled to open the journal on a full
-//! disk (`space.rs`). Ids are assigned from `next_id` in increasing order, so
+//! disk (`space.rs`), and while a process holds the journal its socket `webspool.sock`
+//! (`crate::holder`). Ids are assigned from `next_id` in increasing order, so
 //! every scan in id order sees new URLs after old ones.
 //!
 //! # State machine of a URL
@@ -124,6 +125,10 @@ const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 pub enum JournalError {
     #[error("journal {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// Another process has the journal open (sled's lock on `db`): its holder, which
+    /// other commands ask through its socket (`crate::holder`).
+    #[error("journal {path}: it is in use by another webspool process")]
+    InUse { path: PathBuf },
     #[error("journal {path} is not a webspool journal: {why}")]
     NotAJournal { path: PathBuf, why: String },
     #[error(
@@ -293,18 +298,31 @@ impl Journal {
     /// directory (`crawl`). Anything else that is not a webspool journal is refused with
     /// a clear error, and so is a journal whose files are missing (see `directory.rs`).
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(dir, true)
+        Journal::open_with(dir, true, true)
     }
 
     /// Opens the journal in `dir`, which must exist: every command but `crawl`. Creates
     /// nothing; a missing path or an empty directory is [`JournalError::NoJournal`].
     pub fn open_existing(dir: &Path) -> Result<Journal, JournalError> {
-        Journal::open_with(dir, false)
+        Journal::open_with(dir, false, true)
     }
 
-    fn open_with(dir: &Path, create: bool) -> Result<Journal, JournalError> {
+    /// [`Journal::open_existing`] for a command that only reads (`status`, `verify`):
+    /// the reserve file is not grown back. sled still writes as it opens (its log and
+    /// a snapshot), and so does webspool in what needs no command to finish: a segment
+    /// tail past the last commit is cut off, a journal from before the marker file gets
+    /// one, an older format is upgraded.
+    pub fn open_to_read(dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_with(dir, false, false)
+    }
+
+    /// Opens (`create`: or creates) the journal in `dir`; `reserve`: then grows the
+    /// reserve file back.
+    fn open_with(dir: &Path, create: bool, reserve: bool) -> Result<Journal, JournalError> {
         let journal = Journal::open_whole(dir, create).map_err(|e| e.in_dir(dir))?;
-        space::keep_reserve(dir);
+        if reserve {
+            space::keep_reserve(dir);
+        }
         Ok(journal)
     }
 
@@ -319,6 +337,7 @@ impl Journal {
             Found::Marked(marker) => Some(marker),
             Found::Unmarked => None,
         };
+        directory::check_writable(dir)?;
         // sled writes when it opens a database: on a full disk, the reserve makes room.
         space::release_reserve_if_full(dir)?;
         directory::drop_unfinished_snapshots(dir)?;
@@ -670,9 +689,8 @@ fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
         .cache_capacity(CACHE_CAPACITY)
         .mode(sled::Mode::HighThroughput);
     open_sled(&config).map_err(|e| match e {
-        sled::Error::Io(io) if is_lock_error(&io) => JournalError::Open {
+        sled::Error::Io(io) if is_lock_error(&io) => JournalError::InUse {
             path: dir.to_path_buf(),
-            message: "it is in use by another webspool process".into(),
         },
         sled::Error::Io(io) if space::is_full(&io) => JournalError::NoSpace {
             writing: "the snapshot sled writes when it opens a database".into(),

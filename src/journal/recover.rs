@@ -116,9 +116,8 @@ fn lock_index(dir: &Path) -> Result<Option<File>, JournalError> {
     };
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Open {
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
             path: dir.to_path_buf(),
-            message: "it is in use by another webspool process".into(),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io_error(&path)(e)),
     }

@@ -6,13 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sync::LastSync;
 use super::{abort, flatten, read_u64, ErrorKind, Journal, JournalError};
 
 /// Counts and sizes; the JSON field names are a contract (see README).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub urls: u64,
     pub pending_fetch: u64,

@@ -135,6 +135,12 @@ impl Journal {
         }
     }
 
+    /// The sync sequence number the latest page queued for sync got (0: none ever
+    /// was): once MySQL's watermark reaches it, everything queued until now is synced.
+    pub fn last_sync_seq(&self) -> Result<u64, JournalError> {
+        Ok(read_u64(self.db.get("next_sync_seq")?)?.saturating_sub(1))
+    }
+
     pub fn record_last_sync(&self, last: &LastSync) -> Result<(), JournalError> {
         let bytes = encode_last_sync(last)?;
         self.guarded(|| {

@@ -18,7 +18,7 @@ use super::status::counter;
 use super::{decompress_body, flatten, read_u64, ErrorKind, Journal, JournalError, Outcome};
 
 /// One thing found wrong. `id` names the page when the problem is one page's.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     pub id: Option<u64>,
     /// The page's URL, when its record or the URL index tells it.
@@ -27,7 +27,7 @@ pub struct Problem {
 }
 
 /// What a verify pass read and found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub pages: u64,
     pub bodies: u64,
@@ -73,6 +73,29 @@ impl Journal {
     pub fn verify(
         &self,
         repair: Repair,
+        problem: impl FnMut(&Problem),
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport, JournalError> {
+        self.verify_with(repair, false, problem, progress)
+    }
+
+    /// [`Journal::verify`] without a repair, while other tasks of this process write to
+    /// the journal (the holder's, for `verify` from another process): every record and
+    /// body is checked as it is read, against the end of the segments as it is then,
+    /// but what moves while the pass runs is not compared: the counters, sync queue
+    /// entries against their sequence numbers, frontier entries against page records.
+    pub fn verify_in_use(
+        &self,
+        problem: impl FnMut(&Problem),
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport, JournalError> {
+        self.verify_with(Repair::None, true, problem, progress)
+    }
+
+    fn verify_with(
+        &self,
+        repair: Repair,
+        live: bool,
         mut problem: impl FnMut(&Problem),
         mut progress: impl FnMut(u64),
     ) -> Result<VerifyReport, JournalError> {
@@ -91,6 +114,7 @@ impl Journal {
             if report.pages % 1024 == 0 {
                 progress(report.pages);
             }
+            let end = if live { self.segments_end()? } else { end };
             if let Some(what) = self.check_page(id, &record, end, &mut counts, &mut report)? {
                 report_problem(
                     &mut report,
@@ -104,7 +128,7 @@ impl Journal {
             }
         }
         progress(report.pages);
-        for problem in self.check_trees(&mut counts)? {
+        for problem in self.check_trees(&mut counts, live)? {
             if let Some(id) = problem.id {
                 damaged_ids.push(id);
             }
@@ -118,8 +142,10 @@ impl Journal {
             }
             report_problem(&mut report, problem);
         }
-        for problem in self.check_counters(&counts)? {
-            report_problem(&mut report, problem);
+        if !live {
+            for problem in self.check_counters(&counts)? {
+                report_problem(&mut report, problem);
+            }
         }
         if repair != Repair::None && report.problems > 0 {
             damaged_ids.sort_unstable();
@@ -267,8 +293,9 @@ impl Journal {
     }
 
     /// The trees against each other: annotations, the parse and sync queues, the
-    /// frontier and retry queue. Counts what the counters count.
-    fn check_trees(&self, counts: &mut Counts) -> Result<Vec<Problem>, JournalError> {
+    /// frontier and retry queue. Counts what the counters count. `live`: other tasks
+    /// write meanwhile, so what a commit moves between two reads is not compared.
+    fn check_trees(&self, counts: &mut Counts, live: bool) -> Result<Vec<Problem>, JournalError> {
         let mut problems = Vec::new();
         let mut page_problem = |id: u64, what: String| -> Result<(), JournalError> {
             problems.push(Problem {
@@ -302,6 +329,9 @@ impl Journal {
             let (seq, id_bytes) = item?;
             let id = key_id(&id_bytes)?;
             if self.sync_seq.get(&id_bytes)?.as_deref() != Some(seq.as_ref()) {
+                if live {
+                    continue;
+                }
                 page_problem(id, "its sync queue entry and sync sequence disagree".into())?;
             } else if !self.pages.contains_key(&id_bytes)? {
                 page_problem(id, "it is queued for sync but has no page record".into())?;
@@ -334,7 +364,7 @@ impl Journal {
                     continue;
                 }
                 let id = key.len().checked_sub(8).map(|at| key_id(&key[at..]));
-                if let Some(Ok(id)) = id {
+                if let (Some(Ok(id)), false) = (id, live) {
                     if self.pages.contains_key(id_key(id))? {
                         problems.push(Problem {
                             id: None,
@@ -617,7 +647,7 @@ impl Journal {
                 self.count_page(key_id(&key)?, &meta.outcome, body, &mut counts)?;
             }
         }
-        self.check_trees(&mut counts)?;
+        self.check_trees(&mut counts, false)?;
         self.guarded(|| {
             for name in self.counters.iter().keys().collect::<Result<Vec<_>, _>>()? {
                 let name = String::from_utf8_lossy(&name).into_owned();

@@ -17,6 +17,7 @@ mod batch;
 mod outage;
 mod schema;
 mod target;
+mod turn;
 mod upsert;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use mysql_async::Conn;
 pub use batch::url_hash;
 pub use schema::SCHEMA_VERSION;
 pub use target::Target;
+pub use turn::{run_or_join, Turn};
 
 use crate::journal::{DiskFull, Journal, JournalError, MinFree};
 use background::Background;
@@ -168,6 +170,8 @@ pub struct SyncConfig {
     /// Stop before the next batch once less than this is free under the journal, whose
     /// cleanup writes too (`--min-free`; 0: never).
     pub min_free: u64,
+    /// One pass at a time over the journal: every pass of the process shares this.
+    pub turn: Arc<Turn>,
 }
 
 /// Shared flags between the sync stage and whoever runs it.
@@ -179,6 +183,13 @@ pub struct SyncControl {
     pub upstream_done: AtomicBool,
     /// Pages synced (committed in MySQL) so far in this run.
     pub synced: AtomicU64,
+    /// Batches committed so far in this run.
+    pub batches: AtomicU64,
+    /// MySQL's watermark for the journal, as of the last connect or commit.
+    pub watermark: AtomicU64,
+    /// Set by a request that waits on this pass: end the pause between `--every`
+    /// rounds now.
+    pub wake: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +221,20 @@ pub async fn run(
     journal: Arc<Journal>,
     config: &SyncConfig,
     control: Arc<SyncControl>,
+) -> Result<SyncSummary, SyncError> {
+    let held = config
+        .turn
+        .take(config.target.to_string(), control.clone())
+        .await;
+    run_in_turn(journal, config, control, held).await
+}
+
+/// [`run`], once the pass has the journal's turn.
+async fn run_in_turn(
+    journal: Arc<Journal>,
+    config: &SyncConfig,
+    control: Arc<SyncControl>,
+    _held: turn::Held<'_>,
 ) -> Result<SyncSummary, SyncError> {
     let started = Instant::now();
     let journal_id = journal.journal_id()?;
@@ -265,11 +290,12 @@ async fn drive(
                             tracing::info!("sync: connected to {}", config.target);
                             connected_once = true;
                         }
+                        control.watermark.store(new.watermark, Ordering::Release);
                         session.insert(new)
                     }
                     Err(e) if e.is_retryable() => {
                         let wait = outages.failed(e, started, config, control)?;
-                        pause(control, wait).await;
+                        pause(control, wait, false).await;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -288,7 +314,7 @@ async fn drive(
                 Err(e) if e.is_retryable() => {
                     session = None;
                     let wait = outages.failed(e, started, config, control)?;
-                    pause(control, wait).await;
+                    pause(control, wait, false).await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -303,13 +329,14 @@ async fn drive(
                     );
                     since_drained = 0;
                 }
-                pause(control, every).await;
+                control.wake.store(false, Ordering::Release);
+                pause(control, every, true).await;
                 continue;
             }
             let following = control.follow.load(Ordering::Acquire)
                 && !control.upstream_done.load(Ordering::Acquire);
             if following {
-                pause(control, Duration::from_millis(250)).await;
+                pause(control, Duration::from_millis(250), false).await;
                 continue;
             }
             // The upstream may have queued pages between our look and its "done" flag:
@@ -336,8 +363,10 @@ async fn drive(
                 summary.batches += 1;
                 since_drained += pages;
                 control.synced.fetch_add(pages, Ordering::Relaxed);
+                control.batches.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "webspool::committed", watermark, "{pages} pages synced");
                 background.clean_up(watermark, summary.pages).await?;
+                control.watermark.store(watermark, Ordering::Release);
             }
             Err(e) if e.is_retryable() => {
                 // The commit may or may not have happened: the next session reads the
@@ -345,7 +374,7 @@ async fn drive(
                 background.drop_next().await;
                 session = None;
                 let wait = outages.failed(e, started, config, control)?;
-                pause(control, wait).await;
+                pause(control, wait, false).await;
             }
             Err(e) => return Err(e),
         }
@@ -387,10 +416,14 @@ async fn write_checked(
     }
 }
 
-/// Sleeps for `d`, waking early when the stage is told to stop.
-async fn pause(control: &SyncControl, d: Duration) {
+/// Sleeps for `d`, waking early when the stage is told to stop, or (`wakeable`) when a
+/// request waits on it.
+async fn pause(control: &SyncControl, d: Duration, wakeable: bool) {
     let until = Instant::now() + d;
-    while Instant::now() < until && !control.stop.load(Ordering::Acquire) {
+    while Instant::now() < until
+        && !control.stop.load(Ordering::Acquire)
+        && !(wakeable && control.wake.load(Ordering::Acquire))
+    {
         tokio::time::sleep(
             until
                 .saturating_duration_since(Instant::now())

@@ -72,21 +72,33 @@ impl Target {
             "mysql://{}{authority}/{database}",
             if userinfo.is_some() { "***@" } else { "" },
         );
+        Ok(Target::from_parts(TargetParts {
+            host,
+            port,
+            user,
+            pass,
+            database,
+            shown,
+        }))
+    }
+
+    /// The target of `parts`, as [`Target::parse`] makes it.
+    fn from_parts(parts: TargetParts) -> Target {
         let opts = OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port)
-            .user(user)
-            .pass(pass)
-            .db_name(Some(database))
+            .ip_or_hostname(parts.host)
+            .tcp_port(parts.port)
+            .user(parts.user)
+            .pass(parts.pass)
+            .db_name(Some(parts.database))
             .prefer_socket(false)
             .stmt_cache_size(64)
             .conn_ttl(Some(Duration::from_secs(600)))
             // Timestamps are written and read in UTC whatever the server's zone.
             .init(vec!["SET time_zone = '+00:00'"]);
-        Ok(Target {
+        Target {
             opts: opts.into(),
-            shown,
-        })
+            shown: parts.shown,
+        }
     }
 
     pub fn opts(&self) -> &Opts {
@@ -137,6 +149,38 @@ fn split_host_port(authority: &str) -> Result<(String, u16), &'static str> {
     Ok((host.to_string(), port))
 }
 
+/// What a [`Target`] is made of, password included: how it travels to the process
+/// holding a journal, over its owner-only socket (`crate::holder`), and nowhere else.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TargetParts {
+    host: String,
+    port: u16,
+    user: Option<String>,
+    pass: Option<String>,
+    database: String,
+    shown: String,
+}
+
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TargetParts {
+            host: self.opts.ip_or_hostname().to_string(),
+            port: self.opts.tcp_port(),
+            user: self.opts.user().map(str::to_string),
+            pass: self.opts.pass().map(str::to_string),
+            database: self.opts.db_name().unwrap_or_default().to_string(),
+            shown: self.shown.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Target, D::Error> {
+        TargetParts::deserialize(deserializer).map(Target::from_parts)
+    }
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.shown)
@@ -167,6 +211,14 @@ mod tests {
             ("::1", 3306)
         );
         assert_eq!(t.to_string(), "mysql://[::1]/test");
+    }
+
+    #[test]
+    fn a_target_travels_whole() {
+        let t = Target::parse("mysql://bob:s%40cret@db.example:3307/crawl").unwrap();
+        let back: Target = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back.opts(), t.opts());
+        assert_eq!(back.to_string(), t.to_string());
     }
 
     #[test]

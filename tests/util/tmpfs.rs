@@ -56,6 +56,16 @@ impl Tmpfs {
         assert!(status.success(), "cannot resize the tmpfs to {mib} MiB");
     }
 
+    /// Remounts the tmpfs read-only, as a read-only file system under a journal.
+    pub fn read_only(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "cannot remount the tmpfs read-only");
+    }
+
     /// Bytes free on the tmpfs.
     pub fn free(&self) -> u64 {
         webspool::journal::space::free_space(self.path()).expect("statvfs")
