@@ -495,7 +495,7 @@ async fn reparse_skips_a_damaged_body_and_annotates_the_others() {
     let rules = site.dir.path().join("rules.toml");
     std::fs::write(&rules, RULES).expect("write rules");
     let rules = rules.to_str().expect("UTF-8 path");
-    let reparse = webspool(&["reparse", "--quiet", "--rules", rules], &site.journal)
+    let reparse = webspool(&["reparse", "--rules", rules], &site.journal)
         .await
         .expect(0, "reparse goes on past the damaged page");
     let warnings = reparse.lines_naming(url);
@@ -647,7 +647,7 @@ async fn a_page_synced_before_the_damage_keeps_its_row() {
     let rules = site.dir.path().join("rules.toml");
     std::fs::write(&rules, RULES).expect("write rules");
     let rules = rules.to_str().expect("UTF-8 path");
-    webspool(&["reparse", "--quiet", "--rules", rules], &site.journal)
+    webspool(&["reparse", "--rules", rules], &site.journal)
         .await
         .expect(0, "reparse");
     assert_eq!(status(&site.journal).await["pending_sync"], PAGES);

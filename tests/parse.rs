@@ -337,7 +337,7 @@ async fn kill_9_during_reparse_then_the_rest_is_done_without_redoing_it() {
     let log = dir.path().join("reparse.log");
     let reparse = |log: &std::path::Path| {
         Command::new(util::bin())
-            .args(["reparse", "--quiet", "--threads", "2", "--rules"])
+            .args(["reparse", "--threads", "2", "--rules"])
             .arg(&rules_file)
             .arg("--journal")
             .arg(&journal_dir)

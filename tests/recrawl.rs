@@ -125,7 +125,7 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     );
 
     // Nothing is due yet: the default interval is a day.
-    let out = on(&["recrawl", "--quiet"], &journal);
+    let out = on(&["recrawl"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("no page is due"), "{}", stderr(&out));
     assert_eq!(server.all_hits().values().sum::<u64>(), 25 + 1);
@@ -143,10 +143,7 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
         s.pages.insert("/t19".into(), Page::Missing);
     }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let out = on(
-        &["recrawl", "--all", "--quiet", "--sync", &db.url],
-        &journal,
-    );
+    let out = on(&["recrawl", "--all", "--sync", &db.url], &journal);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(

@@ -7,6 +7,7 @@ mod cli;
 mod compact;
 mod crash;
 mod crawl_sync;
+mod cron;
 mod disk_full;
 mod faults;
 mod fetch;

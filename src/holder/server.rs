@@ -211,6 +211,7 @@ async fn sync(holder: &Holder, request: SyncRequest, control: Arc<SyncControl>) 
         batch_rows: request.batch_rows,
         batch_bytes: request.batch_bytes,
         op_timeout: request.op_timeout,
+        give_up_after: request.give_up_after,
         min_free: request.min_free,
         turn: holder.turn.clone(),
     };

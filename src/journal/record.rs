@@ -201,7 +201,7 @@ pub enum Outcome {
     /// An HTTP response of any status; its body is in the `bodies` tree.
     Response {
         status: u16,
-        /// "HTTP/1.1", "HTTP/2", ...
+        /// "HTTP/1.1", "HTTP/2.0", ...
         version: String,
         final_url: String,
         headers: KeptHeaders,

@@ -82,15 +82,15 @@ pub enum RulesError {
     /// Not a `#[from]`: `{:#}` would print the reason twice (see `JournalError::Storage`).
     #[error("invalid rules: {0}")]
     Toml(toml::de::Error),
-    #[error("invalid field name {name:?}: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
+    #[error("invalid field name `{name}`: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
     FieldName { name: String },
-    #[error("field {field:?}: invalid selector {selector:?}: {reason}")]
+    #[error("field `{field}`: invalid selector `{selector}`: {reason}")]
     Selector {
         field: String,
         selector: String,
         reason: String,
     },
-    #[error("field {field:?}: invalid attribute name {attr:?}")]
+    #[error("field `{field}`: invalid attribute name `{attr}`")]
     Attr { field: String, attr: String },
     /// A size limit passed; `key` is where in the file (`fields.price.selector`).
     #[error("invalid rules: {key}: {what}, more than the limit of {limit}")]
@@ -333,7 +333,7 @@ mod tests {
         assert!(matches!(err, RulesError::Selector { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "field \"price\": invalid selector \"span.price >\": Dangling combinator in selector"
+            "field `price`: invalid selector `span.price >`: Dangling combinator in selector"
         );
     }
 
@@ -388,7 +388,7 @@ mod tests {
         std::fs::write(&bad, "[fields.x]\nselector = \"\"\n").unwrap();
         let err = Rules::load(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("bad.toml") && err.contains("field \"x\""),
+            err.contains("bad.toml") && err.contains("field `x`"),
             "{err}"
         );
         let good = dir.join("good.toml");
