@@ -11,7 +11,7 @@ use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, FetchError, 
 use crate::follow::{Follow, FollowError, FollowPolicy, Scope};
 use crate::journal::{Budget, RecrawlPolicy};
 use crate::parse::stage::ParseConfig;
-use crate::parse::{Rules, RulesError};
+use crate::parse::{Rules, RulesChoice, RulesError};
 use crate::pipeline::{CrawlConfig, Input, Politeness};
 use crate::progress::ProgressMode;
 use crate::sync::{SyncConfig, Target};
@@ -22,9 +22,13 @@ use crate::urls::GivenUrl;
     name = "webspool",
     version,
     about = "Fetch web pages into a crash-safe local journal, resumably.",
-    after_help = "Exit codes: 0 done, 1 error (journal, input, setup), 2 usage error, \
-                  75 disk full (free some space, then run the same command again), \
-                  130 interrupted (run the same command again to resume)."
+    after_help = "The journal (--journal DIR, default ./webspool.journal): only `crawl` \
+                  creates one; every other command needs an existing journal and creates \
+                  nothing.\n\n\
+                  Exit codes: 0 done, 1 error (journal, input, setup, MySQL unavailable \
+                  past --give-up-after), 2 usage error, 75 disk full (free some space, \
+                  then run the same command again), 130 interrupted (run the same command \
+                  again to resume)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -69,22 +73,26 @@ fn without_empty_env(mut command: clap::Command) -> clap::Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch every URL of a list into the journal; run again to resume.
+    /// Fetch every URL of a list into the journal, creating the journal if there is
+    /// none; run again to resume.
     Crawl(Box<CrawlArgs>),
-    /// Ask again for the stored pages that are due, with their validators: unchanged
-    /// pages cost a 304, changed ones get a new version, parsed and synced again.
+    /// Ask again for the stored pages of an existing journal that are due, with their
+    /// validators: unchanged pages cost a 304, changed ones get a new version, parsed
+    /// and synced again.
     Recrawl(Box<RecrawlArgs>),
-    /// Annotate pages fetched but not parsed yet (title, links, fields, ...).
+    /// Annotate the pages of an existing journal fetched but not parsed yet (title,
+    /// links, fields, ...).
     Parse(ParseArgs),
-    /// Re-annotate every stored page from the journal, offline; only pages whose
+    /// Re-annotate every stored page of an existing journal, offline; only pages whose
     /// annotation changed become pending for sync.
     Reparse(ParseArgs),
-    /// Load pending pages into MySQL/MariaDB in bulk, exactly once in effect.
+    /// Load the pending pages of an existing journal into MySQL/MariaDB in bulk,
+    /// exactly once in effect; once (for cron), or --every DURATION.
     Sync(SyncArgs),
-    /// Show counts and sizes of a journal.
+    /// Show counts and sizes of an existing journal.
     Status(StatusArgs),
-    /// Read and check every record and body of a journal; exit 1 if anything is
-    /// damaged. Changes nothing unless `--repair` is given.
+    /// Read and check every record and body of an existing journal; exit 1 if
+    /// anything is damaged. Changes nothing unless `--repair` is given.
     Verify(VerifyArgs),
     /// Rebuild a journal's index from its body segments alone, when its database is
     /// damaged or gone; the replaced files are kept in a dated folder.
@@ -95,6 +103,20 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether `--quiet` was given: no progress and no INFO lines, only warnings and
+    /// errors.
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Crawl(args) => args.run.quiet,
+            Command::Recrawl(args) => args.run.quiet,
+            Command::Parse(args) | Command::Reparse(args) => args.quiet,
+            Command::Sync(args) => args.quiet,
+            Command::Status(_) | Command::Verify(_) | Command::Recover(_) | Command::Compact(_) => {
+                false
+            }
+        }
+    }
+
     /// The journal directory the command works on.
     pub fn journal(&self) -> &std::path::Path {
         match self {
@@ -117,6 +139,10 @@ pub struct JournalArg {
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
 }
+
+/// How long a one-shot sync, or a crawl's end, waits for an unavailable MySQL: long
+/// enough for a restart of the server, short enough for a cron job every 10 minutes.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
 /// The free-space watermark of the commands that write to the journal.
 #[derive(Debug, Args)]
@@ -234,9 +260,15 @@ impl RecrawlArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Also sync to this MySQL database as pages are parsed; the crawl ends when
-    /// everything is fetched, parsed and synced.
+    /// everything is fetched, parsed and synced. MySQL being down never slows fetching;
+    /// at the end the crawl waits for it up to --give-up-after.
     #[arg(long, value_name = "URL", value_parser = Unquoted(mysql_target))]
     pub sync: Option<Target>,
+    /// With --sync: when MySQL stays unavailable this long once everything is fetched
+    /// and parsed, stop with exit code 1 and one line saying why; the pages stay in the
+    /// journal for `webspool sync`. Default 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "sync")]
+    pub give_up_after: Option<Duration>,
     #[command(flatten)]
     pub min_free: MinFreeArg,
     /// Fetches in flight at once, over all hosts.
@@ -246,13 +278,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub per_host: u32,
     /// Deadline for a whole fetch, redirects and body included, in seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub timeout: f64,
     /// Deadline for opening a TCP connection, in seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub connect_timeout: f64,
     /// Longest silence from a server (waiting for headers or body data), in seconds.
-    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 15.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub idle_timeout: f64,
     /// Largest body kept, counted after content-decoding; larger pages are recorded as
     /// `too_large`.
@@ -284,13 +316,14 @@ pub struct RunArgs {
     pub rules: RulesArg,
     /// Only fetch; parse later with `webspool parse`. (Cannot be combined with --sync,
     /// which syncs parsed pages, or with link following, which needs the links.)
-    #[arg(long, conflicts_with_all = ["sync", "rules", "follow", "sitemap"])]
+    #[arg(long, conflicts_with_all = ["sync", "rules", "no_rules", "follow", "sitemap"])]
     pub no_parse: bool,
     #[command(flatten)]
     pub polite: PoliteArgs,
     #[command(flatten)]
     pub follow: FollowArgs,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
     /// Also trust the root certificates in this PEM file (for testing with a private
@@ -307,7 +340,7 @@ pub struct PoliteArgs {
     pub ignore_robots: bool,
     /// Least time between two requests to one host, in seconds (robots.txt's
     /// Crawl-delay can make it longer). With a delay, one request at a time per host.
-    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = delay_secs)]
+    #[arg(long, default_value_t = 0.0, value_name = "SECS", value_parser = delay_secs, allow_negative_numbers = true)]
     pub delay: f64,
     /// Attempts after the first for transient failures (connection errors, timeouts,
     /// 408, 429, 5xx), with exponential backoff or the server's Retry-After.
@@ -348,7 +381,16 @@ impl FollowArgs {
     /// The follow settings, or None when nothing is followed.
     fn to_follow(&self) -> Result<Option<Follow>, ConfigError> {
         if matches!(self.follow, Scope::None) && self.sitemap.is_empty() {
-            return Ok(None);
+            let given = [
+                ("--include", !self.include.is_empty()),
+                ("--exclude", !self.exclude.is_empty()),
+                ("--max-depth", self.max_depth.is_some()),
+                ("--max-pages", self.max_pages.is_some()),
+            ];
+            return match given.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(ConfigError::NotFollowing(flag)),
+                None => Ok(None),
+            };
         }
         let policy = FollowPolicy::new(
             self.follow.clone(),
@@ -381,24 +423,34 @@ fn given_url(s: &str) -> Result<GivenUrl, String> {
 fn delay_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("`{s}` must be a number of seconds from 0 to 3600")),
+        _ => Err("must be a number of seconds from 0 to 3600".to_string()),
     }
 }
 
 #[derive(Debug, Args)]
 pub struct RulesArg {
-    /// Extraction rules: a TOML file mapping field names to CSS selectors.
+    /// Extraction rules: a TOML file mapping field names to CSS selectors. They are kept
+    /// in the journal (replacing rules kept before), and later runs without --rules use
+    /// them again.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Parse without extraction rules, and drop those the journal keeps.
+    #[arg(long, conflicts_with = "rules")]
+    pub no_rules: bool,
 }
 
 impl RulesArg {
-    /// Loads and checks the rules before any work starts.
-    pub fn load(&self) -> Result<Rules, RulesError> {
-        match &self.rules {
-            Some(path) => Rules::load(path),
-            None => Ok(Rules::default()),
+    /// Loads and checks the rules given before any work starts.
+    pub fn load(&self) -> Result<RulesChoice, RulesError> {
+        if self.no_rules {
+            return Ok(RulesChoice::Dropped);
         }
+        let Some(path) = &self.rules else {
+            return Ok(RulesChoice::Kept);
+        };
+        let (rules, text) = Rules::load_text(path)?;
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        Ok(RulesChoice::given(rules, text, file.display().to_string()))
     }
 }
 
@@ -413,7 +465,8 @@ pub struct ParseArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -421,7 +474,7 @@ pub struct ParseArgs {
 impl ParseArgs {
     pub fn to_config(&self) -> Result<ParseConfig, RulesError> {
         Ok(ParseConfig {
-            rules: Arc::new(self.rules.load()?),
+            rules: self.rules.load()?,
             threads: self.threads.map_or_else(default_threads, |n| n as usize),
             progress: progress_mode(self.quiet),
             follow: None,
@@ -459,10 +512,15 @@ pub struct SyncArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub min_free: MinFreeArg,
-    /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped; without it,
-    /// drain what is pending and exit.
+    /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped, retrying an
+    /// unavailable MySQL until it answers; without it, drain what is pending and exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub every: Option<Duration>,
+    /// When MySQL stays unavailable (down, unreachable, refusing connections) this long,
+    /// stop with exit code 1 and one line saying why; the pages stay in the journal for
+    /// the next sync. Default 5m. (Not with --every, which retries until MySQL answers.)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "every")]
+    pub give_up_after: Option<Duration>,
     /// Leave page bodies out (the `body` column stays NULL).
     #[arg(long)]
     pub no_bodies: bool,
@@ -473,9 +531,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 64 * 1024 * 1024)]
     pub batch_bytes: u64,
     /// Deadline for connecting and for writing one batch, in seconds.
-    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(long, default_value_t = 120.0, value_name = "SECS", value_parser = positive_secs, allow_negative_numbers = true)]
     pub mysql_timeout: f64,
-    /// No progress bar or progress lines, only the summary.
+    /// Print only warnings and errors: no progress, and no summary unless the run was
+    /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -489,6 +548,10 @@ impl SyncArgs {
             batch_rows: self.batch_rows as usize,
             batch_bytes: self.batch_bytes.max(1) as usize,
             op_timeout: Duration::from_secs_f64(self.mysql_timeout),
+            give_up_after: match self.every {
+                Some(_) => None,
+                None => Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
+            },
             min_free: self.min_free.min_free,
             turn: Default::default(),
         }
@@ -596,6 +659,8 @@ pub enum ConfigError {
     Follow(#[from] FollowError),
     #[error("--min-interval is longer than --max-interval")]
     Intervals,
+    #[error("{0} applies to the links and sitemap entries a crawl follows: give --follow SCOPE or --sitemap URL too")]
+    NotFollowing(&'static str),
 }
 
 impl ConfigError {
@@ -604,7 +669,10 @@ impl ConfigError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            ConfigError::NoInput | ConfigError::Follow(_) | ConfigError::Intervals
+            ConfigError::NoInput
+                | ConfigError::Follow(_)
+                | ConfigError::Intervals
+                | ConfigError::NotFollowing(_)
         )
     }
 }
@@ -656,11 +724,11 @@ fn user_agent(s: &str) -> Result<String, String> {
 fn positive_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+        .map_err(|_| "must be a number of seconds, such as 30 or 2.5".to_string())?;
     if v.is_finite() && v > 0.0 && v <= 86_400.0 {
         Ok(v)
     } else {
-        Err(format!("`{s}` must be between 0 and 86400 seconds"))
+        Err("must be more than 0 and at most 86400 seconds (a day)".to_string())
     }
 }
 
@@ -695,6 +763,7 @@ impl RunArgs {
             batch_rows: 1000,
             batch_bytes: 64 * 1024 * 1024,
             op_timeout: Duration::from_secs(120),
+            give_up_after: Some(self.give_up_after.unwrap_or(DEFAULT_GIVE_UP_AFTER)),
             min_free: self.min_free.min_free,
             turn: Default::default(),
         });
@@ -718,7 +787,7 @@ impl RunArgs {
             parse: match self.no_parse {
                 true => None,
                 false => Some(ParseConfig {
-                    rules: Arc::new(self.rules.load()?),
+                    rules: self.rules.load()?,
                     threads: default_threads(),
                     progress: ProgressMode::Off,
                     follow,

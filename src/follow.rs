@@ -43,7 +43,7 @@ pub const DEFAULT_MAX_REPEATED_SEGMENTS: usize = 3;
 pub enum FollowError {
     #[error("invalid scope `{given}`: {reason}")]
     Scope { given: String, reason: String },
-    #[error("invalid {option} pattern `{pattern}`: {message}")]
+    #[error("invalid --{option} pattern `{pattern}`: {message}")]
     Pattern {
         option: &'static str,
         pattern: String,
@@ -173,7 +173,7 @@ fn patterns<S: AsRef<str>>(
         regex::Regex::new(pattern).map_err(|e| FollowError::Pattern {
             option,
             pattern: pattern.to_string(),
-            message: e.to_string(),
+            message: regex_reason(&e),
         })?;
     }
     RegexSet::new(given)
@@ -185,8 +185,21 @@ fn patterns<S: AsRef<str>>(
                 .map(AsRef::as_ref)
                 .collect::<Vec<_>>()
                 .join(" "),
-            message: e.to_string(),
+            message: regex_reason(&e),
         })
+}
+
+/// Why a pattern does not compile, on one line: the regex crate's syntax errors span
+/// several (the pattern again, a caret under the place, then `error: why`).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_string,
+        )
 }
 
 /// How often the most frequent segment of `path` occurs in it.

@@ -20,6 +20,7 @@ use crate::journal::record::{decode_pending, decode_pending_v1, decode_segments_
 use crate::journal::record::{encode_annotation, encode_host, encode_page, encode_pending};
 use crate::journal::record::{id_key, key_id, BodyRef};
 use crate::journal::recrawl::{decode_policy, decode_schedule, encode_policy, encode_schedule};
+use crate::journal::rules::{decode_rules, encode_rules};
 use crate::journal::sync::{decode_last_sync, encode_last_sync};
 use crate::journal::versions::{split_version_key, version_key};
 use crate::journal::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
@@ -248,6 +249,11 @@ fn decode_every_record(data: &[u8]) {
     if let Ok(policy) = decode_policy(data) {
         let bytes = encode_policy(policy).expect("encodes");
         assert_eq!(decode_policy(&bytes).expect("decodes"), policy);
+    }
+
+    if let Ok(rules) = decode_rules(data) {
+        let bytes = encode_rules(&rules).expect("encodes");
+        assert_eq!(decode_rules(&bytes).expect("decodes"), rules);
     }
 
     if let Ok(annotation) = decode_annotation(data) {

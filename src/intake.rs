@@ -56,6 +56,25 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// Checks that a URL list file can be opened for reading, so that a crawl given a
+    /// missing or unreadable list fails before it creates a journal.
+    pub fn check(&self) -> Result<(), CrawlError> {
+        let Input::File(path) = self else {
+            return Ok(());
+        };
+        let error = |error| CrawlError::Input {
+            path: path.display().to_string(),
+            error,
+        };
+        let file = std::fs::File::open(path).map_err(error)?;
+        match file.metadata().map_err(error)?.is_dir() {
+            true => Err(error(std::io::Error::other("it is a directory"))),
+            false => Ok(()),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IntakeReport {
     pub added: u64,
@@ -126,7 +145,9 @@ impl<'a> Adder<'a> {
 
     fn invalid(&mut self, place: &str, text: &str, reason: &str) {
         self.report.invalid += 1;
-        tracing::warn!("{place}: skipped {text:?}: {reason}");
+        // Quoted with control characters escaped, as a terminal must not run them.
+        let shown = text.escape_debug().to_string().replace("\\'", "'");
+        tracing::warn!("{place}: skipped \"{shown}\": {reason}");
     }
 }
 
@@ -361,14 +382,14 @@ async fn from_mysql(
     };
     let mut conn = conn
         .map_err(|_| seed_err("connecting", "no answer".into()))?
-        .map_err(|e| seed_err("connecting", e.to_string()))?;
+        .map_err(|e| seed_err("connecting", crate::sync::mysql_message(&e)))?;
     let querying = tokio::time::timeout(SEED_TIMEOUT, conn.query_iter(query));
     let Some(rows) = hold.waiting(adder.report, querying).await else {
         return Ok(adder.report);
     };
     let mut rows = rows
         .map_err(|_| seed_err("running the query", "no answer".into()))?
-        .map_err(|e| seed_err("running the query", e.to_string()))?;
+        .map_err(|e| seed_err("running the query", crate::sync::mysql_message(&e)))?;
     let mut n = 0u64;
     loop {
         if signals.stop.load(Ordering::Acquire) {
@@ -387,7 +408,7 @@ async fn from_mysql(
         };
         let row = row
             .map_err(|_| seed_err("reading rows", "no answer".into()))?
-            .map_err(|e| seed_err("reading rows", e.to_string()))?;
+            .map_err(|e| seed_err("reading rows", crate::sync::mysql_message(&e)))?;
         let Some(row) = row else { break };
         n += 1;
         if row.len() < 2 {

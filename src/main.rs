@@ -38,10 +38,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
+    let quiet = cli.command.quiet();
+    // `--quiet` lowers the default to warnings; a filter set in WEBSPOOL_LOG is taken
+    // as it is (as cargo's CARGO_LOG is, whatever -q says).
+    let default_filter = if quiet {
+        "webspool=warn"
+    } else {
+        "webspool=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBSPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("webspool=info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -133,6 +141,8 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Ok(usage_error("crawl", &e)),
         Err(e) => return Err(e.into()),
     };
+    // Before the journal exists: a list that cannot be read leaves none behind.
+    config.input.check()?;
     let journal = Arc::new(open_to_write(&args.journal.journal, Journal::open, "a crawl").await?);
     let _serving = serve_run(&journal, &config);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -141,7 +151,12 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     });
     let summary = crawl(journal.clone(), config, stop_rx).await?;
     journal.checkpoint()?;
-    print_summary(&summary);
+    if !args.run.quiet || summary.interrupted {
+        print_summary(&summary);
+    }
+    if let Some(e) = summary.sync_gave_up {
+        return Err(e.into());
+    }
     Ok(finished(summary.interrupted, summary.disk_full))
 }
 
@@ -182,18 +197,26 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
             let summary = crawl(journal.clone(), config.clone(), stop_rx.clone()).await?;
             journal.checkpoint()?;
             let s = &summary.status;
-            eprintln!(
-                "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
-                s.checked - before.checked,
-                s.unchanged - before.unchanged,
-                s.changed - before.changed,
-                s.gone - before.gone,
-            );
-            print_summary(&summary);
+            if !args.run.quiet || summary.interrupted {
+                eprintln!(
+                    "recrawl: {queued} pages due; checked {}: {} unchanged, {} changed, {} gone",
+                    s.checked - before.checked,
+                    s.unchanged - before.unchanged,
+                    s.changed - before.changed,
+                    s.gone - before.gone,
+                );
+                print_summary(&summary);
+            }
             if summary.interrupted {
                 return Ok(finished(summary.interrupted, summary.disk_full));
             }
-        } else if args.every.is_none() {
+            match (summary.sync_gave_up, args.every) {
+                (Some(e), None) => return Err(e.into()),
+                // The next round syncs what this one could not.
+                (Some(e), Some(_)) => tracing::warn!("{e}"),
+                (None, _) => {}
+            }
+        } else if args.every.is_none() && !args.run.quiet {
             eprintln!("recrawl: no page is due");
         }
         let Some(every) = args.every else {
@@ -209,6 +232,7 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
 /// Runs `parse` or `reparse` on threads of their own; Ctrl-C stops intake of new work.
 async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
+    let quiet = args.quiet;
     let what = match mode {
         Mode::Pending => "a parse",
         Mode::Reparse => "a reparse",
@@ -224,6 +248,9 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(summary)
     })
     .await??;
+    if quiet && !summary.interrupted {
+        return Ok(finished(summary.interrupted, summary.disk_full));
+    }
     let secs = summary.elapsed.as_secs_f64().max(0.001);
     eprintln!(
         "{}: {} pages annotated ({} changed, {} with parse errors) in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
@@ -260,11 +287,13 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     stop_on_interrupt("finishing the batch in progress", control.clone(), |c| {
         &c.stop
     });
-    let pending = journal.status()?.pending_sync;
-    let reporter = sync_progress(args.quiet, &control, pending);
+    let reporter = sync_progress(args.quiet, &control, Some(&journal));
     let summary = sync::run(journal.clone(), &config, control).await?;
     journal.checkpoint()?;
     drop(reporter);
+    if args.quiet && !summary.interrupted {
+        return Ok(finished(summary.interrupted, summary.disk_full));
+    }
     print_sync_summary(
         ending(summary.interrupted, &summary.disk_full),
         &summary,
@@ -274,14 +303,24 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     Ok(finished(summary.interrupted, summary.disk_full))
 }
 
-/// The progress of a sync: pages synced of `pending`.
-fn sync_progress(quiet: bool, control: &Arc<SyncControl>, pending: u64) -> Reporter {
+/// The progress of a sync: pages synced of those synced and still pending in
+/// `journal` (opened here), or of those synced so far (a pass the holder runs).
+fn sync_progress(
+    quiet: bool,
+    control: &Arc<SyncControl>,
+    journal: Option<&Arc<Journal>>,
+) -> Reporter {
     let (control, started) = (control.clone(), std::time::Instant::now());
+    let journal = journal.cloned();
     Reporter::start(progress_mode(quiet), "sync", move || {
         let synced = control.synced.load(std::sync::atomic::Ordering::Relaxed);
+        let pending = journal
+            .as_ref()
+            .and_then(|journal| journal.status().ok())
+            .map_or(0, |status| status.pending_sync);
         View {
             done: synced,
-            total: pending.max(synced),
+            total: synced + pending,
             message: format!("{:.0} pages/s", per_sec(synced, started)),
         }
     })
@@ -314,6 +353,7 @@ async fn sync_in_holder(mut holder: Holder, args: &SyncArgs) -> anyhow::Result<E
         batch_rows: config.batch_rows,
         batch_bytes: config.batch_bytes,
         op_timeout: config.op_timeout,
+        give_up_after: config.give_up_after,
         min_free: config.min_free,
     });
     let control = Arc::new(SyncControl::default());
@@ -323,7 +363,7 @@ async fn sync_in_holder(mut holder: Holder, args: &SyncArgs) -> anyhow::Result<E
         |c| &c.stop,
     );
     // What the holder has pending is not known here.
-    let reporter = sync_progress(args.quiet, &control, 0);
+    let reporter = sync_progress(args.quiet, &control, None);
     let dir = &args.journal.journal;
     let reply = ask(&mut holder, dir, &request, &control.stop, |reply| {
         if let Reply::Progress(synced) = reply {
@@ -351,7 +391,9 @@ async fn sync_in_holder(mut holder: Holder, args: &SyncArgs) -> anyhow::Result<E
         (None, true) => "interrupted",
         (None, false) => "done",
     };
-    print_sync_summary(ending, &summary, &config.target, outcome.pending);
+    if !args.quiet || outcome.interrupted {
+        print_sync_summary(ending, &summary, &config.target, outcome.pending);
+    }
     Ok(match outcome.disk_full {
         Some(full) => {
             eprintln!("error: {full}");
@@ -597,10 +639,17 @@ impl Signals {
 fn print_summary(s: &CrawlSummary) {
     let secs = s.elapsed.as_secs_f64().max(0.001);
     let pages = s.fetched + s.failed;
+    let found = match s.discovered {
+        0 => String::new(),
+        n => format!(
+            "{} given, {n} found in sitemaps, feeds and links; ",
+            s.added
+        ),
+    };
     eprintln!(
-        "{}: {} new URLs ({} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        "{}: {} new URLs ({found}{} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
         ending(s.interrupted, &s.disk_full),
-        s.added,
+        s.added + s.discovered,
         s.duplicates,
         s.invalid_lines,
         s.fetched,
@@ -611,6 +660,12 @@ fn print_summary(s: &CrawlSummary) {
         pages as f64 / secs,
         s.bytes as f64 / secs / 1e6,
     );
+    if s.blocked > 0 {
+        eprintln!(
+            "{} to private addresses skipped; --allow-private fetches them",
+            counted(s.blocked, "link", "links")
+        );
+    }
     eprintln!(
         "journal: {} URLs, {} fetched, {} failed, {} pending",
         s.status.urls, s.status.fetched, s.status.failed, s.status.pending_fetch
@@ -630,8 +685,7 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         Ok(journal) => journal,
         Err(code) => return Ok(code),
     };
-    let mut status = journal.status()?;
-    status.due = Some(journal.due_count(webspool::journal::now_ms())?);
+    let status = journal.full_status(webspool::journal::now_ms())?;
     print_status(dir, &status, args.json)
 }
 
@@ -1003,6 +1057,13 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
     if let Some(due) = s.due {
         rows.push(("due for recrawl".into(), due.to_string()));
     }
+    rows.push((
+        "rules".into(),
+        s.rules.as_ref().map_or_else(
+            || "none".to_string(),
+            |r| format!("{} ({})", r.file, r.hash),
+        ),
+    ));
     if s.damaged > 0 {
         rows.push((
             "damaged".into(),
@@ -1013,12 +1074,7 @@ fn status_text(path: &std::path::Path, s: &Status) -> String {
         (
             "last sync".into(),
             match &s.last_sync {
-                Some(last) => format!(
-                    "{} pages, {} ago (watermark {})",
-                    last.pages,
-                    ago(last.at_ms),
-                    last.watermark
-                ),
+                Some(last) => format!("{} pages, {} ago", last.pages, ago(last.at_ms)),
                 None => "never".to_string(),
             },
         ),

@@ -25,7 +25,8 @@ use crate::fetch::{FetchConfig, FetchError, Fetcher};
 pub use crate::intake::Input;
 use crate::intake::{self, Signals};
 use crate::journal::{
-    now_ms, DiskFull, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome, Status, Via,
+    now_ms, DiskFull, ErrorKind, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome,
+    Status, Via,
 };
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
@@ -93,11 +94,17 @@ impl CrawlError {
 /// What a crawl did, for the final summary.
 #[derive(Debug, Default)]
 pub struct CrawlSummary {
+    /// New URLs from the list, the query or `--sitemap`: the URLs given.
     pub added: u64,
+    /// New URLs found in sitemaps, feeds, links and robots.txt files.
+    pub discovered: u64,
     pub duplicates: u64,
     pub invalid_lines: u64,
     pub fetched: u64,
     pub failed: u64,
+    /// Of `failed`, discovered links refused by the private-address guard
+    /// (`--allow-private` fetches them).
+    pub blocked: u64,
     pub bytes: u64,
     /// Pages annotated by the parse stage during the crawl.
     pub parsed: u64,
@@ -108,6 +115,9 @@ pub struct CrawlSummary {
     pub interrupted: bool,
     /// Stopped because less than `--min-free` was free under the journal.
     pub disk_full: Option<DiskFull>,
+    /// With `--sync`: MySQL stayed unavailable past `--give-up-after` at the crawl's
+    /// end; every page is fetched and kept in the journal, waiting for `webspool sync`.
+    pub sync_gave_up: Option<SyncError>,
     pub status: Status,
 }
 
@@ -159,6 +169,7 @@ pub async fn crawl(
         })
     };
 
+    let mut seeded = 0;
     if !config.sitemaps.is_empty() {
         let mut seeds = Vec::with_capacity(config.sitemaps.len());
         for given in &config.sitemaps {
@@ -167,8 +178,8 @@ pub async fn crawl(
                 .grant(&given.url, given.userinfo.as_ref())?;
             seeds.push(NewUrl::new(&given.url, None, 0, Via::SitemapSeed));
         }
-        let added = journal.add_urls(&seeds)?.added;
-        counts.total.fetch_add(added, Ordering::Relaxed);
+        seeded = journal.add_urls(&seeds)?.added;
+        counts.total.fetch_add(seeded, Ordering::Relaxed);
     }
     let stop_intake = Arc::new(AtomicBool::new(false));
     let intake_done = Arc::new(AtomicBool::new(false));
@@ -292,13 +303,24 @@ pub async fn crawl(
     if interrupted {
         sync_control.stop.store(true, Ordering::Release);
     }
+    let mut sync_gave_up = None;
     let synced = match syncer {
         Some(task) => {
-            let summary = task
+            let result = task
                 .await
-                .map_err(|_| CrawlError::Internal("the sync stage died".into()))??;
-            disk_full = disk_full.or(summary.disk_full);
-            summary.pages
+                .map_err(|_| CrawlError::Internal("the sync stage died".into()))?;
+            match result {
+                Ok(summary) => {
+                    disk_full = disk_full.or(summary.disk_full);
+                    summary.pages
+                }
+                // The crawl itself is done: its summary is still due, then this error.
+                Err(e @ SyncError::GaveUp { .. }) => {
+                    sync_gave_up = Some(e);
+                    sync_control.synced.load(Ordering::Relaxed)
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         None => 0,
     };
@@ -312,19 +334,24 @@ pub async fn crawl(
         journal.flush().await?;
     }
 
+    let added = intake_report.added + seeded;
+    let now = journal.status()?;
     Ok(CrawlSummary {
-        added: intake_report.added,
+        added,
+        discovered: now.urls.saturating_sub(status.urls + added),
         duplicates: intake_report.duplicates,
         invalid_lines: intake_report.invalid,
         fetched: counts.fetched.load(Ordering::Relaxed),
         failed: counts.failed.load(Ordering::Relaxed),
+        blocked: counts.blocked.load(Ordering::Relaxed),
         bytes: counts.bytes.load(Ordering::Relaxed),
         parsed,
         synced,
         elapsed: started.elapsed(),
         interrupted: interrupted || disk_full.is_some(),
         disk_full,
-        status: journal.status()?,
+        sync_gave_up,
+        status: now,
     })
 }
 
@@ -395,6 +422,9 @@ fn commit_loop(
                 }
                 Outcome::Error { kind, message } => {
                     counts.failed.fetch_add(1, Ordering::Relaxed);
+                    if *kind == ErrorKind::Blocked {
+                        counts.blocked.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(target: "webspool::committed", id = done.id, %kind, "failed {}: {message}", done.shown);
                 }
             }

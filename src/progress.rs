@@ -24,6 +24,8 @@ pub struct Counts {
     pub bytes: AtomicU64,
     /// Transient failures scheduled for another attempt.
     pub retried: AtomicU64,
+    /// Of `failed`, discovered links refused by the private-address guard.
+    pub blocked: AtomicU64,
 }
 
 /// How progress is shown.
@@ -95,13 +97,19 @@ fn bar(label: &str, stop: &AtomicBool, view: &dyn Fn() -> View) {
     bar.finish_and_clear();
 }
 
+/// A log line every 10 s, when there is news: an idle stage (`sync --every` between
+/// rounds, a crawl waiting for a retry) logs nothing until its counts move.
 fn lines(label: &str, stop: &AtomicBool, view: &dyn Fn() -> View) {
     let mut next = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
     while !stop.load(Ordering::Acquire) {
         std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
         if Instant::now() >= next && !stop.load(Ordering::Acquire) {
             let v = view();
-            tracing::info!("{label}: {}/{} done, {}", v.done, v.total, v.message);
+            if last != Some((v.done, v.total)) {
+                tracing::info!("{label}: {}/{} done, {}", v.done, v.total, v.message);
+                last = Some((v.done, v.total));
+            }
             next += Duration::from_secs(10);
         }
     }

@@ -412,7 +412,7 @@ impl Scheduler {
                         // A record this build cannot request: fail it, don't stall.
                         let shown = redact_text(&ready.entry.url);
                         tracing::warn!(
-                            "id {}: stored URL {shown:?} cannot be requested: {reason}",
+                            "id {}: stored URL {shown} cannot be requested: {reason}",
                             ready.id
                         );
                         self.inflight.insert(ready.id);
@@ -709,9 +709,22 @@ impl Scheduler {
                     h.robots_failures += 1;
                     h.robots = RobotsState::Unknown;
                     h.next_at = Instant::now() + host_backoff(h.robots_failures + 1, 0);
-                    if h.robots_failures > retries {
+                    // The private-address guard refuses the host's pages too: asking
+                    // again would change nothing.
+                    let blocked = matches!(
+                        fetched.meta.outcome,
+                        Outcome::Error {
+                            kind: ErrorKind::Blocked,
+                            ..
+                        }
+                    );
+                    if h.robots_failures > retries || blocked {
                         h.robots = RobotsState::Known(Arc::new(robots));
                         let (kind, message) = match &fetched.meta.outcome {
+                            Outcome::Error {
+                                kind: ErrorKind::Blocked,
+                                message,
+                            } => (ErrorKind::Blocked, message.clone()),
                             Outcome::Error { kind, message } => {
                                 (*kind, format!("robots.txt could not be fetched: {message}"))
                             }
@@ -751,21 +764,27 @@ impl Scheduler {
     }
 
     /// Takes a host for down for [`HOST_DOWN_FOR`]: its URLs are recorded as failed
-    /// with `kind` and `message`, without being sent, in this run and the next ones.
+    /// with `kind` and `message`, without being sent, in this run and the next ones
+    /// (in this run only when the private-address guard refused it).
     fn take_down(
         &mut self,
         key: &str,
         kind: ErrorKind,
         message: String,
     ) -> Result<(), JournalError> {
-        tracing::warn!("host {key} taken for down: {message}");
-        let down = HostDown {
-            until_ms: now_ms() + HOST_DOWN_FOR.as_millis() as u64,
-            kind,
-            message: message.clone(),
-        };
-        self.journal
-            .update_host(key, |h| h.down = Some(down.clone()))?;
+        // A host refused by the private-address guard is not down: its pages are
+        // refused in this run only (a run with --allow-private fetches them), and
+        // counted in the run's summary with that flag.
+        if kind != ErrorKind::Blocked {
+            tracing::warn!("host {key} taken for down: {message}");
+            let down = HostDown {
+                until_ms: now_ms() + HOST_DOWN_FOR.as_millis() as u64,
+                kind,
+                message: message.clone(),
+            };
+            self.journal
+                .update_host(key, |h| h.down = Some(down.clone()))?;
+        }
         if let Some(host) = self.hosts.get_mut(key) {
             host.down = Some((kind, message));
         }

@@ -365,7 +365,7 @@ async fn urls_from_stdin_are_crawled_and_bad_lines_reported_with_their_number() 
     );
     let out = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(util::bin())
-            .args(["crawl", "--quiet", "--urls", "-", "--journal"])
+            .args(["crawl", "--urls", "-", "--journal"])
             .arg(&journal)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

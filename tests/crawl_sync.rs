@@ -57,7 +57,7 @@ async fn seeded_from_mysql_synced_through_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("crawl.log");
     let mut child = Command::new(util::bin())
-        .args(["crawl", "--quiet", "--from-mysql", &db.url])
+        .args(["crawl", "--from-mysql", &db.url])
         .args([
             "--query",
             "SELECT id, url FROM sites WHERE active ORDER BY id",

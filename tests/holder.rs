@@ -121,7 +121,7 @@ async fn status_sync_and_verify_from_other_processes_during_a_crawl() {
     );
 
     // A one-shot sync from cron, run by the crawl.
-    let out = on_journal(&["sync", "--quiet", "--mysql", &db.url], &journal).await;
+    let out = on_journal(&["sync", "--mysql", &db.url], &journal).await;
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     let line = said.lines().last().unwrap_or_default();
@@ -195,7 +195,7 @@ async fn a_sync_during_crawl_sync_joins_its_pass() {
     let live = |key: &str| status_json(&journal)[key].as_u64().unwrap();
     assert!(eventually(30, || live("parsed") >= 5).await);
 
-    let out = on_journal(&["sync", "--quiet", "--mysql", &db.url], &journal).await;
+    let out = on_journal(&["sync", "--mysql", &db.url], &journal).await;
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains(" pages synced to mysql://***@"), "{said}");

@@ -15,7 +15,7 @@ use crate::util::{self, server};
 fn crawl_stdin(dir: &Path) -> (Child, ChildStdin) {
     let log = std::fs::File::create(dir.join("log")).expect("log file");
     let mut child = Command::new(util::bin())
-        .args(["crawl", "--quiet", "--urls", "-", "--journal"])
+        .args(["crawl", "--urls", "-", "--journal"])
         .arg(dir.join("journal"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -58,7 +58,7 @@ async fn crawl_file_with(dir: &Path, list: &[u8], flags: &[&str]) -> Output {
     let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(util::bin())
-            .args(["crawl", "--quiet"])
+            .arg("crawl")
             .args(flags)
             .arg("--urls")
             .arg(path)

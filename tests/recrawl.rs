@@ -127,7 +127,7 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     );
 
     // Nothing is due yet: the default interval is a day.
-    let out = on(&["recrawl", "--quiet"], &journal);
+    let out = on(&["recrawl"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("no page is due"), "{}", stderr(&out));
     assert_eq!(server.all_hits().values().sum::<u64>(), 25 + 1);
@@ -145,10 +145,7 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
         s.pages.insert("/t19".into(), Page::Missing);
     }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let out = on(
-        &["recrawl", "--all", "--quiet", "--sync", &db.url],
-        &journal,
-    );
+    let out = on(&["recrawl", "--all", "--sync", &db.url], &journal);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -196,6 +193,44 @@ async fn recrawl_keeps_unchanged_pages_and_stores_changed_and_gone_ones() {
     }
     let out = on(&["verify"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // gone_at: set for the pages that answered 404, and only for them.
+    let gone = gone_at(&db).await;
+    let gone_paths = ["/t18", "/t19"];
+    for path in &paths {
+        let at = &gone[&server.url(path)];
+        assert_eq!(
+            at.is_some(),
+            gone_paths.contains(&path.as_str()),
+            "{path}: {at:?}"
+        );
+    }
+    // /t18 comes back as it was (a 304), /t19 is still gone: t18's gone_at is cleared,
+    // t19 keeps the time it was first found gone.
+    site.lock()
+        .unwrap()
+        .pages
+        .insert("/t18".into(), Page::Tagged(body("/t18", 1), 1));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let out = on(
+        &["recrawl", "--all", "--quiet", "--sync", &db.url],
+        &journal,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = gone_at(&db).await;
+    assert_eq!(again[&server.url("/t18")], None);
+    assert_eq!(again[&server.url("/t19")], gone[&server.url("/t19")]);
+    assert_eq!(again.values().filter(|at| at.is_some()).count(), 1);
+}
+
+/// url -> gone_at, for every row.
+async fn gone_at(db: &TestDb) -> BTreeMap<String, Option<String>> {
+    let mut conn = db.conn().await;
+    conn.query("SELECT url, CAST(gone_at AS CHAR) FROM pages")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// A site of `n` pages `/t0`.. with ETags, at version 1, crawled into `dir/j`: the
@@ -343,10 +378,7 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
     let (site, server, list, journal) = crawled_tagged(&dir, n).await;
     let db = TestDb::new().await;
     let recrawl = |expect: &'static str| {
-        let out = on(
-            &["recrawl", "--all", "--quiet", "--sync", &db.url],
-            &journal,
-        );
+        let out = on(&["recrawl", "--all", "--sync", &db.url], &journal);
         let err = stderr(&out);
         assert!(out.status.success() && err.contains(expect), "{err}");
     };
@@ -476,7 +508,7 @@ async fn sitemap_changefreq_and_lastmod_make_pages_due_sooner() {
     assert!(pages.iter().all(|p| server.hits(p) == 1));
 
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let out = on(&["recrawl", "--quiet", "--min-interval", "200ms"], &journal);
+    let out = on(&["recrawl", "--min-interval", "200ms"], &journal);
     let err = stderr(&out);
     assert!(out.status.success() && err.contains("checked 2:"), "{err}");
     let hits: Vec<u64> = pages.iter().map(|p| server.hits(p)).collect();
@@ -485,7 +517,7 @@ async fn sitemap_changefreq_and_lastmod_make_pages_due_sooner() {
 
     // Checked since its lastmod, /b is not due again; /a is, every 200 ms.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let out = on(&["recrawl", "--quiet"], &journal);
+    let out = on(&["recrawl"], &journal);
     let err = stderr(&out);
     assert!(out.status.success() && err.contains("checked 1:"), "{err}");
     let hits: Vec<u64> = pages.iter().map(|p| server.hits(p)).collect();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use sha2::{Digest, Sha256};
 use webspool::journal::Journal;
-use webspool::parse::Rules;
+use webspool::parse::RulesChoice;
 use webspool::sync::{self, SyncConfig, SyncControl, Target};
 
 use crate::util::mysql::TestDb;
@@ -25,6 +25,7 @@ fn config(db: &TestDb, batch_rows: usize) -> SyncConfig {
         batch_rows,
         batch_bytes: 64 << 20,
         op_timeout: Duration::from_secs(30),
+        give_up_after: None,
         min_free: 0,
         turn: Default::default(),
     }
@@ -166,14 +167,14 @@ async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_data
     let server = site(5).await;
     let first: Vec<String> = (0..40).map(|i| server.url(&format!("/a/{i}"))).collect();
     let second: Vec<String> = (0..25).map(|i| server.url(&format!("/b/{i}"))).collect();
-    let rules_v = Arc::new(Rules::from_toml("[fields.v]\nselector = \"b.v\"\n").unwrap());
+    let rules_v = util::rules("[fields.v]\nselector = \"b.v\"\n");
     let (_d1, j1, _) = util::crawl_lines_with_rules(&first, util::quick_fetch(), rules_v).await;
     let (_d2, j2, _) = util::crawl_lines(&second, util::quick_fetch()).await;
     assert_eq!(sync_all(&j1, &config(&db, 7)).await.pages, 40);
     assert_eq!(sync_all(&j2, &config(&db, 7)).await.pages, 25);
     let (pages, links) = rows(&db).await;
     assert_eq!(pages.len(), 65);
-    assert_eq!(pages[&first[3]].1.as_deref(), Some(r#"{"v":["3"]}"#));
+    assert_eq!(pages[&first[3]].1.as_deref(), Some(r#"{"v":"3"}"#));
     assert_eq!(links[&first[3]], 3);
     assert!(!links.contains_key(&first[5]), "page 5 has no links");
     let mut conn = db.conn().await;
@@ -189,7 +190,7 @@ async fn reparse_then_sync_replaces_rows_and_links_and_two_journals_share_a_data
     let reparsed = webspool::parse::stage::run(
         &j1,
         &webspool::parse::stage::ParseConfig {
-            rules: Arc::new(Rules::default()),
+            rules: RulesChoice::Dropped,
             threads: 2,
             progress: webspool::progress::ProgressMode::Off,
             follow: None,
@@ -411,24 +412,24 @@ async fn the_password_appears_in_no_output() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("Access denied"), "{all}");
     assert!(!all.contains("hunter2"), "{all}");
-    // An unreachable server: retried with backoff, said clearly, never with the password.
+    // An unreachable server: retried with backoff until the deadline, said clearly,
+    // never with the password.
     let unreachable = format!(
         "mysql://root:hunter2-secret@127.0.0.1:{}/db",
         util::server::refused_port()
     );
-    let mut child = Command::new(util::bin())
-        .args(["sync", "--journal"])
+    let out = Command::new(util::bin())
+        .args(["sync", "--give-up-after", "1500ms", "--journal"])
         .arg(&journal)
         .env("WEBSPOOL_MYSQL_URL", &unreachable)
-        .stderr(Stdio::piped())
-        .spawn()
+        .env("WEBSPOOL_LOG", "debug")
+        .output()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("unavailable") && err.contains("retrying"),
+        err.contains("gave up syncing after 1.5s: mysql://***@127.0.0.1:")
+            && err.contains("is unavailable"),
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");

@@ -189,7 +189,7 @@ impl Fetcher {
             Ok(r) => (
                 Outcome::Response {
                     status: r.status,
-                    version: format!("{:?}", r.version),
+                    version: version_text(r.version).to_string(),
                     final_url: without_credentials(&r.final_url),
                     headers: r.headers,
                     body_len: r.body.len() as u64,
@@ -394,6 +394,19 @@ fn kept_headers(headers: &HeaderMap, identity: bool) -> KeptHeaders {
         etag: get(header::ETAG),
         last_modified: get(header::LAST_MODIFIED),
         date: get(header::DATE),
+    }
+}
+
+/// The HTTP version as stored and synced: "HTTP/1.1", "HTTP/2.0", ... (the words
+/// journals have always held).
+fn version_text(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP",
     }
 }
 

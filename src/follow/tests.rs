@@ -239,14 +239,14 @@ fn invalid_patterns_are_named_in_the_error() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("invalid include pattern `(unclosed`"),
+        error.starts_with("invalid --include pattern `(unclosed`: unclosed group"),
         "{error}"
     );
     let error = FollowPolicy::new(Scope::SameHost, None, &[], &["[z-a]"])
         .unwrap_err()
         .to_string();
     assert!(
-        error.starts_with("invalid exclude pattern `[z-a]`"),
+        error.starts_with("invalid --exclude pattern `[z-a]`: ") && !error.contains('\n'),
         "{error}"
     );
 }

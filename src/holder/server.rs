@@ -179,12 +179,7 @@ async fn run(
     match request {
         Request::Status => {
             let journal = holder.journal.clone();
-            blocking(move || {
-                let mut status = journal.status()?;
-                status.due = Some(journal.due_count(now_ms())?);
-                Ok(Reply::Status(status))
-            })
-            .await
+            blocking(move || Ok(Reply::Status(journal.full_status(now_ms())?))).await
         }
         Request::Verify => {
             let journal = holder.journal.clone();
@@ -216,6 +211,7 @@ async fn sync(holder: &Holder, request: SyncRequest, control: Arc<SyncControl>) 
         batch_rows: request.batch_rows,
         batch_bytes: request.batch_bytes,
         op_timeout: request.op_timeout,
+        give_up_after: request.give_up_after,
         min_free: request.min_free,
         turn: holder.turn.clone(),
     };

@@ -20,7 +20,7 @@ use crate::journal::{Problem, Status, VerifyReport};
 use crate::sync::Target;
 
 /// The protocol version: in every greeting, checked by the client.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The largest frame either side reads or writes.
 pub const MAX_FRAME: u32 = 16 << 20;
 /// How often the holder says it is still at work on a request.
@@ -55,6 +55,8 @@ pub struct SyncRequest {
     pub batch_rows: usize,
     pub batch_bytes: usize,
     pub op_timeout: Duration,
+    /// `--give-up-after`: how long the pass waits for an unavailable MySQL.
+    pub give_up_after: Option<Duration>,
     pub min_free: u64,
 }
 

@@ -387,17 +387,22 @@ impl Recheck {
             } else {
                 current.changed_at_ms
             },
-            // The last answer, when there was one: a gone page that is back with its
-            // stored body (unchanged) is gone no more.
+            // A page that answers again (a 304 or its stored version, too) is back; a
+            // dropped gone page's tombstone still answering 404 or 410 stays gone.
             gone: match self.check {
+                Check::Gone => true,
+                Check::Changed => false,
+                Check::Unchanged => {
+                    current.gone
+                        && matches!(
+                            meta.outcome,
+                            Outcome::Response {
+                                status: 404 | 410,
+                                ..
+                            }
+                        )
+                }
                 Check::Failed => current.gone,
-                _ => matches!(
-                    meta.outcome,
-                    Outcome::Response {
-                        status: 404 | 410,
-                        ..
-                    }
-                ),
             },
             queued: false,
         }

@@ -10,8 +10,8 @@
 //! follow crawl that finds a link to it again adds nothing), its schedule stays (a
 //! recrawl checks it at its interval: a 404 or 410 again is unchanged, a page that came
 //! back is a new version), parse and reparse skip it, `verify` expects no body, and it
-//! is queued for sync, so MySQL's row becomes the tombstone (no body, no links) instead
-//! of keeping the body that is gone.
+//! is queued for sync, so MySQL's row becomes the tombstone (no body, no links, its
+//! `gone_at` kept) instead of keeping the body that is gone.
 
 use sled::IVec;
 

@@ -12,6 +12,9 @@ use super::segments::{BodyLocation, SegmentsEnd};
 use super::JournalError;
 use crate::parse::Annotation;
 
+mod annotation_v1;
+use annotation_v1::AnnotationV1;
+
 /// How a URL came into the journal. It decides whether the URL is trusted (fetched
 /// even when it points at a private address) and how the links found on it are used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,7 +201,7 @@ pub enum Outcome {
     /// An HTTP response of any status; its body is in the `bodies` tree.
     Response {
         status: u16,
-        /// "HTTP/1.1", "HTTP/2", ...
+        /// "HTTP/1.1", "HTTP/2.0", ...
         version: String,
         final_url: String,
         headers: KeptHeaders,
@@ -464,23 +467,28 @@ pub(crate) fn decode_page_parts(
 /// Versioned envelope of [`Annotation`] in the `annotations` tree.
 #[derive(Serialize, Deserialize)]
 enum AnnotationRecord {
-    V1(Annotation),
+    /// Before parser version 3: every field a list.
+    V1(AnnotationV1),
+    V2(Annotation),
 }
 
 /// [`AnnotationRecord`] borrowing its content: the same encoding, without a copy of the
 /// annotation (the parse committer encodes every page it records).
 #[derive(Serialize)]
 enum AnnotationRecordRef<'a> {
-    V1(&'a Annotation),
+    #[allow(dead_code)] // Never written again; here so that V2 keeps its tag.
+    V1(&'a AnnotationV1),
+    V2(&'a Annotation),
 }
 
 pub(crate) fn encode_annotation(annotation: &Annotation) -> Result<Vec<u8>, JournalError> {
-    encode(&AnnotationRecordRef::V1(annotation))
+    encode(&AnnotationRecordRef::V2(annotation))
 }
 
 pub(crate) fn decode_annotation(bytes: &[u8]) -> Result<Annotation, JournalError> {
     match decode("annotations", bytes)? {
-        AnnotationRecord::V1(annotation) => Ok(annotation),
+        AnnotationRecord::V1(annotation) => Ok(annotation.into()),
+        AnnotationRecord::V2(annotation) => Ok(annotation),
     }
 }
 
@@ -537,8 +545,28 @@ mod tests {
         assert_eq!(ErrorKind::ALL[7].as_str(), "blocked");
     }
 
+    /// An annotation stored before parser version 3 reads with its fields as lists,
+    /// as they were shown then.
     #[test]
-    fn borrowed_annotation_encoding_is_the_v1_record() {
+    fn v1_annotations_decode_with_list_fields() {
+        let bytes = encode(&AnnotationRecord::V1(AnnotationV1::sample())).unwrap();
+        assert_eq!(bytes[..4], [0, 0, 0, 0]);
+        let a = decode_annotation(&bytes).unwrap();
+        assert_eq!(a.title.as_deref(), Some("t"));
+        assert_eq!(a.rules_hash, 5);
+        assert_eq!(
+            a.fields.get("price"),
+            Some(&crate::parse::Field::All(vec!["10".into()]))
+        );
+        // A reparse finds the single value: a change, so the page is synced again.
+        let mut now = a.clone();
+        now.fields
+            .insert("price".into(), crate::parse::Field::One(Some("10".into())));
+        assert!(!a.same_content(&now));
+    }
+
+    #[test]
+    fn borrowed_annotation_encoding_is_the_v2_record() {
         let annotation = Annotation {
             title: Some("t".into()),
             links: vec![crate::parse::Link {
@@ -550,7 +578,7 @@ mod tests {
         let bytes = encode_annotation(&annotation).unwrap();
         assert_eq!(
             bytes,
-            encode(&AnnotationRecord::V1(annotation.clone())).unwrap()
+            encode(&AnnotationRecord::V2(annotation.clone())).unwrap()
         );
         assert_eq!(decode_annotation(&bytes).unwrap(), annotation);
     }

@@ -188,6 +188,8 @@ pub struct CheckedItem {
     /// The page's URL as stored (its row's key is the hash of it).
     pub url: String,
     pub at_ms: u64,
+    /// The page is gone (404 or 410) as of its latest check.
+    pub gone: bool,
 }
 
 /// The validators of a stored version, for a conditional request.
@@ -236,7 +238,7 @@ impl Journal {
     }
 
     /// The schedule of page `id` (`meta`: its record's fetch result).
-    pub(super) fn schedule_of(&self, id: u64, meta: &PageMeta) -> Result<Schedule, JournalError> {
+    pub(crate) fn schedule_of(&self, id: u64, meta: &PageMeta) -> Result<Schedule, JournalError> {
         match self.schedule.get(id_key(id))? {
             Some(bytes) => decode_schedule(&bytes),
             None => Ok(Schedule::first(meta)),
@@ -315,10 +317,16 @@ impl Journal {
             let id = key_id(&key)?;
             let at_ms = key_id(&value)?;
             if let Some(url) = self.url(id)? {
+                // Written with the check, in its transaction.
+                let gone = match self.schedule.get(&key)? {
+                    Some(bytes) => decode_schedule(&bytes)?.gone,
+                    None => false,
+                };
                 items.push(CheckedItem {
                     id,
                     url: url.url,
                     at_ms,
+                    gone,
                 });
             }
         }
@@ -338,12 +346,6 @@ impl Journal {
             }
             Ok(())
         })
-    }
-
-    /// When page `id` (whose record is `meta`) was last checked: its fetch, or its
-    /// last recrawl check.
-    pub fn checked_at(&self, id: u64, meta: &PageMeta) -> Result<u64, JournalError> {
-        Ok(self.schedule_of(id, meta)?.checked_at_ms)
     }
 
     /// Pages due at `now_ms` and not queued: a scan of the page records.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::StoredRules;
 use super::sync::LastSync;
 use super::{abort, flatten, read_u64, ErrorKind, Journal, JournalError};
 
@@ -39,6 +40,9 @@ pub struct Status {
     /// Pages due for a recrawl check: counted by the `status` command (a scan), not
     /// by [`Journal::status`].
     pub due: Option<u64>,
+    /// The extraction rules kept in the journal: filled by the `status` command, not by
+    /// [`Journal::status`] (which the crawl reads often).
+    pub rules: Option<RulesShown>,
     /// Body bytes as received after content-decoding.
     pub raw_bytes: u64,
     /// Body bytes as stored, zstd-compressed.
@@ -48,6 +52,23 @@ pub struct Status {
     pub errors: BTreeMap<String, u64>,
     /// The last sync that committed, if any.
     pub last_sync: Option<LastSync>,
+}
+
+/// The kept rules as `status` names them: the file and the hash (16 hex digits, the
+/// form `reparse` logs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesShown {
+    pub file: String,
+    pub hash: String,
+}
+
+impl From<&StoredRules> for RulesShown {
+    fn from(rules: &StoredRules) -> Self {
+        RulesShown {
+            file: rules.file.clone(),
+            hash: format!("{:016x}", rules.hash),
+        }
+    }
 }
 
 pub(super) mod counter {
@@ -83,6 +104,15 @@ impl Journal {
         // sled writes a batch marker for every transaction, one that only reads too: on
         // a full disk this fails as a write does.
         self.status_now().map_err(|e| e.in_dir(&self.path))
+    }
+
+    /// [`Journal::status`] with what only the `status` command shows: the pages due for
+    /// a recrawl at `now_ms` (a scan) and the rules kept.
+    pub fn full_status(&self, now_ms: u64) -> Result<Status, JournalError> {
+        let mut status = self.status()?;
+        status.due = Some(self.due_count(now_ms)?);
+        status.rules = self.stored_rules()?.as_ref().map(Into::into);
+        Ok(status)
     }
 
     fn status_now(&self) -> Result<Status, JournalError> {

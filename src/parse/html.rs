@@ -20,8 +20,9 @@
 //!   `<td>a</td><td>b</td>` two). A word is a maximal run of non-whitespace, so
 //!   unspaced CJK text counts one word per run. The same rule separates words in
 //!   titles, headings, anchor texts and extracted fields.
-//! - `fields`: per extraction rule, see `fields.rs`; every rule's name is present, with no
-//!   values when nothing matched.
+//! - `fields`: per extraction rule, see `fields.rs`; every rule's name is present: one
+//!   value or none for a rule without `all`, a list for one with it. Values of
+//!   URL-valued attributes are resolved like links.
 //!
 //! Entities are decoded exactly once, by us: lol_html hands over text and attribute
 //! values as written. Only `;`-terminated references are decoded (so `?a=1&copy=2` in a
@@ -321,8 +322,9 @@ fn rewrite(
         ));
     for (i, (rule, selector)) in rules.compiled().enumerate() {
         let mut h = Handlers::default().element(move |el: &mut Element<'_, '_>| {
-            if let Some(f) = state.borrow_mut().fields.get_mut(i) {
-                f.element(el, html);
+            let st = &mut *state.borrow_mut();
+            if let Some(f) = st.fields.get_mut(i) {
+                f.element(el, html, st.links.base());
             }
             Ok(())
         });

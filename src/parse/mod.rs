@@ -12,6 +12,7 @@ pub mod charset;
 mod document;
 mod hints;
 pub mod html;
+mod kept;
 pub mod rules;
 pub mod stage;
 pub mod xml;
@@ -22,11 +23,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use kept::RulesChoice;
 pub use rules::{FieldRule, Rules, RulesError};
 
 /// Bumped whenever a change to the parsers can change an annotation, so `reparse`
 /// knows which stored annotations are stale.
-pub const PARSER_VERSION: u32 = 2;
+pub const PARSER_VERSION: u32 = 3;
 
 /// Longest plain-text extract kept per page, in bytes (cut at a char boundary).
 pub const MAX_TEXT_EXTRACT: usize = 2048;
@@ -59,6 +61,27 @@ pub struct Link {
     pub lastmod: Option<String>,
 }
 
+/// What one extraction rule found on a page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Field {
+    /// A rule without `all = true`: its first non-empty match, if any (a JSON string or
+    /// `null` in MySQL's `fields`).
+    One(Option<String>),
+    /// An `all = true` rule: every match, in document order (a JSON array). Annotations
+    /// stored before parser version 3 hold every field in this form.
+    All(Vec<String>),
+}
+
+impl Field {
+    /// The field as MySQL's `fields` column shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Field::One(value) => value.clone().map_or(serde_json::Value::Null, Into::into),
+            Field::All(values) => values.clone().into(),
+        }
+    }
+}
+
 /// Everything the parse stage learns about one page.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Annotation {
@@ -86,8 +109,8 @@ pub struct Annotation {
     pub text: String,
     /// xxh3-128 of the body bytes, hex.
     pub content_hash: String,
-    /// Extracted fields by rule name: one value for `first` rules, all for `all` rules.
-    pub fields: BTreeMap<String, Vec<String>>,
+    /// Extracted fields by rule name, every rule's name present.
+    pub fields: BTreeMap<String, Field>,
     /// Why the document could not be (fully) parsed, if it could not.
     pub error: Option<String>,
 }

@@ -82,15 +82,15 @@ pub enum RulesError {
     /// Not a `#[from]`: `{:#}` would print the reason twice (see `JournalError::Storage`).
     #[error("invalid rules: {0}")]
     Toml(toml::de::Error),
-    #[error("invalid field name {name:?}: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
+    #[error("invalid field name `{name}`: must match [A-Za-z_][A-Za-z0-9_]{{0,63}}")]
     FieldName { name: String },
-    #[error("field {field:?}: invalid selector {selector:?}: {reason}")]
+    #[error("field `{field}`: invalid selector `{selector}`: {reason}")]
     Selector {
         field: String,
         selector: String,
         reason: String,
     },
-    #[error("field {field:?}: invalid attribute name {attr:?}")]
+    #[error("field `{field}`: invalid attribute name `{attr}`")]
     Attr { field: String, attr: String },
     /// A size limit passed; `key` is where in the file (`fields.price.selector`).
     #[error("invalid rules: {key}: {what}, more than the limit of {limit}")]
@@ -170,6 +170,11 @@ impl Rules {
     /// Reads and validates a rules file (at most [`MAX_RULES_FILE`] bytes of it); every
     /// error names the file.
     pub fn load(path: &Path) -> Result<Rules, RulesError> {
+        Rules::load_text(path).map(|(rules, _)| rules)
+    }
+
+    /// [`Rules::load`], and the file's text, which the journal keeps.
+    pub fn load_text(path: &Path) -> Result<(Rules, String), RulesError> {
         let read_error = |error| RulesError::Read {
             path: path.to_path_buf(),
             error,
@@ -187,7 +192,8 @@ impl Rules {
         }
         let text = String::from_utf8(bytes)
             .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        Rules::from_toml(&text).map_err(in_file)
+        let rules = Rules::from_toml(&text).map_err(in_file)?;
+        Ok((rules, text))
     }
 
     /// The fields, sorted by name.
@@ -327,7 +333,7 @@ mod tests {
         assert!(matches!(err, RulesError::Selector { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "field \"price\": invalid selector \"span.price >\": Dangling combinator in selector"
+            "field `price`: invalid selector `span.price >`: Dangling combinator in selector"
         );
     }
 
@@ -382,7 +388,7 @@ mod tests {
         std::fs::write(&bad, "[fields.x]\nselector = \"\"\n").unwrap();
         let err = Rules::load(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("bad.toml") && err.contains("field \"x\""),
+            err.contains("bad.toml") && err.contains("field `x`"),
             "{err}"
         );
         let good = dir.join("good.toml");

@@ -17,7 +17,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{annotate_with_hints, Annotation, Rules, PARSER_VERSION};
+use super::{annotate_with_hints, Annotation, Rules, RulesChoice, PARSER_VERSION};
 use crate::follow::Follow;
 use crate::journal::Hint;
 use crate::journal::ReparseState;
@@ -42,7 +42,8 @@ pub enum Mode {
 
 #[derive(Clone, Debug)]
 pub struct ParseConfig {
-    pub rules: Arc<Rules>,
+    /// Given, kept in the journal, or none: resolved when the stage starts.
+    pub rules: RulesChoice,
     pub threads: usize,
     pub progress: ProgressMode,
     /// Link following (`crawl --follow`, `--sitemap`): discovered URLs are added to the
@@ -118,6 +119,7 @@ pub fn run(
 ) -> Result<ParseSummary, JournalError> {
     let started = Instant::now();
     let threads = config.threads.max(1);
+    let rules = config.rules.apply(journal, mode == Mode::Reparse)?;
     let status = journal.status()?;
     let total = Arc::new(AtomicU64::new(match mode {
         Mode::Pending => status.pending_parse,
@@ -145,7 +147,7 @@ pub fn run(
     let work_rx = Arc::new(Mutex::new(work_rx));
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
-        let (rx, tx, rules) = (work_rx.clone(), done_tx.clone(), config.rules.clone());
+        let (rx, tx, rules) = (work_rx.clone(), done_tx.clone(), rules.clone());
         let worker = std::thread::Builder::new()
             .name(format!("webspool-parse-{i}"))
             .spawn(move || work(&rx, &tx, &rules))
@@ -155,14 +157,13 @@ pub fn run(
     drop(done_tx);
 
     let reparse_from = match mode {
-        Mode::Reparse => resume_point(journal, &config.rules)?,
+        Mode::Reparse => resume_point(journal, &rules)?,
         Mode::Pending => None,
     };
     // Chunks committed so far; u64::MAX once the committer has stopped.
     let committed = Arc::new(AtomicU64::new(0));
     let committer = {
-        let (journal, control, rules_hash) =
-            (journal.clone(), control.clone(), config.rules.hash());
+        let (journal, control, rules_hash) = (journal.clone(), control.clone(), rules.hash());
         let committed = committed.clone();
         let follow = config.follow.clone();
         std::thread::Builder::new()

@@ -7,10 +7,13 @@
 //! nothing. A body that alone would not fit in the server's `max_allowed_packet` is left
 //! out and flagged on its row (`body_omitted`), so it never blocks the batch.
 
+use std::collections::BTreeMap;
+
 use mysql_async::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::journal::{Journal, JournalError, Outcome};
+use crate::journal::{Journal, JournalError, KeptHeaders, Outcome};
+use crate::parse::Field;
 use crate::urls::without_userinfo;
 
 pub(super) const PAGE_COLUMNS: &[&str] = &[
@@ -24,6 +27,12 @@ pub(super) const PAGE_COLUMNS: &[&str] = &[
     "content_type",
     "fetched_at",
     "checked_at",
+    "gone_at",
+    "http_version",
+    "redirect_count",
+    "etag",
+    "last_modified",
+    "fetch_ms",
     "title",
     "description",
     "lang",
@@ -205,9 +214,11 @@ fn page_rows(
     let (meta, entry) = journal.page_with_url(id)?.ok_or_else(|| damaged(id))?;
     let annotation = journal.annotation(id)?;
     let hash = url_hash(&entry.url);
-    let (status, error, final_url, header_type) = match &meta.outcome {
+    let schedule = journal.schedule_of(id, &meta)?;
+    let (status, error, final_url, version, headers) = match &meta.outcome {
         Outcome::Response {
             status,
+            version,
             final_url,
             headers,
             ..
@@ -215,19 +226,24 @@ fn page_rows(
             Value::UInt(u64::from(*status)),
             Value::NULL,
             text(final_url.as_str()),
-            headers.content_type.clone(),
+            text(version.as_str()),
+            Some(headers),
         ),
         Outcome::Error { kind, message } => (
             Value::NULL,
             text(format!("{kind}: {message}")),
             Value::NULL,
+            Value::NULL,
             None,
         ),
     };
+    let header =
+        |f: fn(&KeptHeaders) -> &Option<String>| opt_text(headers.and_then(|h| f(h).clone()));
     let a = annotation.as_ref();
     let fields = match a {
         Some(a) => Value::Bytes(
-            serde_json::to_vec(&a.fields).map_err(|e| JournalError::Encode(e.to_string()))?,
+            serde_json::to_vec(&fields_json(&a.fields))
+                .map_err(|e| JournalError::Encode(e.to_string()))?,
         ),
         None => Value::NULL,
     };
@@ -241,9 +257,22 @@ fn page_rows(
         status,
         error,
         final_url,
-        opt_text(a.and_then(|a| a.content_type.clone()).or(header_type)),
+        opt_text(
+            a.and_then(|a| a.content_type.clone())
+                .or_else(|| headers.and_then(|h| h.content_type.clone())),
+        ),
         Value::UInt(meta.fetched_at_ms),
-        Value::UInt(journal.checked_at(id, &meta)?),
+        Value::UInt(schedule.checked_at_ms),
+        // Since when, MySQL keeps (see `upsert`): here the latest check that found it.
+        match schedule.gone {
+            true => Value::UInt(schedule.checked_at_ms),
+            false => Value::NULL,
+        },
+        version,
+        Value::UInt(meta.redirects.len() as u64),
+        header(|h| &h.etag),
+        header(|h| &h.last_modified),
+        Value::UInt(meta.duration_ms),
         opt_text(a.and_then(|a| a.title.clone())),
         opt_text(a.and_then(|a| a.description.clone())),
         opt_text(a.and_then(|a| a.lang.clone())),
@@ -286,6 +315,14 @@ fn page_rows(
         })
         .collect();
     Ok(PageRows { row, links, hash })
+}
+
+/// The `fields` column: each field as [`Field::to_json`] shows it.
+fn fields_json(fields: &BTreeMap<String, Field>) -> serde_json::Map<String, serde_json::Value> {
+    fields
+        .iter()
+        .map(|(name, field)| (name.clone(), field.to_json()))
+        .collect()
 }
 
 fn damaged(id: u64) -> JournalError {

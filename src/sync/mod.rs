@@ -14,6 +14,7 @@
 
 mod background;
 mod batch;
+mod outage;
 mod schema;
 mod target;
 mod turn;
@@ -27,12 +28,13 @@ use mysql_async::prelude::*;
 use mysql_async::Conn;
 
 pub use batch::url_hash;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use target::Target;
 pub use turn::{run_or_join, Turn};
 
 use crate::journal::{DiskFull, Journal, JournalError, MinFree};
 use background::Background;
+use outage::Outages;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -50,6 +52,16 @@ pub enum SyncError {
         message: String,
         retryable: bool,
     },
+    /// MySQL stayed unavailable for `--give-up-after`; nothing is lost.
+    #[error(
+        "gave up syncing after {after}: {target} is unavailable ({cause}); \
+         the pages stay in the journal for the next sync"
+    )]
+    GaveUp {
+        after: String,
+        target: String,
+        cause: String,
+    },
 }
 
 impl SyncError {
@@ -57,14 +69,14 @@ impl SyncError {
         SyncError::Mysql {
             context,
             retryable: retryable(&e),
-            message: e.to_string(),
+            message: mysql_message(&e),
         }
     }
 
     fn timeout(context: &'static str, after: Duration) -> SyncError {
         SyncError::Mysql {
             context,
-            message: format!("no answer within {}s", after.as_secs()),
+            message: format!("no answer within {}", outage::shown(after)),
             retryable: true,
         }
     }
@@ -83,6 +95,20 @@ impl SyncError {
                 ..
             }
         )
+    }
+}
+
+/// What a MySQL error says, once: mysql_async's own `Display` repeats its wrappers'
+/// words (`Input/output error: Input/output error: ...`) and quotes in TeX's style
+/// (`` `ERROR 1049 ...' ``), which reads as an unbalanced quote.
+pub fn mysql_message(e: &mysql_async::Error) -> String {
+    use mysql_async::{Error, IoError};
+    match e {
+        Error::Io(IoError::Io(io)) => io.to_string(),
+        Error::Server(server) => server.to_string(),
+        Error::Driver(driver) => driver.to_string().replace('`', "'"),
+        Error::Url(url) => url.to_string().replace('`', "'"),
+        Error::Other(other) => other.to_string(),
     }
 }
 
@@ -137,6 +163,10 @@ pub struct SyncConfig {
     pub batch_bytes: usize,
     /// Deadline for connecting and for each statement.
     pub op_timeout: Duration,
+    /// How long MySQL may stay unavailable before a run that has an end (a one-shot
+    /// sync, the end of a crawl) gives up, keeping every page in the journal; `None`:
+    /// retry until it answers (`--every`).
+    pub give_up_after: Option<Duration>,
     /// Stop before the next batch once less than this is free under the journal, whose
     /// cleanup writes too (`--min-free`; 0: never).
     pub min_free: u64,
@@ -174,8 +204,6 @@ pub struct SyncSummary {
     /// Stopped because less than `--min-free` was free under the journal.
     pub disk_full: Option<DiskFull>,
 }
-
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Session {
     conn: Conn,
@@ -228,7 +256,10 @@ async fn drive(
 ) -> Result<SyncSummary, SyncError> {
     let mut summary = SyncSummary::default();
     let mut session: Option<Session> = None;
-    let mut backoff = Duration::from_secs(1);
+    let mut outages = Outages::default();
+    let mut connected_once = false;
+    // Pages synced since the queue was last found drained (`--every` logs them).
+    let mut since_drained = 0;
     let space = MinFree::new(journal.path(), config.min_free);
     loop {
         if control.stop.load(Ordering::Acquire) {
@@ -245,25 +276,26 @@ async fn drive(
             }
             Err(e) => return Err(e.into()),
         }
+        let started = Instant::now();
         let live = match session.as_mut() {
             Some(live) => live,
             None => {
                 // connect() cleans the queue up to MySQL's watermark: not beside another
                 // cleanup.
                 background.cleaned().await?;
-                match connect(journal, config, journal_id).await {
+                let deadline = outages.attempt_deadline(config, control);
+                match connect(journal, config, journal_id, deadline).await {
                     Ok(new) => {
+                        if !connected_once {
+                            tracing::info!("sync: connected to {}", config.target);
+                            connected_once = true;
+                        }
                         control.watermark.store(new.watermark, Ordering::Release);
                         session.insert(new)
                     }
                     Err(e) if e.is_retryable() => {
-                        tracing::warn!(
-                            "sync: {} unavailable ({e}); retrying in {}s",
-                            config.target,
-                            backoff.as_secs()
-                        );
-                        pause(control, backoff, false).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        let wait = outages.failed(e, started, config, control)?;
+                        pause(control, wait, false).await;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -280,18 +312,23 @@ async fn drive(
             match write_checked(journal, &mut live.conn, config).await {
                 Ok(n) => summary.checks += n,
                 Err(e) if e.is_retryable() => {
-                    tracing::warn!(
-                        "sync: recording checks failed ({e}); reconnecting in {}s",
-                        backoff.as_secs()
-                    );
                     session = None;
-                    pause(control, backoff, false).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let wait = outages.failed(e, started, config, control)?;
+                    pause(control, wait, false).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             }
+            outages.succeeded(config);
             if let Some(every) = config.every {
+                if since_drained > 0 {
+                    tracing::info!(
+                        "sync: {since_drained} pages synced to {}; nothing pending, next look in {}",
+                        config.target,
+                        outage::shown(every)
+                    );
+                    since_drained = 0;
+                }
                 control.wake.store(false, Ordering::Release);
                 pause(control, every, true).await;
                 continue;
@@ -321,9 +358,10 @@ async fn drive(
         match written {
             Ok(()) => {
                 live.watermark = watermark;
-                backoff = Duration::from_secs(1);
+                outages.succeeded(config);
                 summary.pages += pages;
                 summary.batches += 1;
+                since_drained += pages;
                 control.synced.fetch_add(pages, Ordering::Relaxed);
                 control.batches.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "webspool::committed", watermark, "{pages} pages synced");
@@ -333,14 +371,10 @@ async fn drive(
             Err(e) if e.is_retryable() => {
                 // The commit may or may not have happened: the next session reads the
                 // watermark back from MySQL and goes on from there.
-                tracing::warn!(
-                    "sync: batch failed ({e}); reconnecting in {}s",
-                    backoff.as_secs()
-                );
                 background.drop_next().await;
                 session = None;
-                pause(control, backoff, false).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let wait = outages.failed(e, started, config, control)?;
+                pause(control, wait, false).await;
             }
             Err(e) => return Err(e),
         }
@@ -366,9 +400,13 @@ async fn write_checked(
         if items.is_empty() {
             return Ok(written);
         }
-        let checks: Vec<(Vec<u8>, u64)> = items
+        let checks: Vec<upsert::CheckRow> = items
             .iter()
-            .map(|item| (url_hash(&item.url), item.at_ms))
+            .map(|item| upsert::CheckRow {
+                url_hash: url_hash(&item.url),
+                at_ms: item.at_ms,
+                gone: item.gone,
+            })
             .collect();
         tokio::time::timeout(config.op_timeout, upsert::write_checks(conn, &checks))
             .await
@@ -404,8 +442,8 @@ async fn connect(
     journal: &Arc<Journal>,
     config: &SyncConfig,
     journal_id: &str,
+    deadline: Duration,
 ) -> Result<Session, SyncError> {
-    let deadline = config.op_timeout;
     let step = async {
         let mut conn = Conn::new(config.target.opts().clone())
             .await
@@ -435,10 +473,6 @@ async fn connect(
     tokio::task::spawn_blocking(move || cleanup.complete_sync(watermark))
         .await
         .map_err(|e| SyncError::Internal(format!("journal cleanup died: {e}")))??;
-    tracing::info!(
-        "sync: connected to {}; this journal is synced through {watermark}",
-        config.target
-    );
     Ok(Session {
         conn,
         watermark,

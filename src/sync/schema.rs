@@ -9,8 +9,10 @@ use mysql_async::Conn;
 
 use super::SyncError;
 
-/// Migrations in order; migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&[&str]] = &[
+/// Migrations in order; migration `i` brings the schema to version `i + 1`. Never
+/// changed once released: a database of any version is migrated by those after it
+/// (tests build older schemas from them).
+pub const MIGRATIONS: &[&[&str]] = &[
     &[
         "CREATE TABLE IF NOT EXISTS pages (
         url_hash BINARY(16) NOT NULL PRIMARY KEY,
@@ -55,10 +57,26 @@ const MIGRATIONS: &[&[&str]] = &[
     // Recrawl: when a page was last checked (its fetch, or a check that found it
     // unchanged or gone).
     &["ALTER TABLE pages ADD COLUMN checked_at DATETIME(3) NULL AFTER fetched_at"],
+    // As analysts query it: a page by its URL and the pages linking to a URL are index
+    // lookups (prefix indexes: 512 characters of utf8mb4 are 2,048 bytes, within
+    // InnoDB's 3,072; a longer URL is told apart by the row's full value), and the fetch
+    // facts as columns. MariaDB adds the columns in place, without a table copy.
+    &[
+        "ALTER TABLE pages ADD COLUMN gone_at DATETIME(3) NULL AFTER checked_at",
+        "ALTER TABLE pages ADD COLUMN http_version VARCHAR(16) NULL AFTER gone_at",
+        "ALTER TABLE pages ADD COLUMN redirect_count INT UNSIGNED NULL AFTER http_version",
+        "ALTER TABLE pages ADD COLUMN etag TEXT NULL AFTER redirect_count",
+        "ALTER TABLE pages ADD COLUMN last_modified TEXT NULL AFTER etag",
+        "ALTER TABLE pages ADD COLUMN fetch_ms INT UNSIGNED NULL AFTER last_modified",
+        "ALTER TABLE pages ADD INDEX url (url(512))",
+        "ALTER TABLE links ADD INDEX to_url (to_url(512))",
+    ],
 ];
 
 /// "Duplicate column name".
 const ER_DUP_FIELDNAME: u16 = 1060;
+/// "Duplicate key name".
+const ER_DUP_KEYNAME: u16 = 1061;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -99,8 +117,10 @@ async fn apply(conn: &mut Conn) -> Result<(), SyncError> {
     for (i, statements) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         for statement in *statements {
             match conn.query_drop(*statement).await {
-                // A column added by a run that died before it recorded the version.
-                Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_FIELDNAME => {}
+                // A column or index added by a run that died before it recorded the
+                // version.
+                Err(mysql_async::Error::Server(e))
+                    if e.code == ER_DUP_FIELDNAME || e.code == ER_DUP_KEYNAME => {}
                 other => other.map_err(|e| SyncError::mysql("migrating the schema", e))?,
             }
         }

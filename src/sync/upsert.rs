@@ -67,7 +67,13 @@ fn upsert_sql(
     sql.push_str(" ON DUPLICATE KEY UPDATE ");
     let updates: Vec<String> = columns[1..]
         .iter()
-        .map(|c| format!("{c} = VALUES({c})"))
+        .map(|c| match *c {
+            // A page still gone keeps the time it was first found gone.
+            "gone_at" => "gone_at = IF(VALUES(gone_at) IS NULL, NULL, \
+                 COALESCE(gone_at, VALUES(gone_at)))"
+                .to_string(),
+            c => format!("{c} = VALUES({c})"),
+        })
         .collect();
     sql.push_str(&updates.join(", "));
     sql.push_str(extra_update);
@@ -93,28 +99,46 @@ async fn exec_rows(
     Ok(())
 }
 
-/// Records when pages were last checked (`(url hash, ms since the epoch)`), in one
-/// statement: a later sync of a page never moves its time back, and replaying it
-/// changes nothing. Rows not synced yet are left alone (their first sync carries it).
+/// A recrawl check for [`write_checks`]: the row's key, when, and whether the page was
+/// gone.
+pub struct CheckRow {
+    pub url_hash: Vec<u8>,
+    pub at_ms: u64,
+    pub gone: bool,
+}
+
+/// Records when pages were last checked, in one statement: a later sync of a page
+/// never moves its time back, and replaying it changes nothing. `gone_at` is set to the
+/// check's time when a page is gone and was not already, and cleared when it is back.
+/// Rows not synced yet are left alone (their first sync carries it).
 pub async fn write_checks(
     conn: &mut mysql_async::Conn,
-    checks: &[(Vec<u8>, u64)],
+    checks: &[CheckRow],
 ) -> Result<(), mysql_async::Error> {
     if checks.is_empty() {
         return Ok(());
     }
-    let cases = vec!["WHEN ? THEN FROM_UNIXTIME(? / 1000)"; checks.len()].join(" ");
+    let at = vec!["WHEN ? THEN FROM_UNIXTIME(? / 1000)"; checks.len()].join(" ");
+    let gone =
+        vec!["WHEN ? THEN IF(?, COALESCE(gone_at, FROM_UNIXTIME(? / 1000)), NULL)"; checks.len()]
+            .join(" ");
     let keys = vec!["?"; checks.len()].join(", ");
     let sql = format!(
         "UPDATE pages SET checked_at = GREATEST(COALESCE(checked_at, FROM_UNIXTIME(0)), \
-         CASE url_hash {cases} END) WHERE url_hash IN ({keys})"
+         CASE url_hash {at} END), gone_at = CASE url_hash {gone} END \
+         WHERE url_hash IN ({keys})"
     );
-    let mut params = Vec::with_capacity(checks.len() * 3);
-    for (hash, at_ms) in checks {
-        params.push(Value::Bytes(hash.clone()));
-        params.push(Value::UInt(*at_ms));
+    let mut params = Vec::with_capacity(checks.len() * 6);
+    for check in checks {
+        params.push(Value::Bytes(check.url_hash.clone()));
+        params.push(Value::UInt(check.at_ms));
     }
-    params.extend(checks.iter().map(|(hash, _)| Value::Bytes(hash.clone())));
+    for check in checks {
+        params.push(Value::Bytes(check.url_hash.clone()));
+        params.push(Value::from(check.gone));
+        params.push(Value::UInt(check.at_ms));
+    }
+    params.extend(checks.iter().map(|c| Value::Bytes(c.url_hash.clone())));
     conn.exec_drop(sql, Params::Positional(params)).await
 }
 
@@ -128,12 +152,13 @@ pub async fn write(
     packet: usize,
 ) -> Result<(), mysql_async::Error> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
-    // fetched_at is bound as milliseconds since the epoch; the session is in UTC.
-    // fetched_at and checked_at likewise.
+    // fetched_at, checked_at and gone_at are bound as milliseconds since the epoch;
+    // the session is in UTC.
     let page_values = format!(
-        "({}, FROM_UNIXTIME(? / 1000), FROM_UNIXTIME(? / 1000), {}, NOW(3))",
+        "({}, {}, {}, NOW(3))",
         ["?"; 8].join(", "),
-        vec!["?"; PAGE_COLUMNS.len() - 10].join(", ")
+        ["FROM_UNIXTIME(? / 1000)"; 3].join(", "),
+        vec!["?"; PAGE_COLUMNS.len() - 11].join(", ")
     );
     exec_rows(&mut tx, batch.page_rows, PAGE_STATEMENT_ROWS, packet, |n| {
         upsert_sql(

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use webspool::fetch::{FetchConfig, Fetcher};
 use webspool::journal::{Journal, Outcome, PageMeta};
 use webspool::parse::stage::ParseConfig;
-use webspool::parse::Rules;
+use webspool::parse::{Rules, RulesChoice};
 use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary, Input, Politeness};
 use webspool::progress::ProgressMode;
 
@@ -68,19 +68,25 @@ pub fn url_file(dir: &tempfile::TempDir, lines: &[String]) -> PathBuf {
     path
 }
 
+/// Rules given as if read from a file `rules.toml` holding `toml`.
+pub fn rules(toml: &str) -> RulesChoice {
+    let parsed = Rules::from_toml(toml).expect("rules");
+    RulesChoice::given(parsed, toml.to_string(), "rules.toml".to_string())
+}
+
 /// Crawls `lines` into a fresh journal with the library, to completion.
 pub async fn crawl_lines(
     lines: &[String],
     fetch: FetchConfig,
 ) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
-    crawl_lines_with_rules(lines, fetch, Arc::new(Rules::default())).await
+    crawl_lines_with_rules(lines, fetch, RulesChoice::Kept).await
 }
 
 /// Like [`crawl_lines`], parsing with `rules` alongside.
 pub async fn crawl_lines_with_rules(
     lines: &[String],
     fetch: FetchConfig,
-    rules: Arc<Rules>,
+    rules: RulesChoice,
 ) -> (tempfile::TempDir, Arc<Journal>, CrawlSummary) {
     let dir = tempfile::tempdir().expect("tempdir");
     let list = url_file(&dir, lines);
@@ -97,7 +103,7 @@ pub async fn crawl_lines_with_rules(
 
 /// A crawl config reading `list`, with progress off, two parser threads, no retries and
 /// no free-space watermark.
-pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: Arc<Rules>) -> CrawlConfig {
+pub fn crawl_config(list: PathBuf, fetch: FetchConfig, rules: RulesChoice) -> CrawlConfig {
     CrawlConfig {
         input: Input::File(list),
         sitemaps: Vec::new(),
@@ -155,7 +161,7 @@ pub async fn crawl_in(dir: &std::path::Path, lines: &[String], fetch: FetchConfi
     let list = dir.join("urls.txt");
     std::fs::write(&list, lines.join("\n") + "\n").expect("write url list");
     let journal = Arc::new(Journal::open(&dir.join("journal")).expect("open journal"));
-    let config = crawl_config(list, fetch, Arc::new(Rules::default()));
+    let config = crawl_config(list, fetch, RulesChoice::Kept);
     let summary = crawl(journal.clone(), config, watch::channel(false).1)
         .await
         .expect("crawl");

@@ -60,6 +60,11 @@ impl Links {
         }
     }
 
+    /// The document base URL as of the element being read.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
     /// Resolves an `href` (entities already decoded) to an absolute http(s) URL
     /// without fragment.
     pub fn resolve(&self, href: &str) -> Option<Url> {
