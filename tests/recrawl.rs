@@ -353,11 +353,12 @@ async fn versions_survive_a_killed_recrawl() {
     }
 }
 
-/// The status and whether the body is NULL of the row of `url`.
-async fn row_of(db: &TestDb, url: &str) -> (u16, bool) {
+/// The status, whether the body is NULL and whether `gone_at` is set, of the row of
+/// `url`.
+async fn row_of(db: &TestDb, url: &str) -> (u16, bool, bool) {
     let mut conn = db.conn().await;
     conn.exec_first(
-        "SELECT status, body IS NULL FROM pages WHERE url = ?",
+        "SELECT status, body IS NULL, gone_at IS NOT NULL FROM pages WHERE url = ?",
         (url,),
     )
     .await
@@ -422,8 +423,8 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
     // The next sync writes the tombstones.
     let out = on(&["sync", "--quiet", "--mysql", &db.url], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(row_of(&db, &server.url("/t1")).await, (410, true));
-    assert_eq!(row_of(&db, &server.url("/t2")).await, (200, false));
+    assert_eq!(row_of(&db, &server.url("/t1")).await, (410, true, true));
+    assert_eq!(row_of(&db, &server.url("/t2")).await, (200, false, false));
     {
         let j = Journal::open_existing(&journal).unwrap();
         let url = server.url("/t2");
@@ -446,12 +447,12 @@ async fn drop_gone_keeps_a_tombstone_that_is_neither_fetched_again_nor_resurrect
         (&8.into(), &0.into()),
         "{now}"
     );
-    assert_eq!(row_of(&db, &server.url("/t0")).await, (410, true));
+    assert_eq!(row_of(&db, &server.url("/t0")).await, (410, true, true));
 
     set_pages(&site, [1], |path| Page::Tagged(body(path, 3), 3));
     recrawl("checked 10: 9 unchanged, 1 changed, 0 gone");
     assert_eq!(status(&journal)["parsed"], 9);
-    assert_eq!(row_of(&db, &server.url("/t1")).await, (200, false));
+    assert_eq!(row_of(&db, &server.url("/t1")).await, (200, false, false));
     let out = on(&["verify"], &journal);
     assert!(out.status.success(), "{}", stderr(&out));
 }
