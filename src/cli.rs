@@ -100,6 +100,13 @@ pub enum Command {
     /// Give back the space of bodies no page uses any more: copy the live ones into new
     /// segments, then delete the old; killed, run it again to finish.
     Compact(CompactArgs),
+    /// Write the pages of a journal as WARC/1.1 (`--warc`) or as JSON lines (`--jsonl`),
+    /// streaming; reads only. While a crawl holds the journal, that process writes it.
+    Export(ExportArgs),
+    /// Record the responses of WARC files (.warc, .warc.gz; wget, Heritrix, Common
+    /// Crawl, webspool) as fetched pages, then `parse` and `sync` them as usual. Creates
+    /// the journal if there is none; importing a file again changes nothing.
+    Import(ImportArgs),
 }
 
 impl Command {
@@ -111,9 +118,12 @@ impl Command {
             Command::Recrawl(args) => args.run.quiet,
             Command::Parse(args) | Command::Reparse(args) => args.quiet,
             Command::Sync(args) => args.quiet,
-            Command::Status(_) | Command::Verify(_) | Command::Recover(_) | Command::Compact(_) => {
-                false
-            }
+            Command::Import(args) => args.quiet,
+            Command::Status(_)
+            | Command::Verify(_)
+            | Command::Recover(_)
+            | Command::Compact(_)
+            | Command::Export(_) => false,
         }
     }
 
@@ -128,6 +138,8 @@ impl Command {
             Command::Verify(args) => &args.journal.journal,
             Command::Recover(args) => &args.journal.journal,
             Command::Compact(args) => &args.journal.journal,
+            Command::Export(args) => &args.journal.journal,
+            Command::Import(args) => &args.journal.journal,
         }
     }
 }
@@ -644,6 +656,63 @@ pub struct CompactArgs {
     /// versions and their annotation; their URL and schedule stay.
     #[arg(long)]
     pub drop_gone: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).args(["warc", "jsonl"])))]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// Write WARC/1.1 to FILE (gzip, one member per record; never overwrites a file):
+    /// per page a request, a response and, once parsed, a metadata record with the
+    /// annotation as JSON. Failed pages are skipped and counted.
+    #[arg(long, value_name = "FILE")]
+    pub warc: Option<PathBuf>,
+    /// Write one JSON object per page to FILE, or `-` for stdout: url, final_url,
+    /// status, fetched_at, title, description, lang, canonical, links, fields,
+    /// content_hash (and error for a failed page).
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: Option<PathBuf>,
+    /// With `--jsonl`: add the stored body (decoded), base64.
+    #[arg(long, requires = "jsonl")]
+    pub with_body: bool,
+    /// Only pages fetched at or after DATE (UTC): `2024-05-01`, `2024-05-01T12:00:00Z`.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub since: Option<u64>,
+    /// Only pages whose URL matches REGEX (Rust regex syntax, unanchored).
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub include: Option<regex::Regex>,
+    /// With `--warc`: start a new file (FILE-00001.warc.gz, ...) once one would pass
+    /// this size.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size, requires = "warc")]
+    pub max_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// WARC files to import, in order (.warc, or .warc.gz with one or many gzip members).
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    pub warc: Vec<PathBuf>,
+    /// Largest body kept, counted after decoding (as `crawl --max-body`); larger
+    /// records are skipped and counted as `too_large`.
+    #[arg(long, default_value = "10MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_body: u64,
+    /// No summary on stderr, only warnings and errors.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A date or date and time (W3C datetime, UTC unless it says otherwise) as ms since the
+/// epoch.
+fn parse_date(s: &str) -> Result<u64, String> {
+    crate::parse::hints::w3c_datetime_ms(s)
+        .ok_or_else(|| format!("`{s}` is not a date like 2024-05-01 or 2024-05-01T12:00:00Z"))
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| e.to_string())
 }
 
 /// A configuration that cannot be used; reported before any work starts.

@@ -30,3 +30,4 @@ pub mod robots;
 pub mod schedule;
 pub mod sync;
 pub mod urls;
+pub mod warc;

@@ -9,8 +9,8 @@ use clap::CommandFactory;
 use tokio::sync::watch;
 
 use webspool::cli::{
-    progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
-    StatusArgs, SyncArgs, VerifyArgs,
+    progress_mode, Cli, Command, CompactArgs, CrawlArgs, ExportArgs, ImportArgs, ParseArgs,
+    RecoverArgs, RecrawlArgs, StatusArgs, SyncArgs, VerifyArgs,
 };
 use webspool::holder::{self, Holder, HolderError, Reply, Request, Serves, SyncRequest};
 use webspool::journal::{
@@ -21,6 +21,7 @@ use webspool::parse::stage::{self, Control, Mode};
 use webspool::pipeline::{crawl, CrawlConfig, CrawlError, CrawlSummary, Input};
 use webspool::progress::{per_sec, Reporter, View};
 use webspool::sync::{self, SyncControl, SyncError};
+use webspool::warc::{ExportReport, ExportRequest, ExportTo, Importer};
 
 /// Exit code when Ctrl-C (or SIGTERM) stopped a crawl with work left.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -76,6 +77,8 @@ fn main() -> ExitCode {
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
             Command::Compact(args) => run_compact(args).await,
+            Command::Export(args) => run_export(args).await,
+            Command::Import(args) => run_import(args).await,
         }
     });
     // Intake may still be blocked on stdin after an interrupt: do not wait for it.
@@ -554,6 +557,8 @@ fn unexpected(holder: &Holder, reply: &Reply) -> anyhow::Error {
             Reply::Status(_) => "a status",
             Reply::Verified(_) => "a verify report",
             Reply::Synced(_) => "a sync outcome",
+            Reply::Lines(_) => "JSON lines",
+            Reply::Exported(_) => "an export report",
             Reply::Failed { .. } => "a failure",
             Reply::Refused(_) => "a refusal",
         }
@@ -992,6 +997,162 @@ async fn run_compact(args: CompactArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// Runs `export`: here, or by the process holding the journal (which writes the files,
+/// or sends the JSON lines for standard output back).
+async fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.journal.journal;
+    let absolute = |path: &Path| std::path::absolute(path);
+    let to = match (&args.warc, &args.jsonl) {
+        (Some(path), _) => ExportTo::Warc {
+            path: absolute(path)?,
+            max_size: args.max_size,
+        },
+        (None, Some(path)) => ExportTo::Jsonl {
+            path: match path.as_os_str() == "-" {
+                true => None,
+                false => Some(absolute(path)?),
+            },
+            with_body: args.with_body,
+        },
+        (None, None) => anyhow::bail!("export: give --warc FILE or --jsonl FILE"),
+    };
+    let request = ExportRequest {
+        to,
+        since_ms: args.since,
+        include: args.include.as_ref().map(|re| re.as_str().to_string()),
+    };
+    let journal = match here_or_held(dir, Journal::open_to_read, |holder| {
+        export_in_holder(holder, dir, &request)
+    })
+    .await?
+    {
+        Ok(journal) => journal,
+        Err(code) => return Ok(code),
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        webspool::warc::export(&journal, &request, &mut out)
+    })
+    .await?;
+    match report {
+        Ok(report) => Ok(print_export_report(&report)),
+        Err(webspool::warc::WarcError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `export` run by the process holding the journal.
+async fn export_in_holder(
+    mut holder: Holder,
+    dir: &Path,
+    request: &ExportRequest,
+) -> anyhow::Result<ExitCode> {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut stdout = std::io::stdout();
+    let mut write_error = None;
+    let request = Request::Export(request.clone());
+    let reply = ask(&mut holder, dir, &request, &never, |reply| {
+        if let (Reply::Lines(lines), None) = (reply, &write_error) {
+            if let Err(e) = stdout.write_all(lines.as_bytes()) {
+                write_error = Some(e);
+            }
+        }
+    })
+    .await?;
+    match write_error {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Some(e) => return Err(e.into()),
+        None => stdout.flush()?,
+    }
+    match reply {
+        Ok(Reply::Exported(report)) => Ok(print_export_report(&report)),
+        Ok(other) => Err(unexpected(&holder, &other)),
+        Err(code) => Ok(code),
+    }
+}
+
+fn print_export_report(report: &ExportReport) -> ExitCode {
+    let files: Vec<String> = report
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    eprintln!(
+        "export: {} written{}; {} failed (no response) skipped, {} left out by \
+         --since/--include, {} damaged skipped",
+        counted(report.pages, "page", "pages"),
+        match files.is_empty() {
+            true => String::new(),
+            false => format!(" to {}", files.join(", ")),
+        },
+        report.failed,
+        report.filtered,
+        report.damaged,
+    );
+    match report.damaged {
+        0 => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("export: run `webspool verify` to see the damaged pages");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `import`: every file in order; stops at the first bad one, whose error names
+/// it and the offset, with the records before it imported.
+async fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.journal.journal.clone();
+    let journal = Arc::new(open_to_write(&dir, Journal::open, "an import").await?);
+    let _serving = holder::serve(journal.clone(), Serves::Readers, Default::default());
+    let quiet = args.quiet;
+    let (summary, result) = tokio::task::spawn_blocking(move || {
+        let mut importer = Importer::new(&journal, args.max_body);
+        let mut result = Ok(());
+        for file in &args.warc {
+            if let Err(e) = importer.import_file(file) {
+                result = Err(e);
+                break;
+            }
+        }
+        let summary = importer.summary.clone();
+        let checkpoint = journal.checkpoint();
+        (summary, result.map_err(anyhow::Error::from).and(checkpoint.map_err(Into::into)))
+    })
+    .await?;
+    if !quiet || result.is_err() {
+        let skipped: Vec<String> = summary
+            .skipped
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        eprintln!(
+            "import: {} read, {} records: {} recorded, {} unchanged, {} revisits \
+             resolved; skipped: {}",
+            counted(summary.files, "file", "files"),
+            summary.records,
+            counted(summary.recorded, "page", "pages"),
+            summary.unchanged,
+            summary.revisits,
+            match skipped.is_empty() {
+                true => "none".to_string(),
+                false => skipped.join(", "),
+            }
+        );
+    }
+    result?;
+    if summary.recorded > 0 && !quiet {
+        eprintln!(
+            "import: next, `webspool parse --journal {0}`, then `webspool sync --journal \
+             {0} ...`",
+            dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// "1 body", "2 bodies".

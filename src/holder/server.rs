@@ -199,6 +199,66 @@ async fn run(
             holder.greeting.command
         )),
         Request::Sync(request) => sync(holder, request, control).await,
+        Request::Export(request) => {
+            let journal = holder.journal.clone();
+            match tokio::task::spawn_blocking(move || {
+                let mut lines = Lines {
+                    tx,
+                    pending: String::new(),
+                };
+                let report = crate::warc::export(&journal, &request, &mut lines);
+                report.and_then(|report| {
+                    std::io::Write::flush(&mut lines)?;
+                    Ok(report)
+                })
+            })
+            .await
+            {
+                Ok(Ok(report)) => Reply::Exported(report),
+                Ok(Err(e)) => failed(false, e),
+                Err(e) => Reply::Failed {
+                    message: format!("the holder's task died: {e}"),
+                    disk_full: false,
+                },
+            }
+        }
+    }
+}
+
+/// `export --jsonl -` run here: the lines go to the client in frames of about
+/// [`LINES_FRAME`] bytes, as fast as it reads them (the channel is bounded).
+struct Lines {
+    tx: mpsc::Sender<Reply>,
+    pending: String,
+}
+
+/// Bytes of JSON lines per frame, at most (a long line spans frames).
+const LINES_FRAME: usize = 256 << 10;
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The export writes whole JSON values and newlines: UTF-8 in every call.
+        let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+        self.pending.push_str(text);
+        if self.pending.len() >= LINES_FRAME {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        while !self.pending.is_empty() {
+            let mut cut = self.pending.len().min(LINES_FRAME);
+            while !self.pending.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let rest = self.pending.split_off(cut);
+            let frame = Reply::Lines(std::mem::replace(&mut self.pending, rest));
+            self.tx
+                .blocking_send(frame)
+                .map_err(|_| std::io::Error::other("the client went away"))?;
+        }
+        Ok(())
     }
 }
 

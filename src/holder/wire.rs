@@ -18,9 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::journal::{Problem, Status, VerifyReport};
 use crate::sync::Target;
+use crate::warc::{ExportReport, ExportRequest};
 
 /// The protocol version: in every greeting, checked by the client.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 /// The largest frame either side reads or writes.
 pub const MAX_FRAME: u32 = 16 << 20;
 /// How often the holder says it is still at work on a request.
@@ -44,6 +45,8 @@ pub enum Request {
     Verify,
     /// One `sync` pass (not `--every`).
     Sync(SyncRequest),
+    /// `export` (protocol 3), its paths absolute: the holder writes the files.
+    Export(ExportRequest),
 }
 
 /// The settings of a one-shot `sync`, as its command line gave them. The target's
@@ -70,6 +73,9 @@ pub enum Reply {
     Status(Status),
     Verified(VerifyReport),
     Synced(SyncOutcome),
+    /// `export --jsonl -`: the next JSON lines, for the client's standard output.
+    Lines(String),
+    Exported(ExportReport),
     /// The request failed as the command would have failed locally: its error, and
     /// whether it is a full disk (exit 75).
     Failed {
@@ -83,7 +89,7 @@ pub enum Reply {
 impl Reply {
     /// Whether this reply ends the request.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Reply::Progress(_) | Reply::Problem(_))
+        !matches!(self, Reply::Progress(_) | Reply::Problem(_) | Reply::Lines(_))
     }
 }
 

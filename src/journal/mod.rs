@@ -73,6 +73,7 @@ mod directory;
 mod fetch;
 mod frontier;
 mod grants;
+mod import;
 pub(crate) mod hints;
 pub(crate) mod parse;
 mod prune;
@@ -100,6 +101,7 @@ pub use body::{content_hash, decompress_body, decompress_body_into, pack_body, P
 pub use compact::CompactReport;
 pub use frontier::{NewUrl, Ready};
 pub use grants::Grants;
+pub use import::{ImportReport, ImportedPage};
 pub use hints::Hint;
 pub use parse::ReparseState;
 pub use parse::{AnnotationReport, Budget, ParseInput};

@@ -57,7 +57,7 @@ fn changefreq_ms(text: &str) -> Option<u64> {
 /// A W3C datetime (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, or that with `Thh:mm`, `:ss` and
 /// fractions, and `Z` or `±hh:mm`) as milliseconds since the epoch; None if it is not
 /// one or is before 1970.
-fn w3c_datetime_ms(text: &str) -> Option<u64> {
+pub(crate) fn w3c_datetime_ms(text: &str) -> Option<u64> {
     let text = text.trim();
     let (date, time) = match text.split_once('T') {
         Some((date, time)) => (date, Some(time)),

@@ -10,7 +10,7 @@
 
 pub mod charset;
 mod document;
-mod hints;
+pub(crate) mod hints;
 pub mod html;
 mod kept;
 pub mod rules;

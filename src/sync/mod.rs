@@ -13,7 +13,7 @@
 //! deadlock); anything else stops the stage with the error.
 
 mod background;
-mod batch;
+pub(crate) mod batch;
 mod outage;
 mod schema;
 mod target;
