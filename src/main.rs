@@ -1121,7 +1121,12 @@ async fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         let summary = importer.summary.clone();
         let checkpoint = journal.checkpoint();
-        (summary, result.map_err(anyhow::Error::from).and(checkpoint.map_err(Into::into)))
+        (
+            summary,
+            result
+                .map_err(anyhow::Error::from)
+                .and(checkpoint.map_err(Into::into)),
+        )
     })
     .await?;
     if !quiet || result.is_err() {

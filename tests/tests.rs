@@ -26,3 +26,4 @@ mod secrets;
 mod sync;
 mod sync_schema;
 mod tls;
+mod warc;

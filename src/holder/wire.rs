@@ -89,7 +89,10 @@ pub enum Reply {
 impl Reply {
     /// Whether this reply ends the request.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Reply::Progress(_) | Reply::Problem(_) | Reply::Lines(_))
+        !matches!(
+            self,
+            Reply::Progress(_) | Reply::Problem(_) | Reply::Lines(_)
+        )
     }
 }
 

@@ -318,7 +318,9 @@ fn page_rows(
 }
 
 /// The `fields` column: each field as [`Field::to_json`] shows it.
-pub(crate) fn fields_json(fields: &BTreeMap<String, Field>) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn fields_json(
+    fields: &BTreeMap<String, Field>,
+) -> serde_json::Map<String, serde_json::Value> {
     fields
         .iter()
         .map(|(name, field)| (name.clone(), field.to_json()))

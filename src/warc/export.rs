@@ -57,7 +57,10 @@ pub struct ExportReport {
 /// holder can run it for the command (`crate::holder`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ExportTo {
-    Warc { path: PathBuf, max_size: u64 },
+    Warc {
+        path: PathBuf,
+        max_size: u64,
+    },
     /// `path` None: the caller's standard output.
     Jsonl {
         path: Option<PathBuf>,
@@ -142,8 +145,13 @@ fn each_page(
             }
             Err(e) => return Err(e.into()),
         };
-        let early = filter.since_ms.is_some_and(|since| meta.fetched_at_ms < since);
-        let excluded = filter.include.as_ref().is_some_and(|re| !re.is_match(&url.url));
+        let early = filter
+            .since_ms
+            .is_some_and(|since| meta.fetched_at_ms < since);
+        let excluded = filter
+            .include
+            .as_ref()
+            .is_some_and(|re| !re.is_match(&url.url));
         if early || excluded {
             report.filtered += 1;
             continue;
@@ -194,8 +202,14 @@ fn export_warc(
                 ("WARC-Type", "warcinfo".into()),
                 ("WARC-Date", now),
                 ("WARC-Filename", name.to_string()),
-                ("WARC-Record-ID", record_id(&[journal_id.as_bytes(), name.as_bytes()])),
-                ("WARC-Block-Digest", Sha1Digest::of(fields.as_bytes()).field()),
+                (
+                    "WARC-Record-ID",
+                    record_id(&[journal_id.as_bytes(), name.as_bytes()]),
+                ),
+                (
+                    "WARC-Block-Digest",
+                    Sha1Digest::of(fields.as_bytes()).field(),
+                ),
                 ("Content-Type", "application/warc-fields".into()),
             ],
             &fields,
@@ -260,7 +274,10 @@ fn export_warc(
                 ("WARC-Date", date.clone()),
                 ("WARC-Target-URI", target.to_string()),
                 ("WARC-Concurrent-To", response_id.clone()),
-                ("WARC-Block-Digest", Sha1Digest::of(request.as_bytes()).field()),
+                (
+                    "WARC-Block-Digest",
+                    Sha1Digest::of(request.as_bytes()).field(),
+                ),
                 ("Content-Type", "application/http;msgtype=request".into()),
             ],
             block: &[request.as_bytes()],
@@ -334,12 +351,21 @@ fn export_jsonl(
         };
         line.insert("final_url".into(), final_url);
         line.insert("status".into(), status);
-        line.insert("fetched_at".into(), json!(warc_date(page.meta.fetched_at_ms)));
+        line.insert(
+            "fetched_at".into(),
+            json!(warc_date(page.meta.fetched_at_ms)),
+        );
         let a = annotation.as_ref();
         line.insert("title".into(), json!(a.and_then(|a| a.title.as_ref())));
-        line.insert("description".into(), json!(a.and_then(|a| a.description.as_ref())));
+        line.insert(
+            "description".into(),
+            json!(a.and_then(|a| a.description.as_ref())),
+        );
         line.insert("lang".into(), json!(a.and_then(|a| a.lang.as_ref())));
-        line.insert("canonical".into(), json!(a.and_then(|a| a.canonical.as_ref())));
+        line.insert(
+            "canonical".into(),
+            json!(a.and_then(|a| a.canonical.as_ref())),
+        );
         line.insert("links".into(), json!(a.map(|a| &a.links)));
         line.insert(
             "fields".into(),
@@ -403,7 +429,10 @@ fn reason(status: u16) -> &'static str {
 /// A WARC-Date: UTC, to the millisecond (WARC/1.1 allows fractions of a second).
 pub fn warc_date(ms: u64) -> String {
     let [y, mo, d, h, mi, s] = utc_fields(ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms % 1000)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
 }
 
 /// A `<urn:uuid:...>` record id derived from `parts` (a name-based UUID, version 5

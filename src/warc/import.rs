@@ -311,7 +311,11 @@ impl<'a> Importer<'a> {
         self.summary.recorded += report.recorded;
         self.summary.unchanged += report.unchanged;
         if report.waiting > 0 {
-            *self.summary.skipped.entry("retry_waiting".into()).or_default() += report.waiting;
+            *self
+                .summary
+                .skipped
+                .entry("retry_waiting".into())
+                .or_default() += report.waiting;
         }
         Ok(())
     }
@@ -339,7 +343,11 @@ fn parse_http(block: &[u8]) -> Option<Http<'_>> {
     let status_line = lines.next()?;
     let mut parts = status_line.split_whitespace();
     let version = parts.next().filter(|v| v.starts_with("HTTP/"))?.to_string();
-    let status: u16 = parts.next()?.parse().ok().filter(|s| (100..600).contains(s))?;
+    let status: u16 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s| (100..600).contains(s))?;
     let mut headers = HeaderMap::new();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -371,7 +379,11 @@ fn decode_payload(headers: &HeaderMap, payload: &[u8], cap: u64) -> Result<Vec<u
     let chunked = headers
         .get_all(http::header::TRANSFER_ENCODING)
         .iter()
-        .any(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase().contains("chunked"));
+        .any(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .to_ascii_lowercase()
+                .contains("chunked")
+        });
     let dechunked;
     let payload = match chunked {
         // Some tools store the message as sent, others dechunk it and keep the header:

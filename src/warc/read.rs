@@ -159,7 +159,9 @@ impl<R: Read> WarcReader<R> {
             inner: BufReader::with_capacity(64 * 1024, input),
             at: 0,
         };
-        let head = raw.fill_buf().map_err(|e| at(0, format!("cannot read: {e}")))?;
+        let head = raw
+            .fill_buf()
+            .map_err(|e| at(0, format!("cannot read: {e}")))?;
         let gzip = head.starts_with(&[0x1f, 0x8b]);
         let source = match gzip {
             true => Source::Gzip(Some(GzDecoder::new(raw))),
