@@ -28,6 +28,7 @@ use crate::journal::{ErrorKind, KeptHeaders, Outcome, PageMeta, UrlEntry, Via};
 use crate::parse::{annotate, Rules, MAX_TEXT_EXTRACT};
 use crate::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::urls::normalize;
+use crate::warc::WarcReader;
 
 mod alloc;
 use alloc::peak_during;
@@ -457,5 +458,52 @@ impl ScratchJournal {
 impl Drop for ScratchJournal {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Blocks kept by [`warc_records`]'s reader; longer ones are skipped.
+const WARC_CAP: u64 = 1 << 20;
+
+/// WARC reading (plain or gzip, told by the first bytes): never a panic, and every
+/// record read, written again as a plain record, reads back the same (version, header
+/// fields, block); their offsets grow.
+pub fn warc_records(data: &[u8]) {
+    let read_all = |bytes: &[u8]| {
+        let mut records = Vec::new();
+        let Ok(mut reader) = WarcReader::new(bytes, WARC_CAP) else {
+            return records;
+        };
+        while let Ok(Some(record)) = reader.next_record() {
+            records.push(record);
+        }
+        records
+    };
+    let first = read_all(data);
+    let mut plain = Vec::new();
+    let mut last = None;
+    for record in &first {
+        assert!(last < Some(record.offset.stream), "offsets do not grow");
+        last = Some(record.offset.stream);
+        let Some(block) = &record.block else {
+            continue;
+        };
+        assert_eq!(block.len() as u64, record.block_len);
+        plain.extend_from_slice(record.version.as_bytes());
+        plain.extend_from_slice(b"\r\n");
+        for (name, value) in &record.headers {
+            plain.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        plain.extend_from_slice(b"\r\n");
+        plain.extend_from_slice(block);
+        plain.extend_from_slice(b"\r\n\r\n");
+    }
+    let kept: Vec<_> = first.iter().filter(|r| r.block.is_some()).collect();
+    let again = read_all(&plain);
+    assert_eq!(kept.len(), again.len(), "records lost when written again");
+    for (a, b) in kept.iter().zip(&again) {
+        assert_eq!(
+            (&a.version, &a.headers, &a.block),
+            (&b.version, &b.headers, &b.block)
+        );
     }
 }

@@ -53,3 +53,8 @@ fn journal_records_corpus() {
 fn segment_entries_corpus() {
     replay("segment_entries", webspool::fuzz::segment_entries);
 }
+
+#[test]
+fn warc_records_corpus() {
+    replay("warc_records", webspool::fuzz::warc_records);
+}

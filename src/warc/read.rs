@@ -197,8 +197,8 @@ impl<R: Read> WarcReader<R> {
                 return Ok(None);
             }
             let offset = self.offset();
-            let line = self.line(offset)?;
-            if line.trim().is_empty() {
+            let line = self.raw_line(offset)?;
+            if line.trim().is_empty() && line.ends_with('\n') {
                 continue;
             }
             if !line.starts_with("WARC/") {
@@ -209,6 +209,9 @@ impl<R: Read> WarcReader<R> {
                         clip(&line)
                     ),
                 ));
+            }
+            if !line.ends_with('\n') {
+                return Err(self.cut_short(offset));
             }
             break (offset, line.trim_end().to_string());
         };
@@ -230,8 +233,11 @@ impl<R: Read> WarcReader<R> {
             if line.starts_with([' ', '\t']) {
                 match headers.last_mut() {
                     Some((_, value)) => {
-                        value.push(' ');
-                        value.push_str(line.trim());
+                        let more = line.trim();
+                        if !value.is_empty() && !more.is_empty() {
+                            value.push(' ');
+                        }
+                        value.push_str(more);
                         continue;
                     }
                     None => return Err(malformed(offset, "a continuation line comes first")),
@@ -275,8 +281,17 @@ impl<R: Read> WarcReader<R> {
         }
     }
 
-    /// One line, `\n` included (none at the end of the file), capped.
+    /// One whole line, `\n` included, capped.
     fn line(&mut self, offset: Offset) -> Result<String, ReadError> {
+        let line = self.raw_line(offset)?;
+        match line.ends_with('\n') {
+            true => Ok(line),
+            false => Err(self.cut_short(offset)),
+        }
+    }
+
+    /// One line, `\n` included (none at the end of the file), capped.
+    fn raw_line(&mut self, offset: Offset) -> Result<String, ReadError> {
         let mut line = Vec::new();
         let mut capped = (&mut self.input).take(MAX_HEADER_BYTES + 1);
         if let Err(e) = capped.read_until(b'\n', &mut line) {
@@ -284,9 +299,6 @@ impl<R: Read> WarcReader<R> {
         }
         if line.len() as u64 > MAX_HEADER_BYTES {
             return Err(malformed(offset, "a header line longer than the cap"));
-        }
-        if !line.ends_with(b"\n") {
-            return Err(self.cut_short(offset));
         }
         Ok(String::from_utf8_lossy(&line).into_owned())
     }
@@ -386,4 +398,87 @@ fn malformed(offset: Offset, what: &str) -> ReadError {
 /// At most 40 characters of `text`, for a message.
 fn clip(text: &str) -> String {
     text.trim_end().chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    use super::*;
+
+    fn record(n: usize) -> Vec<u8> {
+        let block = format!("block {n}");
+        format!(
+            "WARC/1.1\r\nWARC-Type: resource\r\nContent-Length: {}\r\n\r\n{block}\r\n\r\n",
+            block.len()
+        )
+        .into_bytes()
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn read_all(bytes: &[u8], cap: u64) -> Result<Vec<Record>, ReadError> {
+        let mut reader = WarcReader::new(bytes, cap)?;
+        let mut all = Vec::new();
+        while let Some(record) = reader.next_record()? {
+            all.push(record);
+        }
+        Ok(all)
+    }
+
+    #[test]
+    fn members_are_placed_at_their_file_offsets() {
+        let members: Vec<Vec<u8>> = (0..3).map(|n| gz(&record(n))).collect();
+        let file = members.concat();
+        let records = read_all(&file, 100).unwrap();
+        let starts = [0, members[0].len(), members[0].len() + members[1].len()];
+        for (n, (record, start)) in records.iter().zip(starts).enumerate() {
+            assert_eq!(record.offset.file, start as u64);
+            assert_eq!(
+                record.block.as_deref(),
+                Some(format!("block {n}").as_bytes())
+            );
+        }
+        // One member holding every record: all at offset 0, read in order.
+        let whole = gz(&[record(0), record(1), record(2)].concat());
+        let records = read_all(&whole, 100).unwrap();
+        assert_eq!(records.len(), 3);
+        assert!(records.iter().all(|r| r.offset.file == 0));
+        assert_eq!(records[2].offset.stream, 2 * record(0).len() as u64);
+    }
+
+    #[test]
+    fn plain_files_blank_lines_caps_and_faults() {
+        let plain = [record(0), b"\r\n".to_vec(), record(1)].concat();
+        let records = read_all(&plain, 100).unwrap();
+        assert_eq!(records[1].offset.file, record(0).len() as u64 + 2);
+        // Over the cap: skipped past, its length kept.
+        let records = read_all(&plain, 3).unwrap();
+        assert_eq!((records[0].block.as_ref(), records[0].block_len), (None, 7));
+
+        let cut = &plain[..plain.len() - 5];
+        let e = read_all(cut, 100).unwrap_err();
+        assert_eq!(e.offset, record(0).len() as u64 + 2);
+        assert!(e.what.starts_with("truncated record"), "{e}");
+
+        let members = [gz(&record(0)), gz(&record(1))].concat();
+        let e = read_all(&members[..members.len() - 10], 100).unwrap_err();
+        assert_eq!(e.offset, gz(&record(0)).len() as u64);
+        assert!(e.what.contains("truncated gzip member"), "{e}");
+
+        let e = read_all(b"<html>", 100).unwrap_err();
+        assert!(e.what.starts_with("not a WARC record"), "{e}");
+        let e = read_all(b"WARC/1.1\r\nWARC-Type: x\r\n\r\n", 100).unwrap_err();
+        assert!(e.what.contains("no Content-Length"), "{e}");
+        let wrong = b"WARC/1.1\r\nContent-Length: 2\r\n\r\nabc\r\n\r\n";
+        let e = read_all(wrong, 100).unwrap_err();
+        assert!(e.what.contains("not followed by CRLF CRLF"), "{e}");
+    }
 }
