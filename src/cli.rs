@@ -146,8 +146,8 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct JournalArg {
-    /// Journal directory. Only `crawl` creates one (where nothing is, or in an empty
-    /// directory); the other commands need an existing journal.
+    /// Journal directory. Only `crawl` and `import` create one (where nothing is, or in
+    /// an empty directory); the other commands need an existing journal.
     #[arg(long, env = "WEBSPOOL_JOURNAL", default_value = "webspool.journal")]
     pub journal: PathBuf,
 }

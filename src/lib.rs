@@ -12,7 +12,8 @@
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
 //! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy. While
 //! a command holds a journal, [`holder`] serves it to other webspool processes (status,
-//! verify, sync passes) on a socket in the journal directory.
+//! verify, sync passes, exports) on a socket in the journal directory. [`warc`] exports
+//! pages as WARC or JSON lines and imports WARC files as fetched pages.
 
 pub mod cli;
 pub mod fetch;

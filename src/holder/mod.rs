@@ -4,7 +4,8 @@
 //! sled is single-process: whichever command opens a journal holds a lock on it until
 //! it exits. While it does, it listens on `DIR/webspool.sock` (mode 0600, owned by its
 //! user; see `socket.rs`) and answers ([`serve`], `server.rs`): `status`, `verify`
-//! without `--repair`, and one-shot `sync` passes, which it runs with the client's
+//! without `--repair`, `export` (it writes the client's files, or streams the JSON
+//! lines back), and one-shot `sync` passes, which it runs with the client's
 //! settings, one pass at a time ([`crate::sync::Turn`]). Commands that find the journal
 //! held ask it instead of failing (`client.rs`); commands that would write beside it
 //! are refused with its pid and command line, secrets redacted
