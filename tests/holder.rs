@@ -72,6 +72,16 @@ pub(crate) async fn serving(journal: &Path) {
     );
 }
 
+/// A crawl of `pages` URLs of a slow site, serving its journal (`DIR/j`).
+pub(crate) async fn held(pages: usize) -> (util::TestServer, tempfile::TempDir, PathBuf, Child) {
+    let site = slow_server([Gauge::default(), Gauge::default()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("j");
+    let crawl = start_crawl(&site, dir.path(), pages, None);
+    serving(&journal).await;
+    (site, dir, journal, crawl)
+}
+
 pub(crate) async fn wait(mut child: Child) -> std::process::ExitStatus {
     tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
@@ -228,11 +238,7 @@ async fn a_sync_during_crawl_sync_joins_its_pass() {
 /// not answering) is reported within the deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_leaves_a_socket_that_blocks_nothing() {
-    let site = slow_server([Gauge::default(), Gauge::default()]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j");
-    let crawl = start_crawl(&site, dir.path(), 60, None);
-    serving(&journal).await;
+    let (_site, dir, journal, crawl) = held(60).await;
 
     util::signal(&crawl, libc::SIGSTOP);
     let out = on_journal(&["status"], &journal).await;

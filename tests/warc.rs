@@ -10,8 +10,8 @@ use std::process::Command;
 use base64::Engine;
 
 use crate::cli::{crawl_list, on, status_json, stderr};
-use crate::holder::{on_journal, serving, start_crawl, wait};
-use crate::util::server::{gzip, refused_port, reply, slow_server, with_headers, Gauge};
+use crate::holder::{held, on_journal, wait};
+use crate::util::server::{gzip, refused_port, reply, with_headers};
 use crate::util::{self, TestServer};
 use webspool::warc::{Record, Sha1Digest, WarcReader};
 
@@ -86,6 +86,13 @@ async fn crawled_site(dir: &Path) -> (TestServer, PathBuf) {
     (site, journal)
 }
 
+/// `export FORMAT PATH` of `journal`, which must succeed; its stderr.
+fn export(journal: &Path, format: &str, path: &Path) -> String {
+    let out = on(&["export", format, path.to_str().unwrap()], journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
+}
+
 /// Runs `warcio ARGS` if warcio is installed; its stdout, or None without it.
 fn warcio(args: &[&str]) -> Option<String> {
     let out = Command::new("warcio").args(args).output().ok()?;
@@ -102,9 +109,7 @@ async fn export_warc_reads_back_with_valid_digests_and_imports_again() {
     let dir = tempfile::tempdir().unwrap();
     let (site, journal) = crawled_site(dir.path()).await;
     let warc = dir.path().join("out.warc.gz");
-    let out = on(&["export", "--warc", warc.to_str().unwrap()], &journal);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    let err = export(&journal, "--warc", &warc);
     assert!(
         err.contains("4 pages written") && err.contains("1 failed"),
         "{err}"
@@ -250,8 +255,7 @@ async fn export_jsonl_with_and_without_bodies_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     let (site, journal) = crawled_site(dir.path()).await;
     let file = dir.path().join("pages.jsonl");
-    let out = on(&["export", "--jsonl", file.to_str().unwrap()], &journal);
-    assert!(out.status.success(), "{}", stderr(&out));
+    export(&journal, "--jsonl", &file);
     let lines = jsonl(&std::fs::read(&file).unwrap());
     assert_eq!(lines.len(), 5);
     let home = lines.iter().find(|l| l["url"] == site.url("/")).unwrap();
@@ -369,6 +373,13 @@ fn import_wget_and_common_crawl_files_then_parse_and_again_changes_nothing() {
     assert_eq!(counters(status_json(&journal)), before);
 }
 
+/// `import` of `file` into `journal` fails saying `why`.
+fn import_fails(journal: &Path, file: &Path, why: &str) {
+    let out = on(&["import", "--warc", file.to_str().unwrap()], journal);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(why), "{}", stderr(&out));
+}
+
 #[test]
 fn a_file_cut_inside_a_gzip_member_stops_there_naming_its_offset_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -398,13 +409,7 @@ fn a_file_cut_inside_a_gzip_member_stops_there_naming_its_offset_and_keeps_the_r
     // Not a WARC at all.
     let text = dir.path().join("list.txt");
     std::fs::write(&text, "http://example.com/\n").unwrap();
-    let out = on(&["import", "--warc", text.to_str().unwrap()], &journal);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("list.txt: at byte 0: not a WARC record"),
-        "{}",
-        stderr(&out)
-    );
+    import_fails(&journal, &text, "list.txt: at byte 0: not a WARC record");
 
     // A block that does not match its digest.
     let plain = dir.path().join("bad.warc");
@@ -419,23 +424,13 @@ fn a_file_cut_inside_a_gzip_member_stops_there_naming_its_offset_and_keeps_the_r
     bytes.extend_from_slice(block);
     bytes.extend_from_slice(b"\r\n\r\n");
     std::fs::write(&plain, &bytes).unwrap();
-    let out = on(&["import", "--warc", plain.to_str().unwrap()], &journal);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("bad.warc: at byte 0: bad digest"),
-        "{}",
-        stderr(&out)
-    );
+    import_fails(&journal, &plain, "bad.warc: at byte 0: bad digest");
     assert_eq!(status_json(&journal)["fetched"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_runs_in_the_crawl_holding_the_journal_and_import_is_refused() {
-    let site = slow_server([Gauge::default(), Gauge::default()]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("j");
-    let crawl = start_crawl(&site, dir.path(), 200, None);
-    serving(&journal).await;
+    let (_site, dir, journal, crawl) = held(200).await;
     assert!(
         util::eventually(30, || status_json(&journal)["fetched"].as_u64() >= Some(5)).await,
         "the crawl fetched nothing"

@@ -178,6 +178,19 @@ fn body_of(
     }
 }
 
+/// The annotation of page `id`; None when it has none or it does not decode (logged:
+/// the page is exported without it).
+fn annotation_of(journal: &Journal, id: u64) -> Result<Option<Annotation>, WarcError> {
+    match journal.annotation(id) {
+        Ok(annotation) => Ok(annotation),
+        Err(e @ JournalError::Damaged { .. }) => {
+            tracing::warn!("export: page {id} has no usable annotation: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes the pages of `journal` to `first` (and numbered files after it, each at most
 /// about `max_size` bytes).
 fn export_warc(
@@ -230,14 +243,7 @@ fn export_warc(
         let Some(body) = body_of(journal, page.id, report)? else {
             return Ok(());
         };
-        let annotation = match journal.annotation(page.id) {
-            Ok(annotation) => annotation,
-            Err(e @ JournalError::Damaged { .. }) => {
-                tracing::warn!("export: page {} has no usable annotation: {e}", page.id);
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let annotation = annotation_of(journal, page.id)?;
         let target = final_url.as_str();
         let date = warc_date(page.meta.fetched_at_ms);
         let seed = |kind: &str| {
@@ -330,14 +336,7 @@ fn export_jsonl(
 ) -> Result<ExportReport, WarcError> {
     let mut report = ExportReport::default();
     each_page(journal, filter, &mut report, |page, report| {
-        let annotation = match journal.annotation(page.id) {
-            Ok(annotation) => annotation,
-            Err(e @ JournalError::Damaged { .. }) => {
-                tracing::warn!("export: page {} has no usable annotation: {e}", page.id);
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let annotation = annotation_of(journal, page.id)?;
         let mut line = serde_json::Map::new();
         line.insert("url".into(), json!(page.url.url));
         let (status, final_url) = match &page.meta.outcome {
