@@ -105,6 +105,7 @@ pub use parse::ReparseState;
 pub use parse::{AnnotationReport, Budget, ParseInput};
 pub use prune::CompactOptions;
 pub use record::PendingEntry;
+pub use record::{Annotation, DocKind, Field, Link};
 pub use record::{ErrorKind, HostDown, HostEntry, KeptHeaders, Outcome, PageMeta};
 pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, utc_fields, RecoverReport};
