@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::fetch::{FetchConfig, FetchError, Fetcher};
-pub use crate::intake::Input;
 use crate::intake::{self, Signals};
+pub use crate::intake::{Input, IntakeError};
 use crate::journal::{
     now_ms, DiskFull, ErrorKind, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome,
     Status, Via,
@@ -68,12 +68,8 @@ pub enum CrawlError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    /// The I/O error is part of the message, not a `source`: the binary prints the
-    /// chain of sources, which would say it twice.
-    #[error("cannot read the URL list {path}: {error}")]
-    Input { path: String, error: std::io::Error },
-    #[error("seeding from MySQL, {0}")]
-    Seed(String),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error("internal error: {0}")]
@@ -84,7 +80,9 @@ impl CrawlError {
     /// Whether the crawl stopped because the disk under the journal is full.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            CrawlError::Journal(e) => e.is_disk_full(),
+            CrawlError::Journal(e) | CrawlError::Intake(IntakeError::Journal(e)) => {
+                e.is_disk_full()
+            }
             CrawlError::Sync(e) => e.is_disk_full(),
             _ => false,
         }
