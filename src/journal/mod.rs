@@ -80,6 +80,7 @@ mod prune;
 pub(crate) mod record;
 mod recover;
 pub(crate) mod recrawl;
+mod repair;
 pub(crate) mod rules;
 mod segments;
 pub mod space;
