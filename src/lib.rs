@@ -10,7 +10,7 @@
 //! [`parse`] stage annotates pages and, with [`follow`], adds the links in scope to the
 //! frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
-//! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy. While
+//! normalizes and redacts URLs for every stage; [`fetch::robots`] is robots.txt policy. While
 //! a command holds a journal, [`holder`] serves it to other webspool processes (status,
 //! verify, sync passes) on a socket in the journal directory.
 
@@ -26,7 +26,6 @@ pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
-pub mod robots;
 pub mod schedule;
 pub mod sync;
 pub mod urls;

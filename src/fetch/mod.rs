@@ -12,6 +12,8 @@
 //! URLs are fetched with a [`Trust`]: links discovered on pages may not reach private
 //! or loopback addresses (see `guard.rs`); URLs the user gave may. Each result carries
 //! retry hints ([`Fetched::transient`], [`Fetched::retry_after`]) for the scheduler.
+//!
+//! The stage's politeness lives beside the client: [`robots`] is robots.txt policy.
 
 mod classify;
 mod client;
@@ -19,6 +21,7 @@ pub(crate) mod decode;
 mod guard;
 mod headers;
 mod retry;
+pub mod robots;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -103,7 +103,7 @@ enum PendingRecord {
 pub struct HostEntry {
     /// URLs of this host discovered by following links (the per-host page budget).
     pub discovered: u64,
-    /// The host's robots.txt as fetched (`bincode` of [`crate::robots::RobotsSource`]).
+    /// The host's robots.txt as fetched (`bincode` of [`crate::fetch::robots::RobotsSource`]).
     pub robots: Option<Vec<u8>>,
     /// Nothing is sent to the host before this time (backoff, Retry-After).
     pub not_before_ms: u64,

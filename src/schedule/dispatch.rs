@@ -12,10 +12,10 @@ use super::backoff::retry_delay;
 use super::hosts::{Host, Job, RobotsState};
 use super::outcome::{Event, Verdict};
 use super::{Done, Scheduler, STALLED_AFTER};
+use crate::fetch::robots::{robots_url, Robots};
 use crate::fetch::{Fetched, Trust};
 use crate::journal::{now_ms, pack_body, ErrorKind, JournalError, Outcome, PackedBody};
 use crate::journal::{PageMeta, UrlEntry};
-use crate::robots::{robots_url, Robots};
 use crate::urls::redact;
 
 impl Scheduler {

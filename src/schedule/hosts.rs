@@ -12,8 +12,8 @@ use url::Url;
 
 use super::dispatch::failed;
 use super::{chunk, max_hosts, Scheduler};
+use crate::fetch::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::journal::{now_ms, ErrorKind, JournalError, UrlEntry};
-use crate::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::urls::{normalize_stored, redact_text};
 
 pub(super) struct Job {

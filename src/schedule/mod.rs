@@ -43,9 +43,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::fetch::robots::agent_token;
 use crate::fetch::{Fetched, Fetcher};
 use crate::journal::{Journal, JournalError, PackedBody, UrlEntry};
-use crate::robots::agent_token;
 
 use hosts::Host;
 use outcome::Event;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::backoff::{host_backoff, RETRY_MAX};
 use super::hosts::{Host, RobotsState};
 use super::{Scheduler, HOST_DOWN_AFTER, HOST_DOWN_FOR};
+use crate::fetch::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::fetch::Fetched;
 use crate::journal::{now_ms, ErrorKind, HostDown, JournalError, NewUrl, Outcome, Via};
-use crate::robots::{Robots, RobotsFetch, RobotsSource};
 
 /// What a finished task tells the scheduler.
 pub(super) enum Event {
