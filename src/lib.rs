@@ -4,7 +4,7 @@
 //!
 //! The pipeline is `input -> journal <- fetch -> parse -> sync`, with the stages meeting
 //! only in the journal: [`pipeline`] streams a URL list into the [`journal`] and fetches
-//! every pending URL with the [`fetch`] client, in the order the [`schedule`]r picks
+//! every pending URL with the [`fetch`] client, in the order the [`fetch::schedule`]r picks
 //! host by host (robots.txt, delays, retries), committing finished pages in groups that
 //! count as fetched only once the journal flush holding them returned `Ok`. The
 //! [`parse`] stage annotates pages and, with [`follow`], adds the links in scope to the
@@ -26,6 +26,5 @@ pub mod journal;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;
-pub mod schedule;
 pub mod sync;
 pub mod urls;

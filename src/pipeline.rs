@@ -4,7 +4,7 @@
 //!
 //! - **intake** (its own thread) streams the input into the journal in batches; the
 //!   journal's `url_index` does the dedup, so memory does not grow with the list.
-//! - **scheduler** (async, [`crate::schedule`]) takes pending URLs host by host from the
+//! - **scheduler** (async, [`crate::fetch::schedule`]) takes pending URLs host by host from the
 //!   journal's on-disk frontier and starts fetches within the global and per-host limits
 //!   and the hosts' robots.txt, delays and backoff. A URL stays pending until its result
 //!   is committed, so whatever is in flight at a crash is fetched again on restart, and
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 
+pub use crate::fetch::schedule::Politeness;
+use crate::fetch::schedule::{Done, Scheduler};
 use crate::fetch::{FetchConfig, FetchError, Fetcher};
 use crate::intake::{self, Signals};
 pub use crate::intake::{Input, IntakeError};
@@ -30,8 +32,6 @@ use crate::journal::{
 };
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
-pub use crate::schedule::Politeness;
-use crate::schedule::{Done, Scheduler};
 use crate::sync::{self, SyncConfig, SyncControl, SyncError};
 use crate::urls::GivenUrl;
 

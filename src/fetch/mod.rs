@@ -13,7 +13,8 @@
 //! or loopback addresses (see `guard.rs`); URLs the user gave may. Each result carries
 //! retry hints ([`Fetched::transient`], [`Fetched::retry_after`]) for the scheduler.
 //!
-//! The stage's politeness lives beside the client: [`robots`] is robots.txt policy.
+//! Beside the client: the [`schedule`]r, which picks the next URL host by host, and
+//! [`robots`], robots.txt policy.
 
 mod classify;
 mod client;
@@ -22,6 +23,7 @@ mod guard;
 mod headers;
 mod retry;
 pub mod robots;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
