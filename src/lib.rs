@@ -7,7 +7,7 @@
 //! every pending URL with the [`fetch`] client, in the order the [`fetch::schedule`]r picks
 //! host by host (robots.txt, delays, retries), committing finished pages in groups that
 //! count as fetched only once the journal flush holding them returned `Ok`. The
-//! [`parse`] stage annotates pages and, with [`follow`], adds the links in scope to the
+//! [`parse`] stage annotates pages and, with [`parse::follow`], adds the links in scope to the
 //! frontier; [`sync`] loads the results into MySQL. [`cli`] turns flags into the
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
 //! normalizes and redacts URLs for every stage; [`fetch::robots`] is robots.txt policy. While
@@ -16,7 +16,6 @@
 
 pub mod cli;
 pub mod fetch;
-pub mod follow;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod holder;

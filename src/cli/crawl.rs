@@ -14,8 +14,8 @@ use super::values::{
 };
 use super::{progress_mode, ConfigError, JournalArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER};
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, UserHeader};
-use crate::follow::{Follow, FollowPolicy, Scope};
 use crate::journal::{Budget, RecrawlPolicy};
+use crate::parse::follow::{Follow, FollowPolicy, Scope};
 use crate::parse::stage::ParseConfig;
 use crate::pipeline::{CrawlConfig, Input, Politeness};
 use crate::progress::ProgressMode;

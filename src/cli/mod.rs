@@ -21,7 +21,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::fetch::FetchError;
-use crate::follow::FollowError;
+use crate::parse::follow::FollowError;
 use crate::parse::RulesError;
 use crate::progress::ProgressMode;
 

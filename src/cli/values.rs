@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::follow::{FollowError, Scope};
+use crate::parse::follow::{FollowError, Scope};
 use crate::sync::Target;
 use crate::urls::GivenUrl;
 

@@ -7,9 +7,14 @@
 //! sitemaps and feeds to [`xml`] (quick-xml), anything else is recorded with its type
 //! and size only. A document that fails to parse gets an annotation whose `error` says
 //! why; parsing never panics on and never stops at a bad page.
+//!
+//! The stage itself, [`stage`], runs this over the journal's pages waiting to be
+//! parsed and, with [`follow`] (which links are in scope), adds the links found to the
+//! frontier.
 
 pub mod charset;
 mod document;
+pub mod follow;
 mod hints;
 pub mod html;
 mod kept;

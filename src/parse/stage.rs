@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{annotate_with_hints, Annotation, Rules, RulesChoice, PARSER_VERSION};
-use crate::follow::Follow;
 use crate::journal::Hint;
 use crate::journal::ReparseState;
 use crate::journal::{
     decompress_body_into, Budget, DiskFull, Journal, JournalError, MinFree, ParseInput,
 };
+use crate::parse::follow::Follow;
 use crate::progress::{per_sec, ProgressMode, Reporter, View};
 
 /// Pages per chunk, at most.
