@@ -19,8 +19,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod holder;
-pub mod input;
-mod intake;
+pub mod intake;
 pub mod journal;
 pub mod parse;
 pub mod pipeline;

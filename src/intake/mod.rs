@@ -6,9 +6,11 @@
 //!
 //! Input can be slow to come (`tail -f log | webspool crawl --urls -`): before intake
 //! waits for more, it journals the URLs it holds, so each one is fetched as soon as it
-//! arrives and none is lost to an interrupt. While it waits it lets go of its [`Gate`],
+//! arrives and none is lost to an interrupt. While it waits it lets go of its `Gate`,
 //! which is how the crawl, when interrupted, learns what intake added without waiting for
 //! input that may never come (a read of stdin cannot be interrupted).
+
+pub mod input;
 
 use std::future::Future;
 use std::io::{BufReader, Read};
@@ -24,11 +26,11 @@ use mysql_async::{Conn, Value};
 use tokio::sync::{oneshot, Mutex, MutexGuard, Notify};
 use url::Url;
 
-use crate::input::{Line, UrlLines};
 use crate::journal::{Journal, JournalError, NewUrl};
 use crate::progress::Counts;
 use crate::sync::Target;
 use crate::urls::{normalize_given, redact_text, Userinfo};
+use input::{Line, UrlLines};
 
 /// URLs per intake transaction. Small: a sled transaction holds a lock that stops every
 /// other reader and writer of the journal, so long ones would keep the scheduler and the
