@@ -91,6 +91,10 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show counts and sizes of an existing journal.
     Status(StatusArgs),
+    /// Show everything the journal knows about one URL as one JSON object (state,
+    /// response, versions, recrawl schedule, annotation, sync state), or with --body its
+    /// stored body.
+    Show(ShowArgs),
     /// Read and check every record and body of an existing journal; exit 1 if
     /// anything is damaged. Changes nothing unless `--repair` is given.
     Verify(VerifyArgs),
@@ -111,9 +115,11 @@ impl Command {
             Command::Recrawl(args) => args.run.quiet,
             Command::Parse(args) | Command::Reparse(args) => args.quiet,
             Command::Sync(args) => args.quiet,
-            Command::Status(_) | Command::Verify(_) | Command::Recover(_) | Command::Compact(_) => {
-                false
-            }
+            Command::Status(_)
+            | Command::Show(_)
+            | Command::Verify(_)
+            | Command::Recover(_)
+            | Command::Compact(_) => false,
         }
     }
 
@@ -125,6 +131,7 @@ impl Command {
             Command::Parse(args) | Command::Reparse(args) => &args.journal.journal,
             Command::Sync(args) => &args.journal.journal,
             Command::Status(args) => &args.journal.journal,
+            Command::Show(args) => &args.journal.journal,
             Command::Verify(args) => &args.journal.journal,
             Command::Recover(args) => &args.journal.journal,
             Command::Compact(args) => &args.journal.journal,
@@ -603,6 +610,23 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// The URL, in any form `crawl` would take it: normalized the same way
+    /// (`http://Example.com:80/a#x` finds `http://example.com/a`).
+    pub url: String,
+    /// Write the stored body to stdout instead, exactly as the server sent it after
+    /// content-decoding (gzip, br, zstd, deflate removed).
+    #[arg(long)]
+    pub body: bool,
+    /// With --body: the older version kept under this key (`versions[].key` in the
+    /// JSON), instead of the current one.
+    #[arg(long, value_name = "KEY", requires = "body")]
+    pub version: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use webspool::cli::{
     progress_mode, Cli, Command, CompactArgs, CrawlArgs, ParseArgs, RecoverArgs, RecrawlArgs,
-    StatusArgs, SyncArgs, VerifyArgs,
+    ShowArgs, StatusArgs, SyncArgs, VerifyArgs,
 };
 use webspool::holder::{self, Holder, HolderError, Reply, Request, Serves, SyncRequest};
 use webspool::journal::{
@@ -73,6 +73,7 @@ fn main() -> ExitCode {
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,
             Command::Status(args) => run_status(args).await,
+            Command::Show(args) => run_show(args).await,
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
             Command::Compact(args) => run_compact(args).await,
@@ -556,6 +557,8 @@ fn unexpected(holder: &Holder, reply: &Reply) -> anyhow::Error {
             Reply::Synced(_) => "a sync outcome",
             Reply::Failed { .. } => "a failure",
             Reply::Refused(_) => "a refusal",
+            Reply::Shown(_) => "a page",
+            Reply::Body(_) | Reply::BodyEnd => "a body",
         }
     )
 }
@@ -705,8 +708,68 @@ fn print_status(dir: &Path, status: &Status, json: bool) -> anyhow::Result<ExitC
     } else {
         status_text(dir, status)
     };
-    // A reader that stops early (`| head`) is not an error.
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
+    print_out(text.as_bytes())
+}
+
+/// Runs `show`: the page as JSON, or its body, from the journal or from the process
+/// holding it. A URL the journal does not have is an error (exit 1).
+async fn run_show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let dir = &args.journal.journal;
+    let journal = match here_or_held(dir, Journal::open_to_read, |holder| {
+        show_in_holder(holder, &args)
+    })
+    .await?
+    {
+        Ok(journal) => journal,
+        Err(code) => return Ok(code),
+    };
+    if args.body {
+        let body = journal.show_body(&args.url, args.version)?;
+        return print_out(&body);
+    }
+    print_page(&journal.show(&args.url)?)
+}
+
+/// `show` answered by the process holding the journal; a body comes in chunks, each
+/// written as it arrives.
+async fn show_in_holder(mut holder: Holder, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    use base64::Engine;
+    let request = Request::Show {
+        url: args.url.clone(),
+        body: args.body,
+        version: args.version,
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut written: std::io::Result<()> = Ok(());
+    let dir = &args.journal.journal;
+    let reply = ask(&mut holder, dir, &request, &never, |reply| {
+        if let (Reply::Body(chunk), Ok(())) = (reply, &written) {
+            written = base64::engine::general_purpose::STANDARD
+                .decode(chunk)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| std::io::stdout().lock().write_all(&bytes));
+        }
+    })
+    .await?;
+    match reply {
+        Ok(Reply::Shown(view)) => print_page(&view),
+        Ok(Reply::BodyEnd) => match written.and_then(|()| std::io::stdout().flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(ExitCode::SUCCESS),
+        },
+        Ok(other) => Err(unexpected(&holder, &other)),
+        Err(code) => Ok(code),
+    }
+}
+
+fn print_page(view: &webspool::journal::PageView) -> anyhow::Result<ExitCode> {
+    print_out((serde_json::to_string_pretty(view)? + "\n").as_bytes())
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_out(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
     }

@@ -23,6 +23,7 @@ mod recover;
 mod recrawl;
 mod rules;
 mod secrets;
+mod show;
 mod sync;
 mod sync_schema;
 mod tls;
