@@ -151,6 +151,28 @@ pub struct JournalArg {
 /// enough for a restart of the server, short enough for a cron job every 10 minutes.
 pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 
+/// `--metrics-addr` of the commands that fetch or sync.
+#[derive(Debug, Args)]
+pub struct MetricsArg {
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs: IP:PORT,
+    /// IP (port 9184), or PORT alone on 127.0.0.1. Loopback unless an address is given;
+    /// a port that cannot be bound is an error before any work (exit 1).
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArg {
+    /// The listener, bound now, if `--metrics-addr` was given.
+    pub async fn bind(
+        &self,
+    ) -> Result<Option<tokio::net::TcpListener>, crate::metrics::MetricsError> {
+        match self.metrics_addr {
+            Some(addr) => crate::metrics::bind(addr).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The free-space watermark of the commands that write to the journal.
 #[derive(Debug, Args)]
 pub struct MinFreeArg {
@@ -278,6 +300,8 @@ pub struct RunArgs {
     pub give_up_after: Option<Duration>,
     #[command(flatten)]
     pub min_free: MinFreeArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Fetches in flight at once, over all hosts.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -519,6 +543,8 @@ pub struct SyncArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub min_free: MinFreeArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped, retrying an
     /// unavailable MySQL until it answers; without it, drain what is pending and exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -12,7 +12,8 @@
 //! stage configs; `main.rs` only wires signals, logging and exit codes. [`urls`]
 //! normalizes and redacts URLs for every stage; [`robots`] is robots.txt policy. While
 //! a command holds a journal, [`holder`] serves it to other webspool processes (status,
-//! verify, sync passes) on a socket in the journal directory.
+//! verify, sync passes, `show`) on a socket in the journal directory, and [`metrics`]
+//! counts what the stages do for `--metrics-addr`.
 
 pub mod cli;
 pub mod fetch;
@@ -23,6 +24,7 @@ pub mod holder;
 pub mod input;
 mod intake;
 pub mod journal;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;

@@ -144,8 +144,10 @@ async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     };
     // Before the journal exists: a list that cannot be read leaves none behind.
     config.input.check()?;
+    let metrics = args.run.metrics.bind().await?;
     let journal = Arc::new(open_to_write(&args.journal.journal, Journal::open, "a crawl").await?);
     let _serving = serve_run(&journal, &config);
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
@@ -177,9 +179,11 @@ async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
+    let metrics = args.run.metrics.bind().await?;
     let journal =
         Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, "a recrawl").await?);
     let _serving = serve_run(&journal, &config);
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let policy = match args.policy(journal.recrawl_policy()?) {
         Ok(policy) => policy,
         Err(e) => return Ok(usage(e)),
@@ -270,6 +274,8 @@ async fn run_parse(args: ParseArgs, mode: Mode) -> anyhow::Result<ExitCode> {
 async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config();
     let dir = &args.journal.journal;
+    // A pass handed to the process holding the journal is counted there.
+    let metrics = args.metrics.bind().await?;
     let journal = if config.every.is_some() {
         open_to_write(dir, Journal::open_existing, "a `sync --every`").await?
     } else {
@@ -284,6 +290,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
     let journal = Arc::new(journal);
     let _serving = holder::serve(journal.clone(), Serves::All, config.turn.clone());
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let control = Arc::new(SyncControl::default());
     stop_on_interrupt("finishing the batch in progress", control.clone(), |c| {
         &c.stop

@@ -17,6 +17,7 @@ mod hostile;
 mod intake;
 mod journal_model;
 mod journal_open;
+mod metrics;
 mod parse;
 mod polite;
 mod recover;
