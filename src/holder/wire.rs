@@ -82,7 +82,7 @@ pub enum Reply {
     Verified(VerifyReport),
     Synced(SyncOutcome),
     Shown(Box<PageView>),
-    /// Up to [`BODY_CHUNK`] bytes of a body `show` asked for, base64 (standard, padded);
+    /// Up to 1 MiB (`BODY_CHUNK`) of a body `show` asked for, base64 (standard, padded);
     /// [`Reply::BodyEnd`] follows the last.
     Body(String),
     BodyEnd,
