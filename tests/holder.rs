@@ -106,10 +106,11 @@ async fn status_sync_and_verify_from_other_processes_during_a_crawl() {
     assert!(
         eventually(30, || {
             let status = status_json(&journal);
-            live("urls", &status) == PAGES as u64 && live("fetched", &status) >= 10
+            // Parsed, so that the sync below has at least that many pages queued.
+            live("urls", &status) == PAGES as u64 && live("parsed", &status) >= 10
         })
         .await,
-        "the crawl added or fetched nothing"
+        "the crawl added or parsed nothing"
     );
     let later = status_json(&journal);
     assert!(later["due"].is_u64(), "{later}");
