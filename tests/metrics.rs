@@ -1,6 +1,6 @@
 //! `--metrics-addr` with the real binary: `/metrics` scraped over HTTP from a running
-//! crawl, its counters matching what the crawl did, both formats by content
-//! negotiation, and a port in use refused before any work.
+//! crawl and a `sync --every`, their counters matching what they did, both formats by
+//! content negotiation, and a port in use refused before any work.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -8,7 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use crate::cli::{on, status_json, stderr};
+use mysql_async::prelude::*;
+
+use crate::cli::{crawl_list, on, status_json, stderr};
+use crate::util::mysql::TestDb;
 use crate::util::server::{self, refused_port};
 use crate::util::{self, eventually};
 
@@ -226,4 +229,53 @@ fn a_metrics_port_in_use_is_refused_before_any_work() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `sync --every` counts the pages it writes, and its lag falls to 0 once MySQL has
+/// them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_every_counts_what_mysql_committed() {
+    const PAGES: usize = 12;
+    let site = util::TestServer::start(|_req| async { server::reply(200, "page") }).await;
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..PAGES).map(|i| site.url(&format!("/s{i}"))).collect();
+    let list = util::url_file(&dir, &lines);
+    let journal = dir.path().join("j");
+    crawl_list(&list, &journal);
+    let addr = format!("127.0.0.1:{}", refused_port());
+    let sync = Command::new(util::bin())
+        .args(["sync", "--quiet", "--every", "1s", "--metrics-addr", &addr])
+        .args(["--mysql", &db.url])
+        .arg("--journal")
+        .arg(&journal)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut last = BTreeMap::new();
+    let synced = eventually(60, || {
+        let Some((_, body)) = scrape(&addr, "text/plain") else {
+            return false;
+        };
+        last = samples(&body);
+        last["webspool_pages_synced_total"] == PAGES as f64
+            && last["webspool_sync_pending_pages"] == 0.0
+    })
+    .await;
+    assert!(synced, "{last:#?}");
+    assert_eq!(last["webspool_pages_fetched_total"], 0.0, "{last:#?}");
+    util::signal(&sync, libc::SIGINT);
+    let out = tokio::task::spawn_blocking(move || sync.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    // Ctrl-C ends `--every` as interrupted.
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let mut conn = db.conn().await;
+    let rows: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM pages")
+        .await
+        .unwrap();
+    assert_eq!(rows, Some(PAGES as u64));
 }
