@@ -54,7 +54,13 @@ async fn show_tells_a_fetched_page_and_a_failed_one_and_gives_the_body_decoded()
     let server = site(version.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let refused = format!("http://127.0.0.1:{}/down", server::refused_port());
-    let list = util::url_file(&dir, &[server.url("/a"), refused.clone()]);
+    let with_password = server
+        .url("/b")
+        .replace("http://", "http://someone:sekrit@");
+    let list = util::url_file(
+        &dir,
+        &[server.url("/a"), refused.clone(), with_password.clone()],
+    );
     let journal = dir.path().join("j");
     let out = on(
         &[
@@ -108,6 +114,21 @@ async fn show_tells_a_fetched_page_and_a_failed_one_and_gives_the_body_decoded()
         out.stdout == page(1).as_bytes(),
         "{} bytes",
         out.stdout.len()
+    );
+
+    // Given with a password: found with it, shown without it.
+    let out = on(&["show", &with_password], &journal);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("sekrit") && !text.contains("someone"),
+        "{text}"
+    );
+    let b: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["url"], server.url("/b"), "{b:#}");
+    assert_eq!(
+        (&b["state"], &b["fetch"]["status"]),
+        (&"fetched".into(), &404.into())
     );
 
     let down = show(&refused, &journal);
