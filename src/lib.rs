@@ -33,7 +33,8 @@
 //! | [`parse`] | annotates stored pages (HTML, sitemaps, feeds, extraction rules); [`parse::follow`] decides which links join the frontier |
 //! | [`sync`] | loads parsed pages into MySQL, a batch per transaction |
 //! | [`pipeline`] | the crawl: starts the stages, bounded channels between them, shutdown |
-//! | [`holder`] | while a command holds a journal, serves it to other webspool processes on a socket |
+//! | [`holder`] | while a command holds a journal, serves it to other webspool processes on a socket (status, verify, sync passes, `show`) |
+//! | [`metrics`] | counts what the stages do, served at `/metrics` with `--metrics-addr` |
 //! | [`cli`] | flags turned into validated stage configs (`main.rs` and its `commands/` run them) |
 //! | [`progress`] | progress lines and counts shared by the stages |
 //! | [`urls`] | URL normalization and redaction, for every stage |
@@ -45,6 +46,7 @@ pub mod fuzz;
 pub mod holder;
 pub mod intake;
 pub mod journal;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod progress;

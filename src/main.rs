@@ -10,7 +10,8 @@ use std::sync::Arc;
 use clap::CommandFactory;
 
 use commands::{
-    run_compact, run_crawl, run_parse, run_recover, run_recrawl, run_status, run_sync, run_verify,
+    run_compact, run_crawl, run_parse, run_recover, run_recrawl, run_show, run_status, run_sync,
+    run_verify,
 };
 use webspool::cli::{Cli, Command};
 use webspool::journal::{DiskFull, JournalError};
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
             Command::Reparse(args) => run_parse(args, Mode::Reparse).await,
             Command::Sync(args) => run_sync(args).await,
             Command::Status(args) => run_status(args).await,
+            Command::Show(args) => run_show(args).await,
             Command::Verify(args) => run_verify(args).await,
             Command::Recover(args) => run_recover(args).await,
             Command::Compact(args) => run_compact(args).await,

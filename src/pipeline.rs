@@ -403,7 +403,15 @@ fn commit_loop(
         journal.flush_blocking()?;
         // Durable from here on: count and report.
         let _ = acks.send(group.iter().map(|done| done.id).collect());
+        let metrics = crate::metrics::metrics();
         for done in &group {
+            let meta = &done.fetched.meta;
+            metrics
+                .fetch_duration
+                .observe(meta.duration_ms as f64 / 1000.0);
+            if let Some(kind) = meta.error_kind() {
+                metrics.fetch_failed(kind);
+            }
             if let Some(at) = done.retry_at_ms {
                 counts.retried.fetch_add(1, Ordering::Relaxed);
                 let wait = at.saturating_sub(now_ms());
@@ -416,6 +424,8 @@ fn commit_loop(
                 } => {
                     counts.fetched.fetch_add(1, Ordering::Relaxed);
                     counts.bytes.fetch_add(*body_len, Ordering::Relaxed);
+                    metrics.pages_fetched.inc();
+                    metrics.response_bytes.inc_by(*body_len);
                     tracing::debug!(target: "webspool::committed", id = done.id, status, "fetched {}", done.shown);
                 }
                 Outcome::Error { kind, message } => {

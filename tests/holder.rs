@@ -20,7 +20,12 @@ const SECRET: &str = "hunter2";
 
 /// A crawl of `pages` URLs of `site` (100 ms each), two at a time, so that it runs for
 /// a while; its command line holds a `--header` secret and, with `sync`, a MySQL URL.
-fn start_crawl(site: &util::TestServer, dir: &Path, pages: usize, sync: Option<&str>) -> Child {
+pub(crate) fn start_crawl(
+    site: &util::TestServer,
+    dir: &Path,
+    pages: usize,
+    sync: Option<&str>,
+) -> Child {
     let lines: Vec<String> = (0..pages).map(|i| site.url(&format!("/p{i}"))).collect();
     let list = dir.join("list.txt");
     std::fs::write(&list, lines.join("\n") + "\n").unwrap();
@@ -44,7 +49,7 @@ fn start_crawl(site: &util::TestServer, dir: &Path, pages: usize, sync: Option<&
 }
 
 /// Runs `command` on `journal` off the async workers (the test's servers run there).
-async fn on_journal(command: &[&str], journal: &Path) -> Output {
+pub(crate) async fn on_journal(command: &[&str], journal: &Path) -> Output {
     let (command, journal): (Vec<String>, PathBuf) = (
         command.iter().map(|s| s.to_string()).collect(),
         journal.to_path_buf(),
@@ -58,7 +63,7 @@ async fn on_journal(command: &[&str], journal: &Path) -> Output {
 }
 
 /// Waits until the crawl has fetched something and serves its socket.
-async fn serving(journal: &Path) {
+pub(crate) async fn serving(journal: &Path) {
     let socket = journal.join(webspool::holder::SOCKET_FILE);
     assert!(
         eventually(30, || socket.exists()).await,
@@ -67,7 +72,7 @@ async fn serving(journal: &Path) {
     );
 }
 
-async fn wait(mut child: Child) -> std::process::ExitStatus {
+pub(crate) async fn wait(mut child: Child) -> std::process::ExitStatus {
     tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap()

@@ -12,7 +12,9 @@ use super::values::{
     delay_secs, given_url, mysql_target, parse_duration, parse_interval, parse_scope,
     positive_secs, user_agent, Unquoted,
 };
-use super::{progress_mode, ConfigError, JournalArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER};
+use super::{
+    progress_mode, ConfigError, JournalArg, MetricsArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER,
+};
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, UserHeader};
 use crate::journal::{Budget, RecrawlPolicy};
 use crate::parse::follow::{Follow, FollowPolicy, Scope};
@@ -101,6 +103,8 @@ pub struct RunArgs {
     pub give_up_after: Option<Duration>,
     #[command(flatten)]
     pub min_free: MinFreeArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Fetches in flight at once, over all hosts.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,

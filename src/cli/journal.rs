@@ -1,5 +1,5 @@
-//! Flags of the commands that look after a journal: `status`, `verify`, `recover`,
-//! `compact`.
+//! Flags of the commands that look after a journal: `status`, `show`, `verify`,
+//! `recover`, `compact`.
 
 use clap::Args;
 
@@ -12,6 +12,23 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub journal: JournalArg,
+    /// The URL, in any form `crawl` would take it: normalized the same way
+    /// (`http://Example.com:80/a#x` finds `http://example.com/a`).
+    pub url: String,
+    /// Write the stored body to stdout instead, exactly as the server sent it after
+    /// content-decoding (gzip, br, zstd, deflate removed).
+    #[arg(long)]
+    pub body: bool,
+    /// With --body: the older version kept under this key (`versions[].key` in the
+    /// JSON), instead of the current one.
+    #[arg(long, value_name = "KEY", requires = "body")]
+    pub version: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ mod sync;
 mod values;
 
 pub use crawl::{CrawlArgs, FollowArgs, PoliteArgs, RecrawlArgs, RunArgs};
-pub use journal::{CompactArgs, RecoverArgs, StatusArgs, VerifyArgs};
+pub use journal::{CompactArgs, RecoverArgs, ShowArgs, StatusArgs, VerifyArgs};
 pub use parse::{default_threads, ParseArgs, RulesArg};
 pub use sync::SyncArgs;
 use values::parse_size;
@@ -99,6 +99,10 @@ pub enum Command {
     Sync(SyncArgs),
     /// Show counts and sizes of an existing journal.
     Status(StatusArgs),
+    /// Show everything the journal knows about one URL as one JSON object (state,
+    /// response, versions, recrawl schedule, annotation, sync state), or with --body its
+    /// stored body.
+    Show(ShowArgs),
     /// Read and check every record and body of an existing journal; exit 1 if
     /// anything is damaged. Changes nothing unless `--repair` is given.
     Verify(VerifyArgs),
@@ -119,9 +123,11 @@ impl Command {
             Command::Recrawl(args) => args.run.quiet,
             Command::Parse(args) | Command::Reparse(args) => args.quiet,
             Command::Sync(args) => args.quiet,
-            Command::Status(_) | Command::Verify(_) | Command::Recover(_) | Command::Compact(_) => {
-                false
-            }
+            Command::Status(_)
+            | Command::Show(_)
+            | Command::Verify(_)
+            | Command::Recover(_)
+            | Command::Compact(_) => false,
         }
     }
 
@@ -133,6 +139,7 @@ impl Command {
             Command::Parse(args) | Command::Reparse(args) => &args.journal.journal,
             Command::Sync(args) => &args.journal.journal,
             Command::Status(args) => &args.journal.journal,
+            Command::Show(args) => &args.journal.journal,
             Command::Verify(args) => &args.journal.journal,
             Command::Recover(args) => &args.journal.journal,
             Command::Compact(args) => &args.journal.journal,
@@ -151,6 +158,28 @@ pub struct JournalArg {
 /// How long a one-shot sync, or a crawl's end, waits for an unavailable MySQL: long
 /// enough for a restart of the server, short enough for a cron job every 10 minutes.
 pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
+/// `--metrics-addr` of the commands that fetch or sync.
+#[derive(Debug, Args)]
+pub struct MetricsArg {
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs: IP:PORT,
+    /// IP (port 9184), or PORT alone on 127.0.0.1. Loopback unless an address is given;
+    /// a port that cannot be bound is an error before any work (exit 1).
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::parse_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl MetricsArg {
+    /// The listener, bound now, if `--metrics-addr` was given.
+    pub async fn bind(
+        &self,
+    ) -> Result<Option<tokio::net::TcpListener>, crate::metrics::MetricsError> {
+        match self.metrics_addr {
+            Some(addr) => crate::metrics::bind(addr).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
 
 /// The free-space watermark of the commands that write to the journal.
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::values::{mysql_target, parse_duration, positive_secs, Unquoted};
-use super::{JournalArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER};
+use super::{JournalArg, MetricsArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER};
 use crate::sync::{SyncConfig, Target};
 
 #[derive(Debug, Args)]
@@ -24,6 +24,8 @@ pub struct SyncArgs {
     pub journal: JournalArg,
     #[command(flatten)]
     pub min_free: MinFreeArg,
+    #[command(flatten)]
+    pub metrics: MetricsArg,
     /// Keep syncing on this schedule (e.g. 30s, 5m, 1h) until stopped, retrying an
     /// unavailable MySQL until it answers; without it, drain what is pending and exit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -21,8 +21,10 @@ pub(crate) async fn run_crawl(args: CrawlArgs) -> anyhow::Result<ExitCode> {
     };
     // Before the journal exists: a list that cannot be read leaves none behind.
     config.input.check()?;
+    let metrics = args.run.metrics.bind().await?;
     let journal = Arc::new(open_to_write(&args.journal.journal, Journal::open, "a crawl").await?);
     let _serving = serve_run(&journal, &config);
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     on_interrupt("finishing pages in flight", move || {
         let _ = stop_tx.send(true);
@@ -54,9 +56,11 @@ pub(crate) async fn run_recrawl(args: RecrawlArgs) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return Ok(usage(e)),
         Err(e) => return Err(e.into()),
     };
+    let metrics = args.run.metrics.bind().await?;
     let journal =
         Arc::new(open_to_write(&args.journal.journal, Journal::open_existing, "a recrawl").await?);
     let _serving = serve_run(&journal, &config);
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let policy = match args.policy(journal.recrawl_policy()?) {
         Ok(policy) => policy,
         Err(e) => return Ok(usage(e)),

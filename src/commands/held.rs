@@ -160,6 +160,8 @@ pub(super) fn unexpected(holder: &Holder, reply: &Reply) -> anyhow::Error {
             Reply::Synced(_) => "a sync outcome",
             Reply::Failed { .. } => "a failure",
             Reply::Refused(_) => "a refusal",
+            Reply::Shown(_) => "a page",
+            Reply::Body(_) | Reply::BodyEnd => "a body",
         }
     )
 }

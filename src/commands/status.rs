@@ -44,8 +44,13 @@ pub(super) fn print_status(dir: &Path, status: &Status, json: bool) -> anyhow::R
     } else {
         status_text(dir, status)
     };
-    // A reader that stops early (`| head`) is not an error.
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
+    print_out(text.as_bytes())
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+pub(super) fn print_out(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(ExitCode::SUCCESS),
     }

@@ -16,6 +16,8 @@ use crate::{disk_full_advice, ending, finished, stop_on_interrupt, EXIT_INTERRUP
 pub(crate) async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config();
     let dir = &args.journal.journal;
+    // A pass handed to the process holding the journal is counted there.
+    let metrics = args.metrics.bind().await?;
     let journal = if config.every.is_some() {
         open_to_write(dir, Journal::open_existing, "a `sync --every`").await?
     } else {
@@ -30,6 +32,7 @@ pub(crate) async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
     };
     let journal = Arc::new(journal);
     let _serving = holder::serve(journal.clone(), Serves::All, config.turn.clone());
+    let _metrics = metrics.map(|listener| webspool::metrics::serve(listener, journal.clone()));
     let control = Arc::new(SyncControl::default());
     stop_on_interrupt("finishing the batch in progress", control.clone(), |c| {
         &c.stop

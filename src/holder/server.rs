@@ -16,7 +16,11 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::socket;
-use super::wire::{self, Greeting, Reply, Request, SyncOutcome, SyncRequest, HEARTBEAT};
+use base64::Engine;
+
+use super::wire::{
+    self, Greeting, Reply, Request, SyncOutcome, SyncRequest, BODY_CHUNK, HEARTBEAT,
+};
 use crate::journal::{now_ms, Journal, JournalError, Problem};
 use crate::sync::{SyncConfig, SyncControl, Turn};
 
@@ -27,10 +31,10 @@ const CLIENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// What the holder lets other processes do beside its own command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serves {
-    /// `status`, `verify` and `sync` passes: beside commands that only add to the
+    /// `status`, `show`, `verify` and `sync` passes: beside commands that only add to the
     /// journal (`crawl`, `recrawl`, `parse`, `reparse`, `sync`, `verify`).
     All,
-    /// `status` and `verify` only: beside `compact` and `verify --repair`, which move or
+    /// `status`, `show` and `verify` only: beside `compact` and `verify --repair`, which move or
     /// remove what a sync pass reads.
     Readers,
 }
@@ -199,6 +203,23 @@ async fn run(
             holder.greeting.command
         )),
         Request::Sync(request) => sync(holder, request, control).await,
+        Request::Show { url, body, version } => {
+            let journal = holder.journal.clone();
+            blocking(move || {
+                if !body {
+                    return Ok(Reply::Shown(Box::new(journal.show(&url)?)));
+                }
+                let body = journal.show_body(&url, version)?;
+                for chunk in body.chunks(BODY_CHUNK) {
+                    let chunk = base64::engine::general_purpose::STANDARD.encode(chunk);
+                    if tx.blocking_send(Reply::Body(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Ok(Reply::BodyEnd)
+            })
+            .await
+        }
     }
 }
 

@@ -16,11 +16,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::journal::{Problem, Status, VerifyReport};
+use crate::journal::{PageView, Problem, Status, VerifyReport};
 use crate::sync::Target;
 
 /// The protocol version: in every greeting, checked by the client.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 /// The largest frame either side reads or writes.
 pub const MAX_FRAME: u32 = 16 << 20;
 /// How often the holder says it is still at work on a request.
@@ -44,7 +44,18 @@ pub enum Request {
     Verify,
     /// One `sync` pass (not `--every`).
     Sync(SyncRequest),
+    /// `show URL`: the page's [`PageView`], or with `body` its stored body (the older
+    /// version kept under `version`), sent in [`Reply::Body`] frames.
+    Show {
+        url: String,
+        body: bool,
+        version: Option<u64>,
+    },
 }
+
+/// The most body bytes one [`Reply::Body`] frame carries: base64 in JSON, well under
+/// [`MAX_FRAME`].
+pub const BODY_CHUNK: usize = 1 << 20;
 
 /// The settings of a one-shot `sync`, as its command line gave them. The target's
 /// password travels in it: only over the owner-only socket, never logged.
@@ -70,6 +81,11 @@ pub enum Reply {
     Status(Status),
     Verified(VerifyReport),
     Synced(SyncOutcome),
+    Shown(Box<PageView>),
+    /// Up to 1 MiB (`BODY_CHUNK`) of a body `show` asked for, base64 (standard, padded);
+    /// [`Reply::BodyEnd`] follows the last.
+    Body(String),
+    BodyEnd,
     /// The request failed as the command would have failed locally: its error, and
     /// whether it is a full disk (exit 75).
     Failed {
@@ -83,7 +99,10 @@ pub enum Reply {
 impl Reply {
     /// Whether this reply ends the request.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Reply::Progress(_) | Reply::Problem(_))
+        !matches!(
+            self,
+            Reply::Progress(_) | Reply::Problem(_) | Reply::Body(_)
+        )
     }
 }
 

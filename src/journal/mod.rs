@@ -83,6 +83,7 @@ pub(crate) mod recrawl;
 mod repair;
 pub(crate) mod rules;
 mod segments;
+mod show;
 pub mod space;
 mod status;
 pub(crate) mod sync;
@@ -112,6 +113,10 @@ pub use record::{Redirect, UrlEntry, Via};
 pub use recover::{recover, utc_fields, RecoverReport};
 pub use recrawl::{CheckedItem, RecrawlPolicy, Validators};
 pub use rules::StoredRules;
+pub use show::{
+    DamageView, FetchErrorView, FetchView, PageState, PageView, PendingView, RecrawlView, SyncView,
+    VersionView,
+};
 pub use space::{DiskFull, MinFree};
 use status::counter;
 pub use status::{RulesShown, Status};
@@ -151,6 +156,10 @@ pub enum JournalError {
     NoJournal { path: PathBuf, detail: &'static str },
     #[error("journal is damaged: {what}")]
     Damaged { what: String },
+    /// What `show` was asked for is not in the journal (a URL, a version, a body); the
+    /// text names it, its userinfo redacted.
+    #[error("{what}")]
+    NotFound { what: String },
     /// One page's record or body is damaged: the stages skip it and go on.
     #[error("page {page} is damaged: {what}")]
     PageDamaged { page: String, what: String },

@@ -438,6 +438,7 @@ fn commit(
             summary.bytes += done.bytes;
             summary.with_errors += results.iter().filter(|(_, a)| a.error.is_some()).count() as u64;
             control.parsed.fetch_add(n, Ordering::Relaxed);
+            crate::metrics::metrics().pages_parsed.inc_by(n);
             control
                 .discovered
                 .fetch_add(report.discovered, Ordering::Relaxed);

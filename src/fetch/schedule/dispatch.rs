@@ -112,7 +112,9 @@ impl Scheduler {
                     Trust::Discovered
                 };
                 let fetching = fetcher.fetch_if_changed(&job.url, trust, validators.as_ref());
+                let in_flight = crate::metrics::InFlight::start();
                 let mut fetched = watched(fetching, task, &events).await;
+                drop(in_flight);
                 let verdict = Verdict::of(&fetched);
                 let retry_at_ms = (fetched.transient && job.attempts < retries)
                     .then(|| now_ms() + retry_delay(job.attempts, fetched.retry_after, job.id));
