@@ -10,6 +10,7 @@ use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING};
 use url::Url;
 
 use crate::fetch::decode::Decoder;
+use crate::fetch::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::journal::compact::{decode_compact, encode_compact};
 use crate::journal::hints::{decode_hint, encode_hint};
 use crate::journal::parse::{decode_reparse, encode_reparse};
@@ -26,7 +27,6 @@ use crate::journal::versions::{split_version_key, version_key};
 use crate::journal::{scan_whole_segment, Scanned, FRAME_BYTES, MAX_HEADER_BYTES};
 use crate::journal::{ErrorKind, KeptHeaders, Outcome, PageMeta, UrlEntry, Via};
 use crate::parse::{annotate, Rules, MAX_TEXT_EXTRACT};
-use crate::robots::{Robots, RobotsFetch, RobotsSource};
 use crate::urls::normalize;
 use crate::warc::WarcReader;
 

@@ -4,7 +4,7 @@
 //!
 //! - **intake** (its own thread) streams the input into the journal in batches; the
 //!   journal's `url_index` does the dedup, so memory does not grow with the list.
-//! - **scheduler** (async, [`crate::schedule`]) takes pending URLs host by host from the
+//! - **scheduler** (async, [`crate::fetch::schedule`]) takes pending URLs host by host from the
 //!   journal's on-disk frontier and starts fetches within the global and per-host limits
 //!   and the hosts' robots.txt, delays and backoff. A URL stays pending until its result
 //!   is committed, so whatever is in flight at a crash is fetched again on restart, and
@@ -21,17 +21,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Notify};
 
+pub use crate::fetch::schedule::Politeness;
+use crate::fetch::schedule::{Done, Scheduler};
 use crate::fetch::{FetchConfig, FetchError, Fetcher};
-pub use crate::intake::Input;
 use crate::intake::{self, Signals};
+pub use crate::intake::{Input, IntakeError};
 use crate::journal::{
     now_ms, DiskFull, ErrorKind, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome,
     Status, Via,
 };
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
-pub use crate::schedule::Politeness;
-use crate::schedule::{Done, Scheduler};
 use crate::sync::{self, SyncConfig, SyncControl, SyncError};
 use crate::urls::GivenUrl;
 
@@ -68,12 +68,8 @@ pub enum CrawlError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    /// The I/O error is part of the message, not a `source`: the binary prints the
-    /// chain of sources, which would say it twice.
-    #[error("cannot read the URL list {path}: {error}")]
-    Input { path: String, error: std::io::Error },
-    #[error("seeding from MySQL, {0}")]
-    Seed(String),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error("internal error: {0}")]
@@ -84,7 +80,9 @@ impl CrawlError {
     /// Whether the crawl stopped because the disk under the journal is full.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            CrawlError::Journal(e) => e.is_disk_full(),
+            CrawlError::Journal(e) | CrawlError::Intake(IntakeError::Journal(e)) => {
+                e.is_disk_full()
+            }
             CrawlError::Sync(e) => e.is_disk_full(),
             _ => false,
         }
@@ -405,7 +403,15 @@ fn commit_loop(
         journal.flush_blocking()?;
         // Durable from here on: count and report.
         let _ = acks.send(group.iter().map(|done| done.id).collect());
+        let metrics = crate::metrics::metrics();
         for done in &group {
+            let meta = &done.fetched.meta;
+            metrics
+                .fetch_duration
+                .observe(meta.duration_ms as f64 / 1000.0);
+            if let Some(kind) = meta.error_kind() {
+                metrics.fetch_failed(kind);
+            }
             if let Some(at) = done.retry_at_ms {
                 counts.retried.fetch_add(1, Ordering::Relaxed);
                 let wait = at.saturating_sub(now_ms());
@@ -418,6 +424,8 @@ fn commit_loop(
                 } => {
                     counts.fetched.fetch_add(1, Ordering::Relaxed);
                     counts.bytes.fetch_add(*body_len, Ordering::Relaxed);
+                    metrics.pages_fetched.inc();
+                    metrics.response_bytes.inc_by(*body_len);
                     tracing::debug!(target: "webspool::committed", id = done.id, status, "fetched {}", done.shown);
                 }
                 Outcome::Error { kind, message } => {

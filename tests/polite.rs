@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use webspool::follow::{Follow, FollowPolicy, Scope};
 use webspool::journal::{Budget, ErrorKind, Journal};
+use webspool::parse::follow::{Follow, FollowPolicy, Scope};
 use webspool::pipeline::{crawl, CrawlConfig, CrawlSummary};
 
 use crate::util::server::{reply, with_headers};

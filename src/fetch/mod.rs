@@ -12,6 +12,9 @@
 //! URLs are fetched with a [`Trust`]: links discovered on pages may not reach private
 //! or loopback addresses (see `guard.rs`); URLs the user gave may. Each result carries
 //! retry hints ([`Fetched::transient`], [`Fetched::retry_after`]) for the scheduler.
+//!
+//! Beside the client: the [`schedule`]r, which picks the next URL host by host, and
+//! [`robots`], robots.txt policy.
 
 mod classify;
 mod client;
@@ -19,6 +22,8 @@ pub(crate) mod decode;
 mod guard;
 mod headers;
 mod retry;
+pub mod robots;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -16,7 +16,11 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::socket;
-use super::wire::{self, Greeting, Reply, Request, SyncOutcome, SyncRequest, HEARTBEAT};
+use base64::Engine;
+
+use super::wire::{
+    self, Greeting, Reply, Request, SyncOutcome, SyncRequest, BODY_CHUNK, HEARTBEAT,
+};
 use crate::journal::{now_ms, Journal, JournalError, Problem};
 use crate::sync::{SyncConfig, SyncControl, Turn};
 
@@ -27,10 +31,10 @@ const CLIENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// What the holder lets other processes do beside its own command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serves {
-    /// `status`, `verify` and `sync` passes: beside commands that only add to the
+    /// `status`, `show`, `verify` and `sync` passes: beside commands that only add to the
     /// journal (`crawl`, `recrawl`, `parse`, `reparse`, `sync`, `verify`).
     All,
-    /// `status` and `verify` only: beside `compact` and `verify --repair`, which move or
+    /// `status`, `show` and `verify` only: beside `compact` and `verify --repair`, which move or
     /// remove what a sync pass reads.
     Readers,
 }
@@ -199,12 +203,29 @@ async fn run(
             holder.greeting.command
         )),
         Request::Sync(request) => sync(holder, request, control).await,
+        Request::Show { url, body, version } => {
+            let journal = holder.journal.clone();
+            blocking(move || {
+                if !body {
+                    return Ok(Reply::Shown(Box::new(journal.show(&url)?)));
+                }
+                let body = journal.show_body(&url, version)?;
+                for chunk in body.chunks(BODY_CHUNK) {
+                    let chunk = base64::engine::general_purpose::STANDARD.encode(chunk);
+                    if tx.blocking_send(Reply::Body(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Ok(Reply::BodyEnd)
+            })
+            .await
+        }
         Request::Export(request) => {
             let journal = holder.journal.clone();
             match tokio::task::spawn_blocking(move || {
                 let mut lines = Lines {
                     tx,
-                    pending: String::new(),
+                    pending: Vec::new(),
                 };
                 let report = crate::warc::export(&journal, &request, &mut lines);
                 report.and_then(|report| {
@@ -225,40 +246,48 @@ async fn run(
     }
 }
 
-/// `export --jsonl -` run here: the lines go to the client in frames of about
+/// `export --jsonl -` run here: the lines go to the client in frames of at most
 /// [`LINES_FRAME`] bytes, as fast as it reads them (the channel is bounded).
 struct Lines {
     tx: mpsc::Sender<Reply>,
-    pending: String,
+    pending: Vec<u8>,
 }
 
 /// Bytes of JSON lines per frame, at most (a long line spans frames).
 const LINES_FRAME: usize = 256 << 10;
 
+impl Lines {
+    /// Sends whole frames; with `all`, what is left too.
+    fn send(&mut self, all: bool) -> std::io::Result<()> {
+        while self.pending.len() >= LINES_FRAME || (all && !self.pending.is_empty()) {
+            let cut = self.pending.len().min(LINES_FRAME);
+            // A frame is text: cut where a character ends.
+            let valid = match std::str::from_utf8(&self.pending[..cut]) {
+                Ok(text) => text.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid == 0 {
+                return Err(std::io::Error::other("JSON lines that are not UTF-8"));
+            }
+            let text = String::from_utf8(self.pending.drain(..valid).collect())
+                .map_err(std::io::Error::other)?;
+            self.tx
+                .blocking_send(Reply::Lines(text))
+                .map_err(|_| std::io::Error::other("the client went away"))?;
+        }
+        Ok(())
+    }
+}
+
 impl std::io::Write for Lines {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // The export writes whole JSON values and newlines: UTF-8 in every call.
-        let text = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
-        self.pending.push_str(text);
-        if self.pending.len() >= LINES_FRAME {
-            self.flush()?;
-        }
+        self.pending.extend_from_slice(buf);
+        self.send(false)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        while !self.pending.is_empty() {
-            let mut cut = self.pending.len().min(LINES_FRAME);
-            while !self.pending.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let rest = self.pending.split_off(cut);
-            let frame = Reply::Lines(std::mem::replace(&mut self.pending, rest));
-            self.tx
-                .blocking_send(frame)
-                .map_err(|_| std::io::Error::other("the client went away"))?;
-        }
-        Ok(())
+        self.send(true)
     }
 }
 

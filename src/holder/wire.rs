@@ -16,12 +16,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::journal::{Problem, Status, VerifyReport};
+use crate::journal::{PageView, Problem, Status, VerifyReport};
 use crate::sync::Target;
 use crate::warc::{ExportReport, ExportRequest};
 
 /// The protocol version: in every greeting, checked by the client.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 /// The largest frame either side reads or writes.
 pub const MAX_FRAME: u32 = 16 << 20;
 /// How often the holder says it is still at work on a request.
@@ -45,9 +45,20 @@ pub enum Request {
     Verify,
     /// One `sync` pass (not `--every`).
     Sync(SyncRequest),
-    /// `export` (protocol 3), its paths absolute: the holder writes the files.
+    /// `show URL`: the page's [`PageView`], or with `body` its stored body (the older
+    /// version kept under `version`), sent in [`Reply::Body`] frames.
+    Show {
+        url: String,
+        body: bool,
+        version: Option<u64>,
+    },
+    /// `export` (protocol 4), its paths absolute: the holder writes the files.
     Export(ExportRequest),
 }
+
+/// The most body bytes one [`Reply::Body`] frame carries: base64 in JSON, well under
+/// [`MAX_FRAME`].
+pub const BODY_CHUNK: usize = 1 << 20;
 
 /// The settings of a one-shot `sync`, as its command line gave them. The target's
 /// password travels in it: only over the owner-only socket, never logged.
@@ -73,6 +84,11 @@ pub enum Reply {
     Status(Status),
     Verified(VerifyReport),
     Synced(SyncOutcome),
+    Shown(Box<PageView>),
+    /// Up to 1 MiB (`BODY_CHUNK`) of a body `show` asked for, base64 (standard, padded);
+    /// [`Reply::BodyEnd`] follows the last.
+    Body(String),
+    BodyEnd,
     /// `export --jsonl -`: the next JSON lines, for the client's standard output.
     Lines(String),
     Exported(ExportReport),
@@ -91,7 +107,7 @@ impl Reply {
     pub fn is_final(&self) -> bool {
         !matches!(
             self,
-            Reply::Progress(_) | Reply::Problem(_) | Reply::Lines(_)
+            Reply::Progress(_) | Reply::Problem(_) | Reply::Body(_) | Reply::Lines(_)
         )
     }
 }

@@ -48,4 +48,13 @@ impl Journal {
             flatten(result)
         })
     }
+
+    /// What a stage found wrong with page `id`, and when (ms), if it recorded damage.
+    pub(super) fn damage_of(&self, id: u64) -> Result<Option<(u64, String)>, JournalError> {
+        let Some(bytes) = self.damaged.get(id_key(id))? else {
+            return Ok(None);
+        };
+        let DamageRecord::V1(damage) = super::record::decode("damaged", &bytes)?;
+        Ok(Some((damage.found_at_ms, damage.what)))
+    }
 }

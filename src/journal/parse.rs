@@ -9,6 +9,7 @@ use sled::Transactional;
 use super::frontier::{AddTrees, NewUrl};
 use super::hints::{record_hints, Hint};
 use super::prune::is_tombstone;
+use super::record::Annotation;
 use super::record::{decode_annotation, decode_host, decode_page, decode_page_and_body};
 use super::record::{encode_annotation, encode_host};
 use super::record::{id_key, key_id};
@@ -17,7 +18,6 @@ use super::{
     abort, bump, counter, entries_after, flatten, read_u64, HostEntry, Journal, JournalError,
     Outcome, PageMeta, TxResult,
 };
-use crate::parse::Annotation;
 use sled::transaction::TransactionalTree;
 
 /// A page as the parser needs it. The body stays compressed until a worker thread

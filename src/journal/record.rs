@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::segments::{BodyLocation, SegmentsEnd};
 use super::JournalError;
-use crate::parse::Annotation;
 
+mod annotation;
 mod annotation_v1;
+pub use annotation::{Annotation, DocKind, Field, Link};
 use annotation_v1::AnnotationV1;
 
 /// How a URL came into the journal. It decides whether the URL is trusted (fetched
@@ -102,7 +103,7 @@ enum PendingRecord {
 pub struct HostEntry {
     /// URLs of this host discovered by following links (the per-host page budget).
     pub discovered: u64,
-    /// The host's robots.txt as fetched (`bincode` of [`crate::robots::RobotsSource`]).
+    /// The host's robots.txt as fetched (`bincode` of [`crate::fetch::robots::RobotsSource`]).
     pub robots: Option<Vec<u8>>,
     /// Nothing is sent to the host before this time (backoff, Retry-After).
     pub not_before_ms: u64,
@@ -554,14 +555,11 @@ mod tests {
         let a = decode_annotation(&bytes).unwrap();
         assert_eq!(a.title.as_deref(), Some("t"));
         assert_eq!(a.rules_hash, 5);
-        assert_eq!(
-            a.fields.get("price"),
-            Some(&crate::parse::Field::All(vec!["10".into()]))
-        );
+        assert_eq!(a.fields.get("price"), Some(&Field::All(vec!["10".into()])));
         // A reparse finds the single value: a change, so the page is synced again.
         let mut now = a.clone();
         now.fields
-            .insert("price".into(), crate::parse::Field::One(Some("10".into())));
+            .insert("price".into(), Field::One(Some("10".into())));
         assert!(!a.same_content(&now));
     }
 
@@ -569,7 +567,7 @@ mod tests {
     fn borrowed_annotation_encoding_is_the_v2_record() {
         let annotation = Annotation {
             title: Some("t".into()),
-            links: vec![crate::parse::Link {
+            links: vec![Link {
                 url: "http://a/".into(),
                 ..Default::default()
             }],

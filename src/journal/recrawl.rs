@@ -103,7 +103,7 @@ impl Schedule {
     /// When the page comes due, given the sitemap hint of it (`hints.rs`): a lastmod
     /// after its last check makes it due now, a changefreq shortens its interval (not
     /// below the policy's minimum).
-    fn due_at(&self, policy: &RecrawlPolicy, hint: Option<StoredHint>) -> u64 {
+    pub(super) fn due_at(&self, policy: &RecrawlPolicy, hint: Option<StoredHint>) -> u64 {
         let mut interval = self.interval(policy);
         if let Some(hint) = hint {
             if hint.lastmod_ms.is_some_and(|at| at > self.checked_at_ms) {

@@ -1,7 +1,7 @@
 //! The extraction rules a journal's pages are parsed with, kept in the journal so that
 //! a later `parse`, `reparse`, resumed `crawl` or `recrawl` uses them again without the
 //! file: the rules' text is what is kept and used, with the file's name and the rules'
-//! hash ([`crate::parse::Rules::hash`]) to show in `status`.
+//! hash (`parse::Rules::hash`) to show in `status`.
 //!
 //! One versioned record under `rules` in the default tree, written when a run starts
 //! parsing with rules given to it and removed by `--no-rules`; durable with the run's
@@ -20,7 +20,7 @@ const RULES_KEY: &str = "rules";
 pub struct StoredRules {
     /// The file they were read from, as an absolute path when it could be made one.
     pub file: String,
-    /// [`crate::parse::Rules::hash`] of the rules.
+    /// `parse::Rules::hash` of the rules.
     pub hash: u64,
     /// The file's text: what later runs parse again.
     pub text: String,

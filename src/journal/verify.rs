@@ -1,24 +1,21 @@
 //! `webspool verify`: every record and every body of a journal read and checked, and the
 //! trees checked against each other; with `--repair`, damaged pages put back to be
-//! fetched again (or dropped) and the counters recounted.
+//! fetched again (or dropped) and the counters recounted (`repair.rs`).
 //!
 //! It streams: one record at a time, lookups by key for the cross-checks, and counts,
 //! so its memory does not grow with the journal.
 
 use std::collections::BTreeMap;
 
-use sled::Transactional;
-
-use super::frontier::frontier_key;
 use super::prune::is_tombstone;
+use super::record::BodyRef;
 use super::record::{decode_annotation, decode_page_and_body, decode_page_with_url};
-use super::record::{decode_entry_header, decode_pending, encode_pending, id_key, key_id};
-use super::record::{BodyRef, PendingEntry, UrlEntry, Via};
+use super::record::{decode_entry_header, decode_pending, id_key, key_id};
 use super::segments::{BodyLocation, Scanned};
 use super::status::counter;
 use super::versions::{as_version, split_version_key};
 use super::PageMeta;
-use super::{decompress_body, flatten, read_u64, ErrorKind, Journal, JournalError, Outcome};
+use super::{decompress_body, read_u64, ErrorKind, Journal, JournalError, Outcome};
 
 /// One thing found wrong. `id` names the page when the problem is one page's.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,12 +61,12 @@ pub enum Repair {
 
 /// Counts as the trees hold them, to compare with (or write to) the counters.
 #[derive(Default)]
-struct Counts {
-    values: BTreeMap<String, u64>,
+pub(super) struct Counts {
+    pub(super) values: BTreeMap<String, u64>,
 }
 
 impl Counts {
-    fn add(&mut self, name: &str, n: u64) {
+    pub(super) fn add(&mut self, name: &str, n: u64) {
         *self.values.entry(name.to_string()).or_default() += n;
     }
 }
@@ -314,7 +311,7 @@ impl Journal {
     }
 
     /// Counts a page record the way the counters count it.
-    fn count_page(
+    pub(super) fn count_page(
         &self,
         id: u64,
         outcome: &Outcome,
@@ -388,7 +385,11 @@ impl Journal {
     /// The trees against each other: annotations, the parse and sync queues, the
     /// frontier and retry queue. Counts what the counters count. `live`: other tasks
     /// write meanwhile, so what a commit moves between two reads is not compared.
-    fn check_trees(&self, counts: &mut Counts, live: bool) -> Result<Vec<Problem>, JournalError> {
+    pub(super) fn check_trees(
+        &self,
+        counts: &mut Counts,
+        live: bool,
+    ) -> Result<Vec<Problem>, JournalError> {
         let mut problems = Vec::new();
         let mut page_problem = |id: u64, what: String| -> Result<(), JournalError> {
             problems.push(Problem {
@@ -640,141 +641,6 @@ impl Journal {
              could not read the pages there)",
             body.len, stored.at.len, stored.checksum
         )))
-    }
-
-    /// Puts damaged page `id` back in the frontier to be fetched again (true), or drops
-    /// it from the journal (false: `Repair::Drop`, or its URL is lost).
-    fn requeue_or_drop(&self, id: u64, repair: Repair) -> Result<bool, JournalError> {
-        let key = id_key(id);
-        let url = match self.pages.get(key)? {
-            Some(record) => decode_page_with_url(&record).ok().and_then(|(_, url)| url),
-            None => None,
-        };
-        let url = match url {
-            Some(url) => Some(url),
-            None => self.url_of(id)?.map(|url| UrlEntry {
-                url,
-                source_key: None,
-                added_at_ms: super::now_ms(),
-                depth: 0,
-                via: Via::Link,
-            }),
-        };
-        let requeue = match (&url, repair) {
-            (Some(entry), Repair::Refetch) => url::Url::parse(&entry.url)
-                .ok()
-                .map(|u| crate::urls::host_key(&u)),
-            _ => None,
-        };
-        let frontier_value = match (&requeue, url) {
-            (Some(host), Some(url)) => Some(encode_pending(&PendingEntry {
-                host: host.clone(),
-                attempts: 0,
-                not_before_ms: 0,
-                url,
-            })?),
-            _ => None,
-        };
-        // A page put back keeps its older versions (it gets a current one again); a
-        // dropped page loses them.
-        let versions: Vec<sled::IVec> = match requeue {
-            Some(_) => Vec::new(),
-            None => self
-                .versions
-                .scan_prefix(key)
-                .keys()
-                .collect::<Result<_, _>>()?,
-        };
-        self.guarded(|| {
-            let trees = (
-                &self.pages,
-                &self.annotations,
-                &self.pending_parse,
-                &self.sync_queue,
-                &self.sync_seq,
-                &self.damaged,
-                &self.frontier,
-                &self.url_index,
-                &self.schedule,
-                &self.checked,
-                &self.versions,
-            );
-            let result = trees.transaction(
-                |(
-                    pages,
-                    annotations,
-                    pending,
-                    queue,
-                    seqs,
-                    damaged,
-                    frontier,
-                    index,
-                    schedule,
-                    checked,
-                    old_versions,
-                )| {
-                    for version in &versions {
-                        old_versions.remove(version)?;
-                    }
-                    let old = pages.remove(&key)?;
-                    schedule.remove(&key)?;
-                    checked.remove(&key)?;
-                    annotations.remove(&key)?;
-                    pending.remove(&key)?;
-                    if let Some(seq) = seqs.remove(&key)? {
-                        queue.remove(seq)?;
-                    }
-                    damaged.remove(&key)?;
-                    match (&requeue, &frontier_value) {
-                        (Some(host), Some(bytes)) => {
-                            frontier.insert(frontier_key(host, id), bytes.as_slice())?;
-                        }
-                        _ => {
-                            if let Some(record) = old {
-                                if let Ok((_, Some(url))) = decode_page_with_url(&record) {
-                                    index.remove(url.url.as_bytes())?;
-                                }
-                            }
-                        }
-                    }
-                    Ok(())
-                },
-            );
-            flatten(result)
-        })?;
-        Ok(requeue.is_some())
-    }
-
-    /// Rewrites every counter from what the trees hold (after a repair, or a
-    /// recover). Reads records, not bodies.
-    pub(super) fn recount(&self) -> Result<(), JournalError> {
-        let mut counts = Counts::default();
-        for item in self.pages.iter() {
-            let (key, record) = item?;
-            if let Ok((meta, body)) = decode_page_and_body(&record) {
-                self.count_page(key_id(&key)?, &meta.outcome, body, &mut counts)?;
-            }
-        }
-        for item in self.versions.iter() {
-            let (_, record) = item?;
-            if let Some((_, stored)) = as_version(&record) {
-                counts.add(counter::VERSIONS, 1);
-                counts.add(counter::VERSION_BYTES, stored);
-            }
-        }
-        self.check_trees(&mut counts, false)?;
-        self.guarded(|| {
-            for name in self.counters.iter().keys().collect::<Result<Vec<_>, _>>()? {
-                let name = String::from_utf8_lossy(&name).into_owned();
-                if !counts.values.contains_key(&name) {
-                    self.counters.insert(name.as_bytes(), &0u64.to_be_bytes())?;
-                }
-            }
-            for (name, n) in &counts.values {
-                self.counters.insert(name.as_bytes(), &n.to_be_bytes())?;
-            }
-            Ok(())
-        })
     }
 }
 

@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{annotate_with_hints, Annotation, Rules, RulesChoice, PARSER_VERSION};
-use crate::follow::Follow;
 use crate::journal::Hint;
 use crate::journal::ReparseState;
 use crate::journal::{
     decompress_body_into, Budget, DiskFull, Journal, JournalError, MinFree, ParseInput,
 };
+use crate::parse::follow::Follow;
 use crate::progress::{per_sec, ProgressMode, Reporter, View};
 
 /// Pages per chunk, at most.
@@ -438,6 +438,7 @@ fn commit(
             summary.bytes += done.bytes;
             summary.with_errors += results.iter().filter(|(_, a)| a.error.is_some()).count() as u64;
             control.parsed.fetch_add(n, Ordering::Relaxed);
+            crate::metrics::metrics().pages_parsed.inc_by(n);
             control
                 .discovered
                 .fetch_add(report.discovered, Ordering::Relaxed);

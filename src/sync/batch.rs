@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use mysql_async::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::journal::{Journal, JournalError, KeptHeaders, Outcome};
-use crate::parse::Field;
+use crate::journal::{Field, Journal, JournalError, KeptHeaders, Outcome};
 use crate::urls::without_userinfo;
 
 pub(super) const PAGE_COLUMNS: &[&str] = &[

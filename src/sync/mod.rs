@@ -363,6 +363,7 @@ async fn drive(
                 summary.batches += 1;
                 since_drained += pages;
                 control.synced.fetch_add(pages, Ordering::Relaxed);
+                crate::metrics::metrics().pages_synced.inc_by(pages);
                 control.batches.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "webspool::committed", watermark, "{pages} pages synced");
                 background.clean_up(watermark, summary.pages).await?;

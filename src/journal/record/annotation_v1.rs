@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::parse::{Annotation, DocKind, Field, Link};
+use super::{Annotation, DocKind, Field, Link};
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct AnnotationV1 {

@@ -44,20 +44,23 @@
 //! interrupted run copied and this one drops leaves its bytes in the new set until the
 //! next compaction.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
+mod chunk;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::prune::{CompactOptions, Dropped, Tombstone};
+use super::prune::CompactOptions;
 use super::record::{decode, decode_page_parts, encode, encode_entry_header, encode_page};
 use super::record::{encode_segments_end, id_key, key_id, BodyRef, StoredBody};
 use super::segments::{Entry, SegmentsEnd, FRAME_BYTES};
 use super::sync::mark_for_sync;
 use super::versions::{count_version, split_version_key, version_key};
-use super::{bump, content_hash, counter, decompress_body, entries_after, flatten, Journal};
-use super::{DiskFull, JournalError, MinFree, Outcome, PageMeta, Problem, UrlEntry, SEGMENTS_END};
+use super::{
+    bump, counter, flatten, DiskFull, Journal, JournalError, MinFree, Problem, SEGMENTS_END,
+};
+use chunk::{Chunk, Kept, Left, Slot};
 
 /// Key in the default tree while a compaction is under way.
 const COMPACT: &str = "compact";
@@ -128,22 +131,6 @@ pub struct CompactReport {
     pub disk_full: Option<DiskFull>,
 }
 
-/// A body to copy, and the record that points at it.
-struct Live {
-    id: u64,
-    /// Where the record is.
-    slot: Slot,
-    /// The record as read: it is rewritten only if it is still this.
-    record: sled::IVec,
-    meta: PageMeta,
-    url: UrlEntry,
-    /// The stored (compressed) bytes, checked.
-    stored: Vec<u8>,
-    content_hash: u128,
-    /// Stored before format 5: no entry described it.
-    upgraded: bool,
-}
-
 /// What a chunk's transaction did.
 #[derive(Default)]
 struct Done {
@@ -151,63 +138,6 @@ struct Done {
     moved: Vec<(u64, bool)>,
     versions_dropped: u64,
     gone_dropped: u64,
-}
-
-/// Where a record to rewrite is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    /// In `pages`: the page's current version.
-    Page,
-    /// In `versions`, under the page's id and this time.
-    Version(u64),
-}
-
-/// What one chunk of a compaction writes.
-#[derive(Default)]
-struct Chunk {
-    live: Vec<Live>,
-    dropped: Vec<Dropped>,
-    tombstones: Vec<Tombstone>,
-    /// Stored bytes of `live`.
-    bytes: usize,
-}
-
-/// What a chunk reports and keeps as it goes.
-struct Left<'a, P> {
-    /// The first segment of the new set.
-    from: u32,
-    kept: &'a mut Kept,
-    report: &'a mut CompactReport,
-    problem: &'a mut P,
-}
-
-/// Where the bodies of pages left behind (damaged) are: what must not be deleted.
-#[derive(Default)]
-struct Kept {
-    segments: BTreeSet<u32>,
-    bodies_tree: bool,
-    /// A record that does not decode: its body may be anywhere below the new set.
-    anywhere: bool,
-}
-
-/// What a page record asks of a compaction.
-enum Examined {
-    /// Nothing to copy: no body, or its body is in the new set already.
-    Stays,
-    Copy(Box<Live>),
-    /// Its body (or record) fails its check.
-    Damaged {
-        what: String,
-        at: Holds,
-        slot: Slot,
-    },
-}
-
-/// Where a damaged page's body is.
-enum Holds {
-    Segment(u32),
-    BodiesTree,
-    Unknown,
 }
 
 /// The watermark's verdict: `Some` when less than it is free.
@@ -369,197 +299,6 @@ impl Journal {
         self.flush_blocking()?;
         self.segments.start_segment(from);
         Ok(from)
-    }
-
-    /// What to write for the page records after `after`: at most [`CHUNK_PAGES`]
-    /// records or [`CHUNK_BYTES`] of bodies, each page's kept versions (oldest first)
-    /// before its current one, so that a page's entries stay in the order of its
-    /// versions. Also the last id read (None: no record was left to read).
-    fn live_chunk(
-        &self,
-        after: Option<u64>,
-        options: &CompactOptions,
-        left: &mut Left<'_, impl FnMut(&Problem)>,
-    ) -> Result<(Chunk, Option<u64>), JournalError> {
-        let mut chunk = Chunk::default();
-        let mut last = None;
-        for item in entries_after(&self.pages, after).take(CHUNK_PAGES) {
-            let (key, record) = item?;
-            let id = key_id(&key)?;
-            last = Some(id);
-            left.report.pages += 1;
-            let gone = self.is_gone(id)?;
-            let (kept, dropped) = self.split_versions(id, options.older_kept(gone))?;
-            chunk.dropped.extend(dropped);
-            for (key, version) in kept.into_iter().rev() {
-                let (_, at) = split_version_key(&key)?;
-                let examined = self.examine(id, Slot::Version(at), version, left.from)?;
-                self.take(id, examined, &mut chunk, left)?;
-            }
-            let tombstone = match gone && options.drop_gone {
-                true => self.tombstone(id, &record)?,
-                false => None,
-            };
-            match tombstone {
-                Some(tombstone) => chunk.tombstones.push(tombstone),
-                None => {
-                    let examined = self.examine(id, Slot::Page, record, left.from)?;
-                    self.take(id, examined, &mut chunk, left)?;
-                }
-            }
-            if chunk.bytes >= CHUNK_BYTES || chunk.dropped.len() >= CHUNK_DROPPED {
-                break;
-            }
-        }
-        Ok((chunk, last))
-    }
-
-    /// What to write for the versions after `after` whose page has no record: each is
-    /// kept (its page waits to be fetched again). Also the last key read.
-    fn orphan_chunk(
-        &self,
-        after: Option<&sled::IVec>,
-        left: &mut Left<'_, impl FnMut(&Problem)>,
-    ) -> Result<(Chunk, Option<sled::IVec>), JournalError> {
-        let mut chunk = Chunk::default();
-        let mut last = None;
-        let versions = match after {
-            None => self.versions.iter(),
-            Some(key) => self
-                .versions
-                .range::<&sled::IVec, _>((Bound::Excluded(key), Bound::Unbounded)),
-        };
-        for item in versions.take(CHUNK_PAGES) {
-            let (key, version) = item?;
-            last = Some(key.clone());
-            let (id, at) = split_version_key(&key)?;
-            if self.pages.contains_key(id_key(id))? {
-                continue;
-            }
-            let examined = self.examine(id, Slot::Version(at), version, left.from)?;
-            self.take(id, examined, &mut chunk, left)?;
-            if chunk.bytes >= CHUNK_BYTES {
-                break;
-            }
-        }
-        Ok((chunk, last))
-    }
-
-    /// Adds what a record asks of the compaction to `chunk`; a damaged page (or
-    /// version) is reported, a damaged page recorded, and the segment its body lies in
-    /// kept.
-    fn take(
-        &self,
-        id: u64,
-        examined: Examined,
-        chunk: &mut Chunk,
-        left: &mut Left<'_, impl FnMut(&Problem)>,
-    ) -> Result<(), JournalError> {
-        match examined {
-            Examined::Stays => {}
-            Examined::Copy(body) => {
-                chunk.bytes += body.stored.len();
-                chunk.live.push(*body);
-            }
-            Examined::Damaged { what, at, slot } => {
-                match at {
-                    Holds::Segment(number) => {
-                        left.kept.segments.insert(number);
-                    }
-                    Holds::BodiesTree => left.kept.bodies_tree = true,
-                    Holds::Unknown => left.kept.anywhere = true,
-                }
-                left.report.damaged += 1;
-                let what = match slot {
-                    Slot::Page => {
-                        self.record_damage(id, &what)?;
-                        what
-                    }
-                    Slot::Version(at) => format!("its older version of {at} (ms): {what}"),
-                };
-                (left.problem)(&Problem {
-                    id: Some(id),
-                    url: self.url_of(id)?,
-                    what,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// What a record of page `id` (at `slot`) asks of a compaction whose new set
-    /// starts at `from`. A body of format 5 is checked against its checksum; an older
-    /// one (which has none) must decompress to the length its record says, and gets its
-    /// content hash. A version's body is always in a format-5 entry.
-    fn examine(
-        &self,
-        id: u64,
-        slot: Slot,
-        record: sled::IVec,
-        from: u32,
-    ) -> Result<Examined, JournalError> {
-        let damaged = |what: String, at: Holds| Ok(Examined::Damaged { what, at, slot });
-        let (meta, body, url) = match decode_page_parts(&record) {
-            Ok(parts) => parts,
-            Err(e) => return damaged(e.to_string(), Holds::Unknown),
-        };
-        if slot != Slot::Page && !matches!(body, Some(BodyRef::Checked(_))) {
-            return damaged("it has no body in a segment entry".into(), Holds::Unknown);
-        }
-        let Outcome::Response { body_len, .. } = meta.outcome else {
-            return Ok(Examined::Stays);
-        };
-        let (read, at) = match body {
-            Some(BodyRef::Checked(stored)) if stored.at.segment >= from => {
-                return Ok(Examined::Stays)
-            }
-            Some(BodyRef::Unchecked(at)) if at.segment >= from => return Ok(Examined::Stays),
-            Some(BodyRef::Checked(stored)) => (
-                self.segments.read_checked(stored.at, stored.checksum),
-                Holds::Segment(stored.at.segment),
-            ),
-            Some(BodyRef::Unchecked(at)) => (self.segments.read(at), Holds::Segment(at.segment)),
-            None => match self.bodies.get(id_key(id))? {
-                None => return Ok(Examined::Stays),
-                Some(bytes) => (Ok(bytes.to_vec()), Holds::BodiesTree),
-            },
-        };
-        let stored = match read {
-            Ok(stored) => stored,
-            Err(JournalError::Damaged { what }) => return damaged(what, at),
-            Err(e) => return Err(e),
-        };
-        let (hash, upgraded) = match body {
-            Some(BodyRef::Checked(checked)) => (checked.content_hash, false),
-            _ => match decompress_body(id, &stored) {
-                Ok(decoded) if decoded.len() as u64 == body_len => (content_hash(&decoded), true),
-                Ok(decoded) => {
-                    let what = format!(
-                        "its body decompresses to {} bytes, its record says {body_len}",
-                        decoded.len()
-                    );
-                    return damaged(what, at);
-                }
-                Err(e) => return damaged(e.to_string(), at),
-            },
-        };
-        let url = match url {
-            Some(url) => url,
-            None => match self.older_url(id)? {
-                Some(url) => url,
-                None => return damaged("its URL record is missing".into(), at),
-            },
-        };
-        Ok(Examined::Copy(Box::new(Live {
-            id,
-            slot,
-            record,
-            meta,
-            url,
-            stored,
-            content_hash: hash,
-            upgraded,
-        })))
     }
 
     /// Appends the chunk's bodies as entries (synced), then, in one transaction with

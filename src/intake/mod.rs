@@ -6,9 +6,11 @@
 //!
 //! Input can be slow to come (`tail -f log | webspool crawl --urls -`): before intake
 //! waits for more, it journals the URLs it holds, so each one is fetched as soon as it
-//! arrives and none is lost to an interrupt. While it waits it lets go of its [`Gate`],
+//! arrives and none is lost to an interrupt. While it waits it lets go of its `Gate`,
 //! which is how the crawl, when interrupted, learns what intake added without waiting for
 //! input that may never come (a read of stdin cannot be interrupted).
+
+pub mod input;
 
 use std::future::Future;
 use std::io::{BufReader, Read};
@@ -24,12 +26,11 @@ use mysql_async::{Conn, Value};
 use tokio::sync::{oneshot, Mutex, MutexGuard, Notify};
 use url::Url;
 
-use crate::input::{Line, UrlLines};
-use crate::journal::{Journal, NewUrl};
-use crate::pipeline::CrawlError;
+use crate::journal::{Journal, JournalError, NewUrl};
 use crate::progress::Counts;
 use crate::sync::Target;
 use crate::urls::{normalize_given, redact_text, Userinfo};
+use input::{Line, UrlLines};
 
 /// URLs per intake transaction. Small: a sled transaction holds a lock that stops every
 /// other reader and writer of the journal, so long ones would keep the scheduler and the
@@ -41,6 +42,21 @@ const SEED_TIMEOUT: Duration = Duration::from_secs(120);
 /// Read buffer for a URL list: a refill (and the journaling of what intake holds before
 /// it, see [`from_lines`]) every 256 KiB of a file.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Why intake stopped; the crawl stops with it.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The I/O error is part of the message, not a `source`: the binary prints the
+    /// chain of sources, which would say it twice.
+    #[error("cannot read the URL list {path}: {error}")]
+    Input { path: String, error: std::io::Error },
+    #[error("seeding from MySQL, {0}")]
+    Seed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
 
 /// Where the URLs of a crawl come from.
 #[derive(Clone, Debug)]
@@ -59,11 +75,11 @@ pub enum Input {
 impl Input {
     /// Checks that a URL list file can be opened for reading, so that a crawl given a
     /// missing or unreadable list fails before it creates a journal.
-    pub fn check(&self) -> Result<(), CrawlError> {
+    pub fn check(&self) -> Result<(), IntakeError> {
         let Input::File(path) = self else {
             return Ok(());
         };
-        let error = |error| CrawlError::Input {
+        let error = |error| IntakeError::Input {
             path: path.display().to_string(),
             error,
         };
@@ -118,7 +134,7 @@ impl<'a> Adder<'a> {
         url: &Url,
         userinfo: Option<&Userinfo>,
         source_key: Option<String>,
-    ) -> Result<(), CrawlError> {
+    ) -> Result<(), IntakeError> {
         self.journal.grants().grant(url, userinfo)?;
         self.batch.push(NewUrl::given(url, source_key));
         if self.batch.len() >= INTAKE_BATCH {
@@ -127,7 +143,7 @@ impl<'a> Adder<'a> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), CrawlError> {
+    fn flush(&mut self) -> Result<(), IntakeError> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -219,7 +235,7 @@ impl<'a> Hold<'a> {
 
 /// A running intake.
 pub struct Intake {
-    result: oneshot::Receiver<Result<IntakeReport, CrawlError>>,
+    result: oneshot::Receiver<Result<IntakeReport, IntakeError>>,
     gate: Arc<Mutex<Gate>>,
 }
 
@@ -227,8 +243,8 @@ impl Intake {
     /// What intake added, once the input is exhausted. When the crawl was interrupted
     /// (`Signals::stop` is set), intake may be waiting for input: then what it has added
     /// is taken at once, and intake takes nothing more.
-    pub async fn finish(self, interrupted: bool) -> Result<IntakeReport, CrawlError> {
-        let died = || CrawlError::Internal("intake died".into());
+    pub async fn finish(self, interrupted: bool) -> Result<IntakeReport, IntakeError> {
+        let died = || IntakeError::Internal("intake died".into());
         let mut result = self.result;
         if !interrupted {
             return result.await.map_err(|_| died())?;
@@ -245,14 +261,14 @@ impl Intake {
 }
 
 /// Starts intake, which runs until the input is exhausted or `signals.stop` is set.
-pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<Intake, CrawlError> {
+pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<Intake, IntakeError> {
     let (tx, rx) = oneshot::channel();
     let gate = Arc::new(Mutex::new(Gate::default()));
     let intake = Intake {
         result: rx,
         gate: gate.clone(),
     };
-    let finish = move |signals: Signals, result: Result<IntakeReport, CrawlError>| {
+    let finish = move |signals: Signals, result: Result<IntakeReport, IntakeError>| {
         signals.failed.store(result.is_err(), Ordering::Release);
         signals.done.store(true, Ordering::Release);
         signals.notify.notify_one();
@@ -275,7 +291,7 @@ pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<In
         }
         Input::Stdin => ("-".into(), Box::new(std::io::stdin())),
         Input::File(path) => {
-            let file = std::fs::File::open(&path).map_err(|error| CrawlError::Input {
+            let file = std::fs::File::open(&path).map_err(|error| IntakeError::Input {
                 path: path.display().to_string(),
                 error,
             })?;
@@ -292,7 +308,7 @@ pub fn spawn(journal: Arc<Journal>, input: Input, signals: Signals) -> Result<In
             drop(journal);
             finish(signals, result);
         })
-        .map_err(|e| CrawlError::Internal(format!("cannot start intake: {e}")))?;
+        .map_err(|e| IntakeError::Internal(format!("cannot start intake: {e}")))?;
     Ok(intake)
 }
 
@@ -306,7 +322,7 @@ fn from_lines(
     reader: BufReader<Box<dyn Read + Send>>,
     signals: &Signals,
     hold: &mut Hold<'_>,
-) -> Result<IntakeReport, CrawlError> {
+) -> Result<IntakeReport, IntakeError> {
     let mut adder = Adder::new(journal, signals);
     if !hold.take_blocking() {
         return Ok(adder.report);
@@ -327,7 +343,7 @@ fn from_lines(
             }
         };
         let Some(line) = line else { break };
-        let line = line.map_err(|error| CrawlError::Input {
+        let line = line.map_err(|error| IntakeError::Input {
             path: name.to_string(),
             error,
         })?;
@@ -372,8 +388,8 @@ async fn from_mysql(
     query: &str,
     signals: &Signals,
     hold: &mut Hold<'_>,
-) -> Result<IntakeReport, CrawlError> {
-    let seed_err = |what: &str, e: String| CrawlError::Seed(format!("{target}: {what}: {e}"));
+) -> Result<IntakeReport, IntakeError> {
+    let seed_err = |what: &str, e: String| IntakeError::Seed(format!("{target}: {what}: {e}"));
     let mut adder = Adder::new(journal, signals);
     // Nothing to journal yet: the crawl need not wait for the server.
     let connecting = tokio::time::timeout(SEED_TIMEOUT, Conn::new(target.opts().clone()));

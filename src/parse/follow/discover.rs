@@ -15,8 +15,7 @@
 use url::Url;
 
 use super::{FollowPolicy, Scope};
-use crate::journal::{Budget, NewUrl, UrlEntry, Via};
-use crate::parse::{Annotation, DocKind};
+use crate::journal::{Annotation, Budget, DocKind, NewUrl, UrlEntry, Via};
 use crate::urls::normalize;
 
 #[derive(Debug)]
