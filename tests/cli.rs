@@ -386,7 +386,7 @@ async fn urls_from_stdin_are_crawled_and_bad_lines_reported_with_their_number() 
     assert!(out.status.success(), "{err}");
     assert!(err.contains("-:4: skipped \"not a url\""), "{err}");
     assert!(
-        err.contains("2 new URLs (1 duplicates, 1 invalid lines)"),
+        err.contains("2 new URLs (1 duplicate, 1 invalid line)"),
         "{err}"
     );
     assert_eq!((server.hits("/a"), server.hits("/b")), (1, 1));

@@ -127,7 +127,7 @@ async fn a_line_read_before_ctrl_c_or_sigterm_is_kept_and_counted_while_stdin_st
         let log = log(dir.path());
         assert_eq!(exit.code(), Some(130), "signal {signal}: {log}");
         assert!(
-            log.contains("interrupted: 1 new URLs"),
+            log.contains("interrupted: 1 new URL "),
             "signal {signal}: {log}"
         );
         let s = status(dir.path());

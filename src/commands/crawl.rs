@@ -122,11 +122,11 @@ pub(super) fn print_summary(s: &CrawlSummary) {
         ),
     };
     eprintln!(
-        "{}: {} new URLs ({found}{} duplicates, {} invalid lines); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
+        "{}: {} ({found}{}, {}); this run fetched {}, failed {}, parsed {}, synced {} in {:.1}s ({:.0} pages/s, {:.1} MB/s)",
         ending(s.interrupted, &s.disk_full),
-        s.added + s.discovered,
-        s.duplicates,
-        s.invalid_lines,
+        counted(s.added + s.discovered, "new URL", "new URLs"),
+        counted(s.duplicates, "duplicate", "duplicates"),
+        counted(s.invalid_lines, "invalid line", "invalid lines"),
         s.fetched,
         s.failed,
         s.parsed,
