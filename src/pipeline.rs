@@ -27,8 +27,8 @@ use crate::fetch::{FetchConfig, FetchError, Fetcher};
 use crate::intake::{self, Signals};
 pub use crate::intake::{Input, IntakeError};
 use crate::journal::{
-    now_ms, DiskFull, ErrorKind, FetchedPage, Journal, JournalError, MinFree, NewUrl, Outcome,
-    Status, Via,
+    merge_proxy_counts, now_ms, DiskFull, ErrorKind, FetchedPage, Journal, JournalError, MinFree,
+    NewUrl, Outcome, ProxyCount, Status, Via,
 };
 use crate::parse::stage::{self, Control, Mode, ParseConfig};
 use crate::progress::{per_sec, Counts, ProgressMode, Reporter, View};
@@ -137,6 +137,7 @@ pub async fn crawl(
 ) -> Result<CrawlSummary, CrawlError> {
     let started = Instant::now();
     let fetcher = Arc::new(Fetcher::new(config.fetch.clone(), journal.grants())?);
+    let proxy_counts = ProxyCounts::start(journal.clone(), fetcher.clone())?;
     let status = journal.status()?;
     let counts = Arc::new(Counts::default());
     counts.total.store(status.urls, Ordering::Relaxed);
@@ -332,6 +333,7 @@ pub async fn crawl(
         journal.flush().await?;
     }
 
+    proxy_counts.finish()?;
     let added = intake_report.added + seeded;
     let now = journal.status()?;
     Ok(CrawlSummary {
@@ -351,6 +353,65 @@ pub async fn crawl(
         sync_gave_up,
         status: now,
     })
+}
+
+/// Keeps the proxies' counts in the journal for `status`: every [`PROXY_COUNTS_EVERY`]
+/// while the crawl runs, and at its end, added to those of earlier runs.
+struct ProxyCounts {
+    journal: Arc<Journal>,
+    fetcher: Arc<Fetcher>,
+    before: Vec<ProxyCount>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const PROXY_COUNTS_EVERY: Duration = Duration::from_secs(2);
+
+impl ProxyCounts {
+    fn start(journal: Arc<Journal>, fetcher: Arc<Fetcher>) -> Result<ProxyCounts, JournalError> {
+        let before = journal.proxy_counts()?;
+        let task = {
+            let (journal, fetcher, before) = (journal.clone(), fetcher.clone(), before.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(PROXY_COUNTS_EVERY).await;
+                    // A failed write is the journal's sticky error: the crawl reports it.
+                    if Self::keep(&journal, &fetcher, &before).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        Ok(ProxyCounts {
+            journal,
+            fetcher,
+            before,
+            task,
+        })
+    }
+
+    fn keep(
+        journal: &Journal,
+        fetcher: &Fetcher,
+        before: &[ProxyCount],
+    ) -> Result<(), JournalError> {
+        let run = fetcher.proxy_counts();
+        if run.is_empty() {
+            return Ok(());
+        }
+        journal.keep_proxy_counts(&merge_proxy_counts(before, &run))
+    }
+
+    fn finish(&self) -> Result<(), JournalError> {
+        self.task.abort();
+        Self::keep(&self.journal, &self.fetcher, &self.before)
+    }
+}
+
+impl Drop for ProxyCounts {
+    /// A crawl that ends on an error lets go of the journal all the same.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Records finished fetches in groups, one transaction and one flush per group, then

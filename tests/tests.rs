@@ -20,6 +20,7 @@ mod journal_open;
 mod metrics;
 mod parse;
 mod polite;
+mod proxy;
 mod recover;
 mod recrawl;
 mod rules;

@@ -19,12 +19,12 @@ use crate::util::server::reply;
 use crate::util::{self, body_of, page_of, status_of, TestServer};
 
 /// A private certificate authority.
-struct Ca {
+pub(crate) struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -39,16 +39,19 @@ impl Ca {
         }
     }
 
-    fn der(&self) -> CertificateDer<'static> {
+    pub(crate) fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// A server certificate for `names` (DNS names or IP addresses) and its key.
-    fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    pub(crate) fn leaf(
+        &self,
+        names: &[&str],
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("leaf params");
         params
@@ -66,7 +69,7 @@ impl Ca {
 }
 
 /// An HTTPS server offering `alpn`, answering every request with its HTTP version and path.
-async fn https_server(
+pub(crate) async fn https_server(
     (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
     alpn: &[&[u8]],
 ) -> TestServer {
@@ -113,7 +116,7 @@ fn tls_error(journal: &Journal, url: &str) -> String {
     }
 }
 
-const BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
+pub(crate) const BOTH: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_pages_are_fetched_over_http2_when_offered() {

@@ -13,7 +13,8 @@ use super::values::{
     positive_secs, user_agent, Unquoted,
 };
 use super::{
-    progress_mode, ConfigError, JournalArg, MetricsArg, MinFreeArg, DEFAULT_GIVE_UP_AFTER,
+    progress_mode, ConfigError, JournalArg, MetricsArg, MinFreeArg, ProxyArgs,
+    DEFAULT_GIVE_UP_AFTER,
 };
 use crate::fetch::{default_user_agent, load_pem_certs, FetchConfig, UserHeader};
 use crate::journal::{Budget, RecrawlPolicy};
@@ -156,6 +157,8 @@ pub struct RunArgs {
     pub polite: PoliteArgs,
     #[command(flatten)]
     pub follow: FollowArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
     /// Print only warnings and errors: no progress, and no summary unless the run was
     /// stopped early (Ctrl-C, disk full).
     #[arg(long)]
@@ -293,6 +296,7 @@ impl RunArgs {
                 allow_private: self.allow_private,
                 headers: self.headers.clone(),
                 headers_to_all_origins: self.header_all_origins,
+                proxy: self.proxy.to_choice()?,
             },
             parse: match self.no_parse {
                 true => None,

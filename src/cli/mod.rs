@@ -6,6 +6,7 @@
 mod crawl;
 mod journal;
 mod parse;
+mod proxy;
 mod sync;
 mod values;
 mod warc;
@@ -13,6 +14,7 @@ mod warc;
 pub use crawl::{CrawlArgs, FollowArgs, PoliteArgs, RecrawlArgs, RunArgs};
 pub use journal::{CompactArgs, RecoverArgs, ShowArgs, StatusArgs, VerifyArgs};
 pub use parse::{default_threads, ParseArgs, RulesArg};
+pub use proxy::ProxyArgs;
 pub use sync::SyncArgs;
 use values::parse_size;
 pub use warc::{ExportArgs, ImportArgs};
@@ -228,6 +230,8 @@ pub enum ConfigError {
     Intervals,
     #[error("{0} applies to the links and sitemap entries a crawl follows: give --follow SCOPE or --sitemap URL too")]
     NotFollowing(&'static str),
+    #[error(transparent)]
+    Proxy(#[from] crate::fetch::ProxyParseError),
 }
 
 impl ConfigError {

@@ -118,14 +118,25 @@ pub(super) fn status_text(path: &std::path::Path, s: &Status) -> String {
             format!("{} (run `webspool verify`)", s.damaged),
         ));
     }
+    rows.extend([(
+        "last sync".into(),
+        match &s.last_sync {
+            Some(last) => format!("{} pages, {} ago", last.pages, ago(last.at_ms)),
+            None => "never".to_string(),
+        },
+    )]);
+    rows.extend(s.proxies.iter().map(|p| {
+        let last = p
+            .last_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" (last: {e})"));
+        let value = format!(
+            "{} {} requests, {} errors{last}",
+            p.proxy, p.requests, p.errors
+        );
+        ("proxy".to_string(), value)
+    }));
     rows.extend([
-        (
-            "last sync".into(),
-            match &s.last_sync {
-                Some(last) => format!("{} pages, {} ago", last.pages, ago(last.at_ms)),
-                None => "never".to_string(),
-            },
-        ),
         ("raw bytes".into(), s.raw_bytes.to_string()),
         ("stored bodies".into(), s.stored_body_bytes.to_string()),
         ("disk bytes".into(), s.disk_bytes.to_string()),

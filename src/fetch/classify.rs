@@ -1,7 +1,9 @@
 //! Maps the errors of the HTTP stack to the stable [`ErrorKind`]s stored per page, and
 //! says which failures are transient (worth trying again later).
 //!
-//! Transient: timeouts, connection failures (refused, reset, aborted, unreachable), a
+//! Transient: timeouts, connection failures (refused, reset, aborted, unreachable),
+//! proxy failures (error kind `proxy`: the proxy unreachable, refusing, or asking for
+//! credentials; the pool rests a failing proxy meanwhile), a
 //! transfer cut short (the connection closed before the response was complete: a
 //! body shorter than its Content-Length or a chunked body without its last chunk) and
 //! temporary DNS failures (`EAI_AGAIN`, told apart by the resolver's message). Not
@@ -18,6 +20,7 @@ use std::error::Error as StdError;
 use std::io;
 
 use super::guard::Blocked;
+use super::proxy::ProxyFailure;
 use crate::journal::ErrorKind;
 
 /// Why a fetch ended without a response.
@@ -35,7 +38,10 @@ impl Failure {
         Failure {
             kind,
             message: message.into(),
-            transient: matches!(kind, ErrorKind::Timeout | ErrorKind::Connect),
+            transient: matches!(
+                kind,
+                ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Proxy
+            ),
         }
     }
 }
@@ -62,6 +68,9 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> Failure {
     let links = chain(err);
     if let Some(blocked) = links.iter().find_map(|e| e.downcast_ref::<Blocked>()) {
         return Failure::new(ErrorKind::Blocked, blocked.to_string());
+    }
+    if let Some(proxy) = links.iter().find_map(|e| e.downcast_ref::<ProxyFailure>()) {
+        return Failure::new(ErrorKind::Proxy, proxy.to_string());
     }
     let mut message = String::new();
     for link in &links {

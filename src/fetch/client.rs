@@ -4,7 +4,9 @@
 //! Two clients serve the whole crawl so that connections are pooled per host: one for
 //! the URLs the user gave, one with the SSRF guard for discovered links (the same one
 //! with `--allow-private`). They never share pooled connections, so a connection made
-//! for a trusted URL cannot carry a discovered one past the guard. No client is ever
+//! for a trusted URL cannot carry a discovered one past the guard. Each proxy has two
+//! such clients of its own ([`Route`]), so a connection made through one proxy is never
+//! used for a request meant for another, or for a direct one. No client is ever
 //! built with more than one rustls crypto provider: the provider is passed explicitly
 //! (ring) instead of relying on a process default.
 
@@ -20,15 +22,18 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use super::guard::{Guarded, Resolver};
+use super::proxy::{Matcher, Proxy, ProxyChoice, Route, Routes, ViaProxy};
 use super::{FetchConfig, FetchError};
 
 type Connector = HttpsConnector<Guarded<HttpConnector<Resolver>>>;
 pub(crate) type HttpClient = Client<Connector, Empty<Bytes>>;
 
-/// The client for URLs the user gave and the one for discovered links.
+/// The client for URLs the user gave and the one for discovered links, and the
+/// proxies' clients.
 pub(crate) struct Clients {
     pub(crate) given: HttpClient,
     pub(crate) discovered: HttpClient,
+    pub(crate) routes: Routes,
 }
 
 /// Response headers larger than this end the fetch with a protocol error.
@@ -40,23 +45,95 @@ pub(crate) fn build(config: &FetchConfig) -> Result<Clients, FetchError> {
     let given = client(config, tls.clone(), false);
     let discovered = match config.allow_private {
         true => given.clone(),
-        false => client(config, tls, true),
+        false => client(config, tls.clone(), true),
     };
-    Ok(Clients { given, discovered })
+    let routes = match &config.proxy {
+        ProxyChoice::Off => Routes::Direct,
+        ProxyChoice::Pool(proxies) => Routes::Pool(
+            proxies
+                .iter()
+                .map(|proxy| Arc::new(route(config, &tls, proxy.clone())))
+                .collect(),
+        ),
+        ProxyChoice::Env => {
+            let config = config.clone();
+            Routes::Env {
+                matcher: Matcher::from_env(),
+                slots: Default::default(),
+                make: Box::new(move |proxy| route(&config, &tls, proxy)),
+            }
+        }
+    };
+    Ok(Clients {
+        given,
+        discovered,
+        routes,
+    })
 }
 
 fn client(config: &FetchConfig, tls: rustls::ClientConfig, guard: bool) -> HttpClient {
-    let mut http = HttpConnector::new_with_resolver(Resolver::new(guard));
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(config.connect_timeout));
-    http.set_nodelay(true);
-    http.set_keepalive(Some(Duration::from_secs(60)));
+    let http = tcp(config, Resolver::new(guard));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(Guarded::new(http, guard));
-    Client::builder(TokioExecutor::new())
+    builder(config).build(https)
+}
+
+/// The clients through `proxy`. The proxy's own address is not guarded (the user gave
+/// it); the sites' addresses are, for discovered links, in [`ViaProxy`].
+fn route(config: &FetchConfig, tls: &rustls::ClientConfig, proxy: Proxy) -> Route {
+    let stats = Arc::new(Default::default());
+    let via = |guard: bool| {
+        // HTTP/1.1 to the proxy, whatever its TLS could negotiate: CONNECT and
+        // absolute-form requests are HTTP/1.1.
+        let to_proxy = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp(config, Resolver::new(false)));
+        let via = ViaProxy::new(
+            proxy.clone(),
+            to_proxy,
+            guard.then(|| Resolver::new(true)),
+            Resolver::new(false),
+            Arc::clone(&stats),
+            config.connect_timeout,
+        );
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(via);
+        builder(config).build(https)
+    };
+    let given = via(false);
+    let discovered = match config.allow_private {
+        true => given.clone(),
+        false => via(true),
+    };
+    Route {
+        proxy,
+        given,
+        discovered,
+        stats,
+    }
+}
+
+fn tcp(config: &FetchConfig, resolver: Resolver) -> HttpConnector<Resolver> {
+    let mut http = HttpConnector::new_with_resolver(resolver);
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http
+}
+
+/// The settings every client shares: pool, header caps, HTTP/2 keep-alive.
+fn builder(config: &FetchConfig) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
@@ -65,8 +142,8 @@ fn client(config: &FetchConfig, tls: rustls::ClientConfig, guard: bool) -> HttpC
         .http1_max_headers(MAX_HEADERS)
         .http2_max_header_list_size(MAX_HEADER_BYTES as u32)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_timeout(config.idle_timeout)
-        .build(https)
+        .http2_keep_alive_timeout(config.idle_timeout);
+    builder
 }
 
 /// Server certificates are checked against the webpki roots, the system's roots and any

@@ -212,7 +212,7 @@ where
 
 /// The host of `uri` as HttpConnector reads it: an IP literal (brackets stripped) is
 /// connected to directly.
-fn literal_refused(uri: &Uri) -> Option<Blocked> {
+pub(crate) fn literal_refused(uri: &Uri) -> Option<Blocked> {
     let host = uri.host()?;
     let bare = host
         .strip_prefix('[')

@@ -21,6 +21,7 @@ mod client;
 pub(crate) mod decode;
 mod guard;
 mod headers;
+mod proxy;
 mod retry;
 pub mod robots;
 pub mod schedule;
@@ -37,6 +38,7 @@ use url::Url;
 
 pub use client::load_pem_certs;
 pub use headers::UserHeader;
+pub use proxy::{read_proxy_file, Proxy, ProxyChoice, ProxyKind, ProxyParseError};
 
 use crate::journal::{
     now_ms, ErrorKind, Grants, KeptHeaders, Outcome, PageMeta, Redirect, Validators,
@@ -66,6 +68,8 @@ pub struct FetchConfig {
     /// Send `headers` to every origin, not only to those the user gave URLs of
     /// (`--header-all-origins`).
     pub headers_to_all_origins: bool,
+    /// Through which proxies, if any (`--proxy`, `--no-proxy`, or the environment).
+    pub proxy: ProxyChoice,
 }
 
 impl Default for FetchConfig {
@@ -83,6 +87,7 @@ impl Default for FetchConfig {
             allow_private: false,
             headers: Vec::new(),
             headers_to_all_origins: false,
+            proxy: ProxyChoice::Env,
         }
     }
 }
@@ -157,6 +162,11 @@ impl Fetcher {
         &self.config
     }
 
+    /// What each proxy used so far carried in this process (none without proxies).
+    pub fn proxy_counts(&self) -> Vec<crate::journal::ProxyCount> {
+        self.clients.routes.counts()
+    }
+
     /// Fetches `url`, following redirects. Never fails: errors become the outcome.
     pub async fn fetch(&self, url: &Url, trust: Trust) -> Fetched {
         self.fetch_if_changed(url, trust, None).await
@@ -174,11 +184,7 @@ impl Fetcher {
         let started = Instant::now();
         let fetched_at_ms = now_ms();
         let mut redirects = Vec::new();
-        let client = match trust {
-            Trust::Given => &self.clients.given,
-            Trust::Discovered => &self.clients.discovered,
-        };
-        let following = self.follow(client, url, validators, &mut redirects);
+        let following = self.follow(trust, url, validators, &mut redirects);
         let result = tokio::time::timeout(self.config.timeout, following)
             .await
             .unwrap_or_else(|_| {
@@ -226,33 +232,16 @@ impl Fetcher {
 
     async fn follow(
         &self,
-        client: &client::HttpClient,
+        trust: Trust,
         url: &Url,
         validators: Option<&Validators>,
         redirects: &mut Vec<Redirect>,
     ) -> Result<Response, Failure> {
         let mut current = url.clone();
         loop {
-            let mut request = Request::get(request_uri(&current)?)
-                .body(Empty::<Bytes>::new())
-                .map_err(|e| {
-                    Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
-                })?;
-            let user = headers::User {
-                headers: &self.config.headers,
-                all_origins: self.config.headers_to_all_origins,
-            };
-            let mut sent = headers::for_hop(&self.user_agent, &user, &self.grants, url, &current);
-            let accept = HeaderValue::from_static(ACCEPT_ENCODING);
-            sent.insert(header::ACCEPT_ENCODING, accept);
-            if let Some(validators) = validators.filter(|_| redirects.is_empty()) {
-                headers::conditional(&mut sent, validators);
-            }
-            *request.headers_mut() = sent;
             let response = self
-                .idle(client.request(request), "response headers")
+                .send(trust, url, &current, validators, redirects)
                 .await?;
-            let response = response.map_err(|e| classify::classify(&e))?;
             let status = response.status();
             if let Some(location) = redirect_target(status, response.headers()) {
                 if redirects.len() >= self.config.max_redirects {
@@ -303,6 +292,102 @@ impl Fetcher {
                 retry_after,
                 body,
             });
+        }
+    }
+
+    /// Sends the request for one hop (`current`, reached from `url`) directly or
+    /// through its proxy, and waits for the response headers. A proxy that fails to
+    /// connect is rested by the pool, and the hop is tried through the next one, once
+    /// per proxy at most.
+    async fn send(
+        &self,
+        trust: Trust,
+        url: &Url,
+        current: &Url,
+        validators: Option<&Validators>,
+        redirects: &[Redirect],
+    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
+        let mut tries = 0;
+        loop {
+            let mut request = Request::get(request_uri(current)?)
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| {
+                    Failure::new(ErrorKind::Protocol, format!("cannot build request: {e}"))
+                })?;
+            let user = headers::User {
+                headers: &self.config.headers,
+                all_origins: self.config.headers_to_all_origins,
+            };
+            let mut sent = headers::for_hop(&self.user_agent, &user, &self.grants, url, current);
+            let accept = HeaderValue::from_static(ACCEPT_ENCODING);
+            sent.insert(header::ACCEPT_ENCODING, accept);
+            if let Some(validators) = validators.filter(|_| redirects.is_empty()) {
+                headers::conditional(&mut sent, validators);
+            }
+            let route = match self.clients.routes.pick(current) {
+                proxy::Pick::Direct => None,
+                proxy::Pick::Via(route) => Some(route),
+                proxy::Pick::Resting { proxies, until_ms } => {
+                    let wait = until_ms.saturating_sub(now_ms()) as f64 / 1000.0;
+                    let message = match proxies {
+                        1 => format!("the proxy is resting after failed connects, for {wait:.1}s more"),
+                        n => format!("all {n} proxies are resting after failed connects, the first for {wait:.1}s more"),
+                    };
+                    return Err(Failure::new(ErrorKind::Proxy, message));
+                }
+            };
+            // A plain request in absolute form is the only one an HTTP proxy reads.
+            let absolute = route
+                .as_ref()
+                .filter(|r| r.proxy.kind().is_http() && current.scheme() == "http");
+            if let Some(auth) = absolute.and_then(|r| r.proxy.basic()) {
+                sent.insert(header::PROXY_AUTHORIZATION, auth);
+            }
+            *request.headers_mut() = sent;
+            let pending = match (&route, trust) {
+                (None, Trust::Given) => self.clients.given.request(request),
+                (None, Trust::Discovered) => self.clients.discovered.request(request),
+                (Some(r), Trust::Given) => r.given.request(request),
+                (Some(r), Trust::Discovered) => r.discovered.request(request),
+            };
+            if let Some(route) = &route {
+                route.stats.requested();
+            }
+            let failure = match self.idle(pending, "response headers").await? {
+                Ok(response) => match absolute {
+                    Some(route)
+                        if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED =>
+                    {
+                        let what = "answered 407 Proxy Authentication Required (credentials missing or refused)";
+                        let failed = proxy::ProxyFailure::counted(
+                            &route.proxy,
+                            &route.stats,
+                            what.into(),
+                            true,
+                        );
+                        Failure::new(ErrorKind::Proxy, failed.to_string())
+                    }
+                    _ => return Ok(response),
+                },
+                Err(e) => classify::classify(&e),
+            };
+            tries += 1;
+            if failure.kind != ErrorKind::Proxy || tries >= self.clients.routes.len() {
+                return Err(failure);
+            }
+            let next = self.clients.routes.pick(current);
+            let moved = match (&route, &next) {
+                (Some(r), proxy::Pick::Via(n)) => !Arc::ptr_eq(r, n),
+                _ => false,
+            };
+            if !moved {
+                return Err(failure);
+            }
+            tracing::debug!(
+                "{}; trying {} through another proxy",
+                failure.message,
+                redact(current)
+            );
         }
     }
 

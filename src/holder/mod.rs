@@ -31,7 +31,8 @@ pub use wire::{Greeting, Reply, Request, SyncOutcome, SyncRequest};
 
 /// A command line as shown to other processes: the program's name, then each argument
 /// with what may be a secret hidden: URL userinfo (`urls::redact_text`, which covers
-/// MySQL URLs' passwords whatever they hold) and `--header` values.
+/// MySQL URLs' passwords whatever they hold, and `--proxy` values, with or without a
+/// scheme) and `--header` values.
 pub fn shown_command_line(args: impl IntoIterator<Item = OsString>) -> String {
     let mut shown = Vec::new();
     let mut header_next = false;
@@ -84,6 +85,11 @@ mod tests {
             "Authorization: Bearer hunter2",
             "--header=Cookie: id=hunter2",
             "--from-mysql=mysql://u:a@hunter2@h/d",
+            "--proxy",
+            "http://al:hunter2@proxy:3128",
+            "--proxy=socks5h://al:hunter2@proxy:1080",
+            "--proxy",
+            "al:hunter2@proxy:3128",
         ]
         .map(OsString::from);
         let shown = shown_command_line(args);
@@ -91,7 +97,8 @@ mod tests {
         assert_eq!(
             shown,
             "webspool crawl --urls list.txt --sync mysql://***@db:3306/crawl --header \
-             'Authorization: ***' '--header=Cookie: ***' --from-mysql=mysql://***@h/d"
+             'Authorization: ***' '--header=Cookie: ***' --from-mysql=mysql://***@h/d \
+             --proxy http://***@proxy:3128 --proxy=socks5h://***@proxy:1080 --proxy ***@proxy:3128"
         );
         for password in crate::urls::TRICKY_PASSWORDS {
             let args = ["webspool", "sync", "--mysql"].map(OsString::from);

@@ -143,10 +143,13 @@ pub enum ErrorKind {
     Blocked,
     /// Disallowed by the host's robots.txt, or robots.txt kept answering 5xx.
     Robots,
+    /// The proxy (`--proxy`, or the environment's) could not be reached, refused the
+    /// connection or the tunnel, or asked for credentials (407, SOCKS5 authentication).
+    Proxy,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Dns,
         ErrorKind::Connect,
         ErrorKind::Tls,
@@ -156,6 +159,7 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::Blocked,
         ErrorKind::Robots,
+        ErrorKind::Proxy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +173,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Robots => "robots",
+            ErrorKind::Proxy => "proxy",
         }
     }
 }
@@ -544,6 +549,7 @@ mod tests {
             );
         }
         assert_eq!(ErrorKind::ALL[7].as_str(), "blocked");
+        assert_eq!(ErrorKind::ALL[9].as_str(), "proxy");
     }
 
     /// An annotation stored before parser version 3 reads with its fields as lists,

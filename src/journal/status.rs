@@ -52,6 +52,10 @@ pub struct Status {
     pub errors: BTreeMap<String, u64>,
     /// The last sync that committed, if any.
     pub last_sync: Option<LastSync>,
+    /// What each proxy carried (`--proxy`, or the environment's): filled by the
+    /// `status` command, not by [`Journal::status`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<super::ProxyCount>,
 }
 
 /// The kept rules as `status` names them: the file and the hash (16 hex digits, the
@@ -112,6 +116,7 @@ impl Journal {
         let mut status = self.status()?;
         status.due = Some(self.due_count(now_ms)?);
         status.rules = self.stored_rules()?.as_ref().map(Into::into);
+        status.proxies = self.proxy_counts()?;
         Ok(status)
     }
 

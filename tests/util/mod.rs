@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod http_proxy;
 pub mod mysql;
 pub mod proxy;
 pub mod raw;
 pub mod server;
+pub mod socks;
 pub mod tmpfs;
 
 use std::path::PathBuf;

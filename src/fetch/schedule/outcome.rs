@@ -37,7 +37,8 @@ pub(super) enum Verdict {
     Busy { retry_after: Option<Duration> },
     /// No response at all (DNS, connect, TLS, timeout, protocol): maybe down.
     Silent { kind: ErrorKind, message: String },
-    /// Says nothing about the host (too large, too many redirects, blocked).
+    /// Says nothing about the host (too large, too many redirects, blocked, a proxy
+    /// failure: the proxy is rested instead, see `fetch::proxy`).
     Neutral,
 }
 
@@ -60,7 +61,8 @@ impl Verdict {
                 ErrorKind::TooLarge
                 | ErrorKind::TooManyRedirects
                 | ErrorKind::Blocked
-                | ErrorKind::Robots => Verdict::Neutral,
+                | ErrorKind::Robots
+                | ErrorKind::Proxy => Verdict::Neutral,
             },
         }
     }
