@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use super::guard::{Guarded, Resolver};
-use super::proxy::{Matcher, Proxy, ProxyChoice, Route, Routes, ViaProxy};
+use super::proxy::{EnvRoutes, Matcher, Proxy, ProxyChoice, Route, Routes, ViaProxy};
 use super::{FetchConfig, FetchError};
 
 type Connector = HttpsConnector<Guarded<HttpConnector<Resolver>>>;
@@ -57,11 +57,11 @@ pub(crate) fn build(config: &FetchConfig) -> Result<Clients, FetchError> {
         ),
         ProxyChoice::Env => {
             let config = config.clone();
-            Routes::Env {
+            Routes::Env(Box::new(EnvRoutes {
                 matcher: Matcher::from_env(),
                 slots: Default::default(),
                 make: Box::new(move |proxy| route(&config, &tls, proxy)),
-            }
+            }))
         }
     };
     Ok(Clients {

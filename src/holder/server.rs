@@ -183,7 +183,7 @@ async fn run(
     match request {
         Request::Status => {
             let journal = holder.journal.clone();
-            blocking(move || Ok(Reply::Status(journal.full_status(now_ms())?))).await
+            blocking(move || Ok(Reply::Status(Box::new(journal.full_status(now_ms())?)))).await
         }
         Request::Verify => {
             let journal = holder.journal.clone();

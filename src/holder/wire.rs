@@ -81,7 +81,8 @@ pub enum Reply {
     Progress(u64),
     /// A problem `verify` found.
     Problem(Problem),
-    Status(Status),
+    /// Boxed: by far the largest reply.
+    Status(Box<Status>),
     Verified(VerifyReport),
     Synced(SyncOutcome),
     Shown(Box<PageView>),

@@ -20,11 +20,15 @@ pub struct ProxyOptions {
     pub upstream: Option<SocketAddr>,
 }
 
+/// Each request's line (`CONNECT host:port`, `GET http://...`) and its
+/// `Proxy-Authorization`.
+type Log = Mutex<Vec<(String, Option<String>)>>;
+
 pub struct HttpProxy {
     pub addr: SocketAddr,
     /// What each request asked for: `CONNECT host:port` or `GET http://...`, and the
     /// `Proxy-Authorization` it carried.
-    log: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    log: Arc<Log>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -75,11 +79,7 @@ impl Drop for HttpProxy {
     }
 }
 
-async fn serve(
-    mut client: TcpStream,
-    options: &ProxyOptions,
-    log: &Mutex<Vec<(String, Option<String>)>>,
-) -> std::io::Result<()> {
+async fn serve(mut client: TcpStream, options: &ProxyOptions, log: &Log) -> std::io::Result<()> {
     let head = read_head(&mut client).await?;
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");

@@ -23,7 +23,7 @@ use http::HeaderValue;
 use hyper_util::client::proxy::matcher::Intercept;
 
 pub(crate) use connect::{ProxyFailure, ViaProxy};
-pub(crate) use pool::{Pick, Route, Routes};
+pub(crate) use pool::{EnvRoutes, Pick, Route, Routes};
 
 pub use hyper_util::client::proxy::matcher::Matcher;
 

@@ -95,13 +95,15 @@ pub(crate) type MakeRoute = Box<dyn Fn(Proxy) -> Route + Send + Sync>;
 pub(crate) enum Routes {
     Direct,
     Pool(Vec<Arc<Route>>),
-    /// hyper-util's matcher over the environment; the proxy for `http://` and the one
-    /// for `https://` URLs, built on first use (the same route when they are the same).
-    Env {
-        matcher: Matcher,
-        slots: [OnceLock<Option<Arc<Route>>>; 2],
-        make: MakeRoute,
-    },
+    Env(Box<EnvRoutes>),
+}
+
+/// hyper-util's matcher over the environment; the proxy for `http://` and the one for
+/// `https://` URLs, built on first use (the same route when they are the same).
+pub(crate) struct EnvRoutes {
+    pub(crate) matcher: Matcher,
+    pub(crate) slots: [OnceLock<Option<Arc<Route>>>; 2],
+    pub(crate) make: MakeRoute,
 }
 
 impl Routes {
@@ -127,11 +129,12 @@ impl Routes {
                     },
                 }
             }
-            Routes::Env {
-                matcher,
-                slots,
-                make,
-            } => {
+            Routes::Env(env) => {
+                let EnvRoutes {
+                    matcher,
+                    slots,
+                    make,
+                } = &**env;
                 let Ok(uri) = http::Uri::try_from(url.as_str()) else {
                     return Pick::Direct;
                 };
@@ -166,7 +169,7 @@ impl Routes {
         match self {
             Routes::Direct => 0,
             Routes::Pool(routes) => routes.len(),
-            Routes::Env { .. } => 1,
+            Routes::Env(_) => 1,
         }
     }
 
@@ -175,9 +178,9 @@ impl Routes {
         let routes: Vec<Arc<Route>> = match self {
             Routes::Direct => Vec::new(),
             Routes::Pool(routes) => routes.clone(),
-            Routes::Env { slots, .. } => {
+            Routes::Env(env) => {
                 let mut used: Vec<Arc<Route>> = Vec::new();
-                for route in slots.iter().filter_map(|s| s.get().cloned().flatten()) {
+                for route in env.slots.iter().filter_map(|s| s.get().cloned().flatten()) {
                     if !used.iter().any(|r| Arc::ptr_eq(r, &route)) {
                         used.push(route);
                     }
